@@ -1,0 +1,37 @@
+# Two commands from a fresh clone:
+#   make app    install everything, prepare the demo database and model, start the dashboard
+#   make test   install everything (Chromium included) and run the tests
+# Both create .venv/ on first use and reinstall only when the requirements change.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8501
+
+.PHONY: app test bench lint
+
+app: $(VENV)/.runtime
+	$(BIN)/python -m gender setup
+	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
+
+test: $(VENV)/.dev chromium
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not available here).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)

@@ -1,0 +1,5 @@
+import sys
+
+from gender.cli import main
+
+sys.exit(main())

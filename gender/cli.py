@@ -1,0 +1,204 @@
+"""`python -m gender ...`: the package from a terminal.
+
+Answers go to stdout (JSON or a CSV file), progress and errors to stderr; an error is one line
+and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from gender import db, ingest, predict, synth
+from gender.config import CTU_URL, load_settings
+from gender.errors import GenderError
+
+DEMO_SESSIONS = 20_000  # the default demo: quick to create and train on, big enough to explore
+
+
+class StderrProgress:
+    """Progress lines on stderr, at most one a second (and the last one always)."""
+
+    def __init__(self):
+        self.last = 0.0
+
+    def __call__(self, fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if fraction >= 1.0 or now - self.last >= 1.0:
+            self.last = now
+            print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+
+
+def _engine(args):
+    settings = load_settings(db=args.db)
+    return settings, db.connect(settings.db_url)
+
+
+def cmd_import_pakdd(args) -> None:
+    settings, engine = _engine(args)
+    print(f"importing {args.data} into {settings.db_label}", file=sys.stderr)
+    report = ingest.import_pakdd(engine, args.data, args.labels, StderrProgress())
+    print(report, file=sys.stderr)
+
+
+def cmd_import_db(args) -> None:
+    settings, engine = _engine(args)
+    print(f"copying {db.redact(args.source)} into {settings.db_label}", file=sys.stderr)
+    report = ingest.import_db(engine, args.source, StderrProgress())
+    print(report, file=sys.stderr)
+
+
+def cmd_demo(args) -> None:
+    settings, engine = _engine(args)
+    print(f"writing {args.sessions:,} synthetic sessions (seed {args.seed}) into {settings.db_label}", file=sys.stderr)
+    report = synth.create_demo(engine, args.sessions, args.seed, args.unknown_share, StderrProgress())
+    print(report, file=sys.stderr)
+
+
+def cmd_train(args) -> None:
+    from gender.train import train  # sklearn and lightgbm load only when needed
+
+    settings = load_settings(db=args.db, model_dir=args.model_dir)
+    engine = db.connect(settings.db_url)
+    db.check_schema(engine)
+    print(f"training on {settings.db_label} into {settings.model_dir}", file=sys.stderr)
+    metadata = train(engine, settings.model_dir, StderrProgress())
+    for name, result in metadata["candidates"].items():
+        chosen = "  <- chosen" if name == metadata["chosen"] else ""
+        print(f"{name:>10}: ROC-AUC {result['auc_mean']:.4f} ± {result['auc_std']:.4f}{chosen}", file=sys.stderr)
+    treatment = metadata["slots"]["treatment"]
+    print(
+        f"threshold {treatment['threshold']:.3f}: balanced accuracy "
+        f"{treatment['confusion']['balanced_accuracy']:.3f} (out of fold); {metadata['seconds']} s",
+        file=sys.stderr,
+    )
+
+
+def cmd_setup(args) -> None:
+    """What the dashboard needs on first run: demo data in the embedded database, a model."""
+    from gender.artifact import load_metadata
+    from gender.errors import ModelUnavailable
+    from gender.train import train
+
+    settings = load_settings(db=args.db, model_dir=args.model_dir)
+    engine = db.connect(settings.db_url)
+    if settings.is_embedded_demo:
+        db.create_schema(engine)
+        if not db.table_counts(engine)["sessions"]:
+            print(f"first run: writing {DEMO_SESSIONS:,} demo sessions into {settings.db_label}", file=sys.stderr)
+            synth.create_demo(engine, DEMO_SESSIONS, progress=StderrProgress())
+    db.check_schema(engine)
+    try:
+        load_metadata(settings.model_dir)
+        print(f"model ready in {settings.model_dir}", file=sys.stderr)
+    except ModelUnavailable as missing:
+        print(f"{missing}; training now", file=sys.stderr)
+        train(engine, settings.model_dir, StderrProgress())
+
+
+def cmd_predict(args) -> None:
+    settings = load_settings(db=args.db, model_dir=args.model_dir)
+    engine = db.connect(settings.db_url)
+    db.check_schema(engine)
+    model = predict.load_model(settings.model_dir)
+    print(json.dumps(predict.predict(engine, model, args.session_id).as_json()))
+
+
+def cmd_count(args) -> None:
+    settings, engine = _engine(args)
+    db.check_schema(engine)
+    session_id = predict.clean_session_id(args.session_id)
+    category = args.category.strip()
+    count = db.count_category(engine, session_id, category) if session_id and category else 0
+    print(json.dumps({"SESSION_ID": args.session_id.strip(), "CATEGORY": category, "COUNT": count}))
+
+
+def cmd_score(args) -> None:
+    settings = load_settings(db=args.db, model_dir=args.model_dir)
+    model = predict.load_model(settings.model_dir)
+    if args.pakdd:
+        frame = predict.pakdd_frame(args.pakdd, StderrProgress())
+    else:
+        engine = db.connect(settings.db_url)
+        db.check_schema(engine)
+        frame = predict.unlabelled_frame(engine)
+    scores = predict.score(model, frame)
+    out = Path(args.out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        scores.to_csv(tmp, index=False)
+        tmp.replace(out)  # a reader never sees half a file
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise GenderError(f"cannot write {out}: {exc.strerror}") from None
+    print(f"scored {len(scores):,} sessions with {model.model_id} into {out}", file=sys.stderr)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="python -m gender",
+        description="Predict a web visitor's gender from one session of e-commerce logs (CTU FTP database).",
+    )
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    db_help = "SQLAlchemy URL of the FTP database (default: GENDER_DB_URL, .streamlit/secrets.toml, data/gender.db)"
+    dir_help = "folder of the trained models (default: GENDER_MODEL_DIR, .streamlit/secrets.toml, models/)"
+
+    def command(name, function, help_text):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--db", metavar="URL", help=db_help)
+        sub.set_defaults(function=function)
+        return sub
+
+    sub = command("import-pakdd", cmd_import_pakdd, "import a PAKDD'15 CSV file into the FTP tables")
+    sub.add_argument("data", type=Path, help="session_id,start_time,end_time,A/B/C/D/;... lines")
+    sub.add_argument("--labels", type=Path, help="male/female, one a line, aligned with DATA")
+
+    sub = command("import-db", cmd_import_db, "copy session and product from another FTP database")
+    sub.add_argument("source", metavar="SOURCE_URL", help=f"e.g. the public CTU server {db.redact(CTU_URL)}")
+
+    sub = command("demo", cmd_demo, "write a synthetic FTP-like database")
+    sub.add_argument(
+        "--sessions", type=int, default=DEMO_SESSIONS, help=f"number of sessions (default {DEMO_SESSIONS})"
+    )
+    sub.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sub.add_argument("--unknown-share", type=float, default=0.3, help="share with unknown gender (default 0.3)")
+
+    sub = command("train", cmd_train, "compare candidate models by 5-fold CV ROC-AUC, save the best")
+    sub.add_argument("--model-dir", type=Path, help=dir_help)
+
+    sub = command("setup", cmd_setup, "first run: demo data in the embedded database if empty, a model if missing")
+    sub.add_argument("--model-dir", type=Path, help=dir_help)
+
+    sub = command("predict", cmd_predict, "predict one session's gender (JSON)")
+    sub.add_argument("session_id", metavar="SESSION_ID")
+    sub.add_argument("--model-dir", type=Path, help=dir_help)
+
+    sub = command("count", cmd_count, "count a session's views in a category of any level (JSON)")
+    sub.add_argument("session_id", metavar="SESSION_ID")
+    sub.add_argument("category", metavar="CATEGORY")
+
+    sub = command("score", cmd_score, "score many sessions into a CSV file: session_id,p_male,prediction")
+    source = sub.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pakdd", type=Path, metavar="DATA.csv", help="a PAKDD-format file (no database needed)")
+    source.add_argument("--unlabelled", action="store_true", help="every session of the database with unknown gender")
+    sub.add_argument("--out", required=True, metavar="OUT.csv")
+    sub.add_argument("--model-dir", type=Path, help=dir_help)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "sessions", 1) < 1:
+        parser().error("--sessions must be at least 1")
+    try:
+        args.function(args)
+    except GenderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,82 @@
+"""Where the data and the models are: one settings object, read without side effects.
+
+The database URL comes from, in order: an explicit value (``--db``), the environment
+(``GENDER_DB_URL``), ``.streamlit/secrets.toml`` (``[gender] db_url``), else the embedded
+SQLite file under ``data/``. The model folder follows the same order (``--model-dir``,
+``GENDER_MODEL_DIR``, ``[gender] model_dir``, ``models/``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from gender.errors import GenderError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DB_PATH = PROJECT_ROOT / "data" / "gender.db"
+DEFAULT_DB_URL = f"sqlite:///{DEFAULT_DB_PATH}"  # the embedded demo database
+DEFAULT_MODEL_DIR = PROJECT_ROOT / "models"
+SECRETS_FILE = PROJECT_ROOT / ".streamlit" / "secrets.toml"
+
+# The public CTU relational repository's copy of the FTP database (read-only guest account).
+CTU_URL = "mysql+pymysql://guest:ctu-relational@relational.fel.cvut.cz:3306/ftp"
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: URL
+    model_dir: Path
+
+    @property
+    def is_embedded_demo(self) -> bool:
+        return self.db_url == parse_url(DEFAULT_DB_URL)
+
+    @property
+    def db_label(self) -> str:
+        """The database URL fit to print: the password hidden."""
+        return redact(self.db_url)
+
+
+def parse_url(text: str | URL) -> URL:
+    """A SQLAlchemy URL from text, with an error that never echoes the text (it may hold a password)."""
+    if isinstance(text, URL):
+        return text
+    try:
+        return make_url(text.strip())
+    except (ArgumentError, ValueError):
+        raise GenderError(
+            "not a database URL; expected e.g. sqlite:///data/ftp.db or mysql+pymysql://user:password@host:3306/ftp"
+        ) from None
+
+
+def redact(url: str | URL) -> str:
+    """The URL with its password replaced by ***."""
+    return parse_url(url).render_as_string(hide_password=True)
+
+
+def _secrets(path: Path = SECRETS_FILE) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f).get("gender", {})
+    except (tomllib.TOMLDecodeError, OSError) as exc:
+        raise GenderError(f"cannot read {path}: {exc}") from None
+
+
+def load_settings(db: str | URL | None = None, model_dir: str | Path | None = None) -> Settings:
+    """Resolve the settings; explicit arguments win over the environment, then secrets, then defaults."""
+    secrets = _secrets()
+    db = db or os.environ.get("GENDER_DB_URL") or secrets.get("db_url") or DEFAULT_DB_URL
+    given_dir = model_dir or os.environ.get("GENDER_MODEL_DIR")
+    if given_dir:  # a path typed by the user is relative to where they are
+        model_dir = Path(given_dir).expanduser().resolve()
+    else:  # the secrets file and the default are relative to the project
+        model_dir = PROJECT_ROOT / secrets.get("model_dir", DEFAULT_MODEL_DIR)
+    return Settings(db_url=parse_url(db), model_dir=model_dir)

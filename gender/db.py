@@ -1,0 +1,252 @@
+"""The FTP database: its schema, the engine, and every query the project runs.
+
+The schema is the CTU "ftp" database's, with the identifier columns wider than its char(6)
+so that synthetic databases of a million sessions fit. Every query here uses bound
+parameters; column names chosen by users are looked up in a fixed table, never spliced in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    create_engine,
+    event,
+    extract,
+    func,
+    inspect,
+    or_,
+    select,
+)
+from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
+
+from gender.config import parse_url, redact
+from gender.errors import DatabaseUnavailable
+
+SESSION_ID = String(32)  # CTU uses char(6) ("u10003"); a million synthetic sessions need more
+CATEGORY = String(16)
+LEVELS = ("a", "b", "c", "d")  # category_a is the top of the hierarchy, category_d the product
+GENDERS = ("female", "male")
+
+metadata = MetaData()
+
+session = Table(
+    "session",
+    metadata,
+    Column("session_id", SESSION_ID, primary_key=True),
+    Column("start_time", DateTime, nullable=False),
+    Column("end_time", DateTime, nullable=False),
+    Column("gender", String(6), nullable=True),  # NULL: unknown
+)
+
+product = Table(
+    "product",
+    metadata,
+    Column("session_id", SESSION_ID, ForeignKey("session.session_id"), primary_key=True),
+    Column("sequence_order", Integer, primary_key=True, autoincrement=False),
+    *(Column(f"category_{level}", CATEGORY, nullable=False) for level in LEVELS),
+    Index("ix_product_session_id", "session_id"),
+)
+
+CATEGORY_COLUMNS = {level: product.c[f"category_{level}"] for level in LEVELS}
+CATEGORY_NAMES = [column.name for column in CATEGORY_COLUMNS.values()]
+
+
+# -- engine -------------------------------------------------------------------------------------
+
+
+def connect(url) -> Engine:
+    """An engine for any SQLAlchemy URL, tuned so a dead server fails in seconds, not minutes."""
+    url = parse_url(url)
+    kwargs: dict = {"pool_pre_ping": True}
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 15}
+    elif url.get_backend_name() in ("mysql", "mariadb"):
+        kwargs["pool_recycle"] = 1800
+        kwargs["connect_args"] = {"connect_timeout": 5, "read_timeout": 60, "write_timeout": 60}
+        if url.get_driver_name() == "pymysql":
+            kwargs["connect_args"]["charset"] = "utf8mb4"
+    try:
+        engine = create_engine(url, **kwargs)
+    except (NoSuchModuleError, ModuleNotFoundError, ImportError) as exc:
+        raise DatabaseUnavailable(f"no driver for {redact(url)}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers (the app) keep reading during an import
+    cursor.close()
+
+
+@contextlib.contextmanager
+def reporting(engine: Engine) -> Iterator[None]:
+    """Turn driver errors into one readable line that names the database, password hidden."""
+    try:
+        yield
+    except DBAPIError as exc:
+        reason = exc.orig.args[-1] if exc.orig is not None and exc.orig.args else type(exc).__name__
+        raise DatabaseUnavailable(f"database {redact(engine.url)} failed: {reason}") from None
+    except SQLAlchemyError as exc:
+        raise DatabaseUnavailable(f"database {redact(engine.url)} failed: {type(exc).__name__}") from None
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the FTP tables (and the project's own) where missing."""
+    with reporting(engine):
+        metadata.create_all(engine)
+
+
+def check_schema(engine: Engine) -> None:
+    """Fail clearly unless the database is reachable and holds the FTP tables."""
+    with reporting(engine):
+        names = set(inspect(engine).get_table_names())
+    missing = {"session", "product"} - names
+    if missing:
+        raise DatabaseUnavailable(
+            f"database {redact(engine.url)} has no FTP tables ({', '.join(sorted(missing))}): "
+            "load data with `python -m gender demo` or `python -m gender import-pakdd`"
+        )
+
+
+# -- one session -------------------------------------------------------------------------------
+
+
+def get_session(engine: Engine, session_id: str) -> dict | None:
+    """The session row (start_time, end_time, gender), or None when there is none."""
+    query = select(session).where(session.c.session_id == session_id)
+    with reporting(engine), engine.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    return dict(row) if row else None
+
+
+def get_views(engine: Engine, session_id: str) -> pd.DataFrame:
+    """The session's product views in order: sequence_order, category_a..category_d."""
+    query = (
+        select(product.c.sequence_order, *CATEGORY_COLUMNS.values())
+        .where(product.c.session_id == session_id)
+        .order_by(product.c.sequence_order)
+    )
+    with reporting(engine), engine.connect() as conn:
+        return pd.DataFrame(conn.execute(query).all(), columns=["sequence_order", *CATEGORY_NAMES])
+
+
+def count_category(engine: Engine, session_id: str, category: str) -> int:
+    """How many of the session's views have `category` at any level (the original's /count).
+
+    The session's views are found through the primary key, so the cost follows the session,
+    not the table.
+    """
+    matches = or_(*(column == category for column in CATEGORY_COLUMNS.values()))
+    query = select(func.count()).select_from(product).where(and_(product.c.session_id == session_id, matches))
+    with reporting(engine), engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+# -- many sessions -----------------------------------------------------------------------------
+
+SESSION_FILTERS = {
+    "labelled": session.c.gender.is_not(None),
+    "unlabelled": session.c.gender.is_(None),
+    "all": True,
+}
+
+
+def read_sessions(engine: Engine, which: str = "labelled") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All sessions of a kind (labelled, unlabelled, all) and their views, as two frames."""
+    where = SESSION_FILTERS[which]
+    sessions_query = select(session).where(where).order_by(session.c.session_id)
+    views_query = (
+        select(product)
+        .join(session, session.c.session_id == product.c.session_id)
+        .where(where)
+        .order_by(product.c.session_id, product.c.sequence_order)
+    )
+    with reporting(engine), engine.connect() as conn:
+        sessions = pd.read_sql(sessions_query, conn, parse_dates=["start_time", "end_time"])
+        views = pd.read_sql(views_query, conn)
+    return sessions, views
+
+
+def table_counts(engine: Engine) -> dict:
+    """Sessions (labelled, unknown gender) and views in the database."""
+    query = select(
+        func.count().label("sessions"),
+        func.count(session.c.gender).label("labelled"),
+        func.sum(func.coalesce((session.c.gender == "male").cast(Integer), 0)).label("male"),
+    )
+    with reporting(engine), engine.connect() as conn:
+        row = conn.execute(query).mappings().one()
+        views = conn.execute(select(func.count()).select_from(product)).scalar_one()
+    counts = {key: int(value or 0) for key, value in row.items()}
+    counts["unknown"] = counts["sessions"] - counts["labelled"]
+    counts["views"] = int(views)
+    return counts
+
+
+def random_session_id(engine: Engine, labelled: bool, rng: random.Random | None = None) -> str | None:
+    """A session id drawn uniformly among labelled (or unknown-gender) sessions; None if there are none."""
+    where = SESSION_FILTERS["labelled" if labelled else "unlabelled"]
+    with reporting(engine), engine.connect() as conn:
+        n = conn.execute(select(func.count()).select_from(session).where(where)).scalar_one()
+        if not n:
+            return None
+        offset = (rng or random).randrange(n)
+        query = select(session.c.session_id).where(where).order_by(session.c.session_id).limit(1).offset(offset)
+        return conn.execute(query).scalar_one()
+
+
+# -- the population ----------------------------------------------------------------------------
+
+
+def category_gender_counts(engine: Engine, level: str) -> pd.DataFrame:
+    """Views per category at one level and gender (NULL gender as 'unknown'): category, gender, views."""
+    column = CATEGORY_COLUMNS[level]
+    gender = func.coalesce(session.c.gender, "unknown").label("gender")
+    query = (
+        select(column.label("category"), gender, func.count().label("views"))
+        .select_from(product.join(session, session.c.session_id == product.c.session_id))
+        .group_by(column, gender)
+    )
+    with reporting(engine), engine.connect() as conn:
+        return pd.DataFrame(conn.execute(query).all(), columns=["category", "gender", "views"])
+
+
+def category_tree_counts(engine: Engine) -> pd.DataFrame:
+    """Views per branch of the hierarchy down to level C: category_a, category_b, category_c, views."""
+    columns = [CATEGORY_COLUMNS[level] for level in "abc"]
+    query = select(*columns, func.count().label("views")).group_by(*columns)
+    with reporting(engine), engine.connect() as conn:
+        return pd.DataFrame(conn.execute(query).all(), columns=["category_a", "category_b", "category_c", "views"])
+
+
+def activity_counts(engine: Engine) -> pd.DataFrame:
+    """Sessions per start date, start hour and gender: date, hour, gender, sessions."""
+    day = func.date(session.c.start_time).label("date")
+    hour = extract("hour", session.c.start_time).label("hour")
+    gender = func.coalesce(session.c.gender, "unknown").label("gender")
+    query = select(day, hour, gender, func.count().label("sessions")).group_by(day, hour, gender)
+    with reporting(engine), engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).all(), columns=["date", "hour", "gender", "sessions"])
+    frame["date"] = pd.to_datetime(frame["date"])
+    frame["hour"] = frame["hour"].astype(int)
+    return frame

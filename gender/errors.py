@@ -1,0 +1,25 @@
+"""The errors a user can cause or meet, each with a message fit to show as it is.
+
+Everything the CLI and the pages show comes from these: anything else is a bug.
+"""
+
+
+class GenderError(Exception):
+    """A problem to report to the user in one clear line."""
+
+
+class DatabaseUnavailable(GenderError):
+    """The database cannot be reached, refuses us, or lacks the FTP tables."""
+
+
+class ImportFailed(GenderError):
+    """An import stopped on bad input; nothing was written."""
+
+    def __init__(self, source: str, reason: str, line: int | None = None):
+        where = f"{source}, line {line}" if line is not None else source
+        super().__init__(f"{where}: {reason}")
+        self.source, self.line, self.reason = source, line, reason
+
+
+class ModelUnavailable(GenderError):
+    """No usable model: missing, corrupt, tampered with or built for other features."""

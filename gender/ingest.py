@@ -1,0 +1,264 @@
+"""Getting logs into the FTP tables: PAKDD'15 CSV files and copies of other FTP databases.
+
+Every import is one transaction: the first bad line stops it with the file, the line and the
+reason, and nothing is written. Sessions already in the database are left as they are, so
+importing the same data twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select
+
+from gender import db
+from gender.errors import ImportFailed
+
+CHUNK_SESSIONS = 5_000
+IDENTIFIER = re.compile(r"[A-Za-z0-9_.-]{1,32}")  # session ids; category codes are up to 16 of these
+TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d")  # one end_time in the real logs is a bare date
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class ImportReport:
+    new_sessions: int = 0
+    new_views: int = 0
+    skipped_sessions: int = 0  # already in the database, left unchanged
+
+    def __str__(self) -> str:
+        text = f"imported {self.new_sessions:,} sessions ({self.new_views:,} views)"
+        if self.skipped_sessions:
+            text += f"; {self.skipped_sessions:,} already in the database were left unchanged"
+        return text
+
+
+class Invalid(ValueError):
+    """A reason a record is rejected; the caller adds where it was."""
+
+
+# -- checking one record -----------------------------------------------------------------------
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_session_id(value: object) -> str:
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
+        raise Invalid(f"bad session id {_shown(value)}: expected 1-32 letters, digits, '_', '.' or '-'")
+    return value
+
+
+def parse_time(value: object, name: str) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    for fmt in TIME_FORMATS:
+        try:
+            return datetime.strptime(str(value), fmt)
+        except ValueError:
+            pass
+    raise Invalid(f"bad {name} {_shown(value)}: expected YYYY-MM-DD HH:MM:SS")
+
+
+def check_gender(value: object) -> str | None:
+    if value is None or value in db.GENDERS:
+        return value
+    raise Invalid(f"bad gender {_shown(value)}: expected male, female or unknown")
+
+
+def check_session(session_id, start_time, end_time, gender) -> dict:
+    """A valid session row, or Invalid saying what is wrong with it."""
+    row = {
+        "session_id": check_session_id(session_id),
+        "start_time": parse_time(start_time, "start_time"),
+        "end_time": parse_time(end_time, "end_time"),
+        "gender": check_gender(gender),
+    }
+    if row["end_time"] < row["start_time"]:
+        raise Invalid(f"end_time {row['end_time']} is before start_time {row['start_time']}")
+    return row
+
+
+def check_path(codes: list) -> tuple[str, ...]:
+    """Four category codes A→B→C→D, or Invalid."""
+    if len(codes) != len(db.LEVELS):
+        raise Invalid(f"category path {_shown('/'.join(map(str, codes)))} has {len(codes)} levels, expected 4")
+    for code in codes:
+        if not isinstance(code, str) or not IDENTIFIER.fullmatch(code) or len(code) > 16:
+            raise Invalid(f"bad category code {_shown(code)}")
+    return tuple(codes)
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+def _existing_ids(conn: Connection, ids: list[str]) -> set[str]:
+    query = select(db.session.c.session_id).where(db.session.c.session_id.in_(bindparam("ids", expanding=True)))
+    return set(conn.execute(query, {"ids": ids}).scalars())
+
+
+def write_chunk(conn: Connection, sessions: list[dict], views: list[dict], report: ImportReport) -> None:
+    """Insert the sessions (and their views) that are not in the database yet."""
+    if not sessions:
+        return
+    existing = _existing_ids(conn, [row["session_id"] for row in sessions])
+    if existing:
+        sessions = [row for row in sessions if row["session_id"] not in existing]
+        views = [row for row in views if row["session_id"] not in existing]
+    if sessions:
+        conn.execute(insert(db.session), sessions)
+    if views:
+        conn.execute(insert(db.product), views)
+    report.skipped_sessions += len(existing)
+    report.new_sessions += len(sessions)
+    report.new_views += len(views)
+
+
+def write_all(engine: Engine, chunks: Iterable[tuple[list[dict], list[dict]]]) -> ImportReport:
+    """Write (sessions, views) chunks in one transaction: all of them, or on any error none."""
+    db.create_schema(engine)
+    report = ImportReport()
+    with db.reporting(engine), engine.begin() as conn:
+        for sessions, views in chunks:
+            write_chunk(conn, sessions, views, report)
+    return report
+
+
+def view_rows(session_id: str, paths: Iterable[tuple[str, ...]]) -> list[dict]:
+    return [
+        {"session_id": session_id, "sequence_order": order, **dict(zip(db.CATEGORY_NAMES, path))}
+        for order, path in enumerate(paths, start=1)
+    ]
+
+
+# -- PAKDD'15 CSV ------------------------------------------------------------------------------
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str, int]]:
+    """(line number, text, bytes read so far) for each line of a UTF-8 text file."""
+    done = 0
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise ImportFailed(str(path), f"cannot read: {exc.strerror}") from None
+    with f:
+        for number, raw in enumerate(f, start=1):
+            done += len(raw)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ImportFailed(path.name, f"not UTF-8 text (byte {exc.start + 1})", number) from None
+            yield number, text.rstrip("\r\n"), done
+
+
+def parse_pakdd_line(text: str, gender: str | None) -> tuple[dict, list[tuple[str, ...]]]:
+    """One line `session_id,start_time,end_time,A/B/C/D/;...` as a session row and its paths."""
+    if "\x00" in text:
+        raise Invalid("NUL byte in line")
+    fields = text.split(",")
+    if len(fields) != 4:
+        raise Invalid(f"expected 4 fields (session_id,start_time,end_time,products), found {len(fields)}")
+    session_id, start, end, products = (field.strip() for field in fields)
+    row = check_session(session_id, start, end, gender)
+    if not products:
+        raise Invalid("no product views")
+    paths = [check_path(view.strip().rstrip("/").split("/")) for view in products.split(";")]
+    return row, paths
+
+
+def _labels(path: Path) -> Iterator[str | None]:
+    for number, text, _ in _lines(path):
+        label = text.strip()
+        if label not in db.GENDERS:
+            raise ImportFailed(path.name, f"bad label {_shown(label)}: expected male or female", number)
+        yield label
+    while True:  # running out of labels is reported against the data line that lacks one
+        yield "missing"
+
+
+def pakdd_chunks(data: Path, labels: Path | None = None, progress: Progress | None = None):
+    """Check a PAKDD file (and its labels) line by line, yielding (sessions, views) chunks."""
+    for path in filter(None, (data, labels)):
+        if not path.is_file():
+            raise ImportFailed(str(path), "no such file")
+    total_bytes = max(data.stat().st_size, 1)
+    label_of = _labels(labels) if labels else None
+    seen: dict[str, int] = {}
+    sessions: list[dict] = []
+    views: list[dict] = []
+    for number, text, done in _lines(data):
+        gender = next(label_of) if label_of else None
+        try:
+            if gender == "missing":
+                raise Invalid(f"no label for this line in {labels.name}")
+            row, paths = parse_pakdd_line(text, gender)
+            first = seen.setdefault(row["session_id"], number)
+            if first != number:
+                raise Invalid(f"duplicate session id {row['session_id']} (first on line {first})")
+        except Invalid as exc:
+            raise ImportFailed(data.name, str(exc), number) from None
+        sessions.append(row)
+        views.extend(view_rows(row["session_id"], paths))
+        if len(sessions) == CHUNK_SESSIONS:
+            yield sessions, views
+            sessions, views = [], []
+            if progress:
+                progress(done / total_bytes, f"{data.name}: {len(seen):,} sessions read")
+    if not seen:
+        raise ImportFailed(data.name, "no sessions in file")
+    if label_of and next(label_of) != "missing":
+        raise ImportFailed(labels.name, f"more labels than the {len(seen):,} lines of {data.name}")
+    yield sessions, views
+
+
+def import_pakdd(
+    engine: Engine, data: str | Path, labels: str | Path | None = None, progress: Progress | None = None
+) -> ImportReport:
+    """Import a PAKDD'15 data file (and its aligned labels file) into the FTP tables."""
+    chunks = pakdd_chunks(Path(data), Path(labels) if labels else None, progress)
+    return write_all(engine, chunks)
+
+
+# -- another FTP database ----------------------------------------------------------------------
+
+
+def _source_chunks(source: Engine, progress: Progress | None):
+    label = db.redact(source.url)
+    views_of = select(db.product).where(db.product.c.session_id.in_(bindparam("ids", expanding=True)))
+    with db.reporting(source), source.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(db.session)).scalar_one() or 1
+        stream = conn.execution_options(yield_per=CHUNK_SESSIONS).execute(select(db.session))
+        done = 0
+        for partition in stream.partitions():
+            sessions, views = [], []
+            for source_row in partition:
+                try:
+                    sessions.append(check_session(*source_row))
+                except Invalid as exc:
+                    raise ImportFailed(label, f"session {_shown(source_row[0])}: {exc}") from None
+            ids = [row["session_id"] for row in sessions]
+            with source.connect() as views_conn:  # the first connection is busy streaming
+                for view in views_conn.execute(views_of, {"ids": ids}).mappings():
+                    try:
+                        check_path([view[name] for name in db.CATEGORY_NAMES])
+                    except Invalid as exc:
+                        raise ImportFailed(label, f"session {view['session_id']}: {exc}") from None
+                    views.append(dict(view))
+            done += len(sessions)
+            yield sessions, views
+            if progress:
+                progress(done / total, f"{done:,} of {total:,} sessions copied")
+
+
+def import_db(engine: Engine, source_url, progress: Progress | None = None) -> ImportReport:
+    """Copy `session` and `product` from another FTP database (e.g. the public CTU server)."""
+    source = db.connect(source_url)
+    db.check_schema(source)
+    return write_all(engine, _source_chunks(source, progress))

@@ -1,0 +1,241 @@
+"""Plotly figures for the dashboard: each takes plain data and returns a figure, nothing else."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+from gender.explain import Explanation, top_contributions
+from gender.features import WEEKDAY_NAMES
+
+MALE, FEMALE, UNKNOWN = "#2b6cb0", "#d53f8c", "#a0aec0"
+GENDER_COLOURS = {"male": MALE, "female": FEMALE, "unknown": UNKNOWN}
+UP, DOWN = "#2b6cb0", "#d53f8c"  # towards male, towards female
+LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "template": "plotly_white"}
+
+
+def p_male_bar(p_male: float, base_rate: float, threshold: float) -> go.Figure:
+    """P(male) on a 0-1 scale with the base rate and the threshold marked."""
+    figure = go.Figure(
+        go.Indicator(
+            mode="number+gauge",
+            value=p_male,
+            number={"valueformat": ".0%"},
+            gauge={
+                "shape": "bullet",
+                "axis": {"range": [0, 1], "tickformat": ".0%"},
+                "bar": {"color": MALE if p_male >= threshold else FEMALE},
+                "steps": [{"range": [0, base_rate], "color": "#edf2f7"}],
+                "threshold": {"line": {"color": "black", "width": 3}, "value": threshold},
+            },
+        )
+    )
+    figure.add_annotation(
+        x=0,
+        y=1.25,
+        xref="paper",
+        yref="paper",
+        showarrow=False,
+        xanchor="left",
+        text=f"grey band: base rate {base_rate:.0%} · black line: threshold {threshold:.0%}",
+    )
+    return figure.update_layout(height=140, **LAYOUT)
+
+
+def waterfall(explanation: Explanation, top: int = 12) -> go.Figure:
+    """From the base value, the largest contributions one by one, to the model's output."""
+    rows = top_contributions(explanation, top).iloc[::-1]  # plotly draws the first at the bottom
+    units = explanation.units
+    figure = go.Figure(
+        go.Waterfall(
+            orientation="h",
+            base=explanation.base_value,
+            y=["average session", *rows["label"], "this session"],
+            x=[0, *rows["shap"], 0],
+            measure=["absolute", *["relative"] * len(rows), "total"],
+            text=["", *[f"{v:+.2f}" for v in rows["shap"]], f"{explanation.output:.2f}"],
+            textposition="outside",
+            increasing={"marker": {"color": UP}},
+            decreasing={"marker": {"color": DOWN}},
+            totals={"marker": {"color": "#4a5568"}},
+            connector={"line": {"color": "#cbd5e0"}},
+        )
+    )
+    figure.update_yaxes(
+        categoryorder="array", categoryarray=["this session", *rows["label"][::-1], "average session"][::-1]
+    )
+    figure.update_xaxes(title=f"{units} of male (right: towards male, left: towards female)")
+    return figure.update_layout(height=120 + 28 * (len(rows) + 2), showlegend=False, **LAYOUT)
+
+
+def hierarchy_sunburst(rows: pd.DataFrame) -> go.Figure:
+    """The session's category tree: size = how much a branch moved the answer, colour = which way."""
+    limit = float(rows["net"].abs().max() or 1.0)
+    figure = go.Figure(
+        go.Sunburst(
+            ids=rows["id"],
+            labels=rows["label"],
+            parents=rows["parent"],
+            values=rows["weight"],
+            branchvalues="total",
+            marker={
+                "colors": rows["net"],
+                "colorscale": [[0, DOWN], [0.5, "#f7fafc"], [1, UP]],
+                "cmin": -limit,
+                "cmax": limit,
+                "showscale": True,
+                "colorbar": {"title": "towards<br>male"},
+            },
+            customdata=rows[["net", "own"]].to_numpy(),
+            hovertemplate="%{label}<br>net %{customdata[0]:+.3f}<br>own %{customdata[1]:+.3f}<extra></extra>",
+        )
+    )
+    return figure.update_layout(height=460, **LAYOUT)
+
+
+def session_category_bars(counts: pd.DataFrame) -> go.Figure:
+    """Views per category of one session, a panel per level: columns level, category, views."""
+    figure = px.bar(
+        counts,
+        x="views",
+        y="category",
+        facet_col="level",
+        orientation="h",
+        facet_col_spacing=0.06,
+        color_discrete_sequence=["#4a5568"],
+    )
+    figure.update_yaxes(matches=None, showticklabels=True, autorange="reversed", title=None)
+    figure.update_xaxes(dtick=1)
+    return figure.update_layout(height=160 + 22 * counts.groupby("level").size().max(), **LAYOUT)
+
+
+def category_by_gender(shares: pd.DataFrame, top: int) -> go.Figure:
+    """Views per category split by gender, with the male share of the labelled views as a line."""
+    shares = shares.head(top)
+    figure = go.Figure()
+    for gender in ("female", "male", "unknown"):
+        if gender in shares:
+            figure.add_bar(x=shares.index, y=shares[gender], name=gender, marker_color=GENDER_COLOURS[gender])
+    figure.add_scatter(
+        x=shares.index,
+        y=shares["male_share"],
+        name="male share (labelled)",
+        yaxis="y2",
+        mode="lines+markers",
+        line={"color": "black"},
+    )
+    figure.update_layout(
+        barmode="stack",
+        height=420,
+        yaxis={"title": "views"},
+        yaxis2={"title": "male share", "overlaying": "y", "side": "right", "tickformat": ".0%", "range": [0, 1]},
+        legend={"orientation": "h", "y": 1.12},
+        **LAYOUT,
+    )
+    return figure
+
+
+def category_treemap(tree: pd.DataFrame) -> go.Figure:
+    """The catalogue as a treemap: A → B → C, sized by views."""
+    figure = px.treemap(tree, path=[px.Constant("all"), "category_a", "category_b", "category_c"], values="views")
+    return figure.update_layout(height=520, **LAYOUT)
+
+
+def activity_by_hour(activity: pd.DataFrame) -> go.Figure:
+    """Share of each gender's sessions started in each hour of the day."""
+    by_hour = activity.groupby(["gender", "hour"])["sessions"].sum().reset_index()
+    by_hour["share"] = by_hour["sessions"] / by_hour.groupby("gender")["sessions"].transform("sum")
+    figure = px.line(by_hour, x="hour", y="share", color="gender", markers=True, color_discrete_map=GENDER_COLOURS)
+    figure.update_yaxes(tickformat=".0%", title="share of the gender's sessions")
+    return figure.update_layout(height=340, **LAYOUT)
+
+
+def activity_by_weekday(activity: pd.DataFrame) -> go.Figure:
+    frame = activity.assign(weekday=activity["date"].dt.day_of_week)
+    by_day = frame.groupby(["gender", "weekday"])["sessions"].sum().reset_index()
+    by_day["share"] = by_day["sessions"] / by_day.groupby("gender")["sessions"].transform("sum")
+    by_day["weekday"] = [WEEKDAY_NAMES[i][:3] for i in by_day["weekday"]]
+    figure = px.bar(
+        by_day,
+        x="weekday",
+        y="share",
+        color="gender",
+        barmode="group",
+        color_discrete_map=GENDER_COLOURS,
+        category_orders={"weekday": [w[:3] for w in WEEKDAY_NAMES]},
+    )
+    figure.update_yaxes(tickformat=".0%", title="share of the gender's sessions")
+    return figure.update_layout(height=340, **LAYOUT)
+
+
+def sessions_per_day(activity: pd.DataFrame) -> go.Figure:
+    per_day = activity.groupby(["date", "gender"])["sessions"].sum().reset_index()
+    figure = px.area(per_day, x="date", y="sessions", color="gender", color_discrete_map=GENDER_COLOURS)
+    return figure.update_layout(height=340, **LAYOUT)
+
+
+def roc_curves(candidates: dict, chosen: str, threshold: float | None = None) -> go.Figure:
+    """Out-of-fold ROC curve of every candidate, AUC ± std in the legend; the threshold marked."""
+    figure = go.Figure()
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#a0aec0"}, name="chance")
+    for name, result in candidates.items():
+        roc = result["roc"]
+        figure.add_scatter(
+            x=roc["fpr"],
+            y=roc["tpr"],
+            mode="lines",
+            line={"width": 3 if name == chosen else 1.5},
+            name=f"{name}: {result['auc_mean']:.3f} ± {result['auc_std']:.3f}"
+            + (" (chosen)" if name == chosen else ""),
+        )
+    if threshold is not None:
+        x, y = operating_point(candidates[chosen]["roc"], threshold)
+        figure.add_scatter(
+            x=[x],
+            y=[y],
+            mode="markers",
+            marker={"size": 12, "color": "black", "symbol": "x"},
+            name=f"threshold {threshold:.3f}",
+        )
+    figure.update_xaxes(title="false positive rate (women called men)", range=[0, 1])
+    figure.update_yaxes(title="true positive rate (men found)", range=[0, 1.01])
+    return figure.update_layout(height=480, legend={"x": 0.45, "y": 0.05}, **LAYOUT)
+
+
+def operating_point(roc: dict, threshold: float) -> tuple[float, float]:
+    """(FPR, TPR) of the ROC point at a threshold (the last point whose threshold is >= it)."""
+    thresholds = np.asarray(roc["threshold"])
+    index = int(np.flatnonzero(thresholds >= threshold)[-1]) if (thresholds >= threshold).any() else 0
+    return roc["fpr"][index], roc["tpr"][index]
+
+
+def pr_curves(candidates: dict, chosen: str, base_rate: float) -> go.Figure:
+    figure = go.Figure()
+    figure.add_hline(y=base_rate, line_dash="dot", line_color="#a0aec0", annotation_text=f"base rate {base_rate:.0%}")
+    for name, result in candidates.items():
+        pr = result["pr"]
+        figure.add_scatter(
+            x=pr["recall"], y=pr["precision"], mode="lines", name=name, line={"width": 3 if name == chosen else 1.5}
+        )
+    figure.update_xaxes(title="recall (men found)", range=[0, 1])
+    figure.update_yaxes(title="precision (men among those called men)", range=[0, 1.01])
+    return figure.update_layout(height=420, **LAYOUT)
+
+
+def confusion_heatmap(tn: int, fp: int, fn: int, tp: int) -> go.Figure:
+    z = [[tn, fp], [fn, tp]]
+    figure = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=["called female", "called male"],
+            y=["female", "male"],
+            text=[[f"{v:,}" for v in row] for row in z],
+            texttemplate="%{text}",
+            colorscale="Blues",
+            showscale=False,
+        )
+    )
+    figure.update_yaxes(autorange="reversed", title="true gender")
+    return figure.update_layout(height=300, **LAYOUT)

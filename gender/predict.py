@@ -1,0 +1,140 @@
+"""Using a trained model: one session looked up and predicted, or many scored at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from gender import artifact, db, ingest
+from gender.features import session_frame
+
+UNKNOWN = "UNKNOWN_SESSION_ID"  # the original service's answer for a session without data
+
+
+class Model:
+    """A loaded pipeline with what its metadata says about it (threshold, name, checksum)."""
+
+    def __init__(self, pipeline, metadata: dict, slot: str = "treatment"):
+        self.pipeline, self.metadata, self.slot = pipeline, metadata, slot
+        entry = metadata["slots"][slot]
+        self.candidate: str = entry["candidate"]
+        self.label: str = entry["label"]
+        self.threshold: float = float(entry["threshold"])
+        self.model_id = f"{self.candidate}-{entry['sha256'][:8]}"
+        self.cv_auc: float = metadata["candidates"][self.candidate]["auc_mean"]
+        self.base_rate: float = metadata["training"]["male_share"]
+
+    def p_male(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.pipeline.predict_proba(frame)[:, 1]
+
+    def decide(self, p_male: float) -> str:
+        return "male" if p_male >= self.threshold else "female"
+
+    @cached_property
+    def explainer(self):
+        from gender.explain import make_explainer  # shap is heavy; only explanations need it
+
+        return make_explainer(self.pipeline)
+
+
+def load_model(model_dir: Path, slot: str = "treatment") -> Model:
+    pipeline, metadata = artifact.load(model_dir, slot)
+    return Model(pipeline, metadata, slot)
+
+
+def clean_session_id(text: object) -> str | None:
+    """The id as typed, without surrounding blanks; None when it cannot be a session id."""
+    if not isinstance(text, str):
+        return None
+    text = text.strip()
+    return text if ingest.IDENTIFIER.fullmatch(text) else None
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """One session as stored: its row and its views in order."""
+
+    session_id: str
+    start_time: datetime
+    end_time: datetime
+    gender: str | None
+    views: pd.DataFrame  # sequence_order, category_a..category_d
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """The session as a one-row session frame, ready for the features."""
+        row = pd.DataFrame([{"session_id": self.session_id, "start_time": self.start_time, "end_time": self.end_time}])
+        return session_frame(row, self.views.assign(session_id=self.session_id))
+
+
+def lookup(engine: Engine, session_id: object) -> SessionRecord | None:
+    """The session with this id, or None (also for text that cannot be an id: no query is sent)."""
+    session_id = clean_session_id(session_id)
+    if session_id is None:
+        return None
+    row = db.get_session(engine, session_id)
+    if row is None:
+        return None
+    return SessionRecord(views=db.get_views(engine, session_id), **row)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    session_id: str
+    prediction: str  # male, female or UNKNOWN_SESSION_ID
+    p_male: float | None = None
+    threshold: float | None = None
+    model: str | None = None
+
+    def as_json(self) -> dict:
+        """The original service's keys, plus P_MALE, THRESHOLD and MODEL."""
+        answer = {"SESSION_ID": self.session_id, "PREDICTION": self.prediction}
+        if self.p_male is not None:
+            answer |= {"P_MALE": round(self.p_male, 6), "THRESHOLD": self.threshold, "MODEL": self.model}
+        return answer
+
+
+def predict_record(model: Model, record: SessionRecord) -> Prediction:
+    p_male = float(model.p_male(record.frame)[0])
+    return Prediction(record.session_id, model.decide(p_male), p_male, model.threshold, model.model_id)
+
+
+def predict(engine: Engine, model: Model, session_id: object) -> Prediction:
+    """The prediction for one session id, UNKNOWN_SESSION_ID when the database has no such session."""
+    record = lookup(engine, session_id)
+    if record is None:
+        shown = session_id.strip() if isinstance(session_id, str) else str(session_id)
+        return Prediction(shown, UNKNOWN)
+    return predict_record(model, record)
+
+
+def score(model: Model, frame: pd.DataFrame) -> pd.DataFrame:
+    """session_id, p_male, prediction for every session of a session frame."""
+    p_male = model.p_male(frame) if len(frame) else np.array([])
+    return pd.DataFrame(
+        {
+            "session_id": frame.index,
+            "p_male": np.round(p_male, 6),
+            "prediction": np.where(p_male >= model.threshold, "male", "female"),
+        }
+    )
+
+
+def pakdd_frame(path: Path, progress=None) -> pd.DataFrame:
+    """A PAKDD-format file as a session frame, checked line by line like an import."""
+    sessions, views = [], []
+    for chunk_sessions, chunk_views in ingest.pakdd_chunks(Path(path), None, progress):
+        sessions.extend(chunk_sessions)
+        views.extend(chunk_views)
+    return session_frame(pd.DataFrame(sessions), pd.DataFrame(views))
+
+
+def unlabelled_frame(engine: Engine) -> pd.DataFrame:
+    sessions, views = db.read_sessions(engine, "unlabelled")
+    return session_frame(sessions, views)

@@ -1,0 +1,137 @@
+"""Getting data in: PAKDD files and other FTP databases, on SQLite and on MariaDB."""
+
+import pandas as pd
+import pytest
+
+from gender import db, ingest, synth
+from gender.errors import ImportFailed
+from gender.features import session_frame
+from tests.conftest import write_pakdd
+
+
+def row_counts(engine):
+    counts = db.table_counts(engine)
+    return counts["sessions"], counts["views"]
+
+
+def test_pakdd_round_trip(engine, pakdd_sample):
+    data, labels = pakdd_sample
+    report = ingest.import_pakdd(engine, data, labels)
+    assert (report.new_sessions, report.new_views, report.skipped_sessions) == (3, 6, 0)
+
+    record = db.get_session(engine, "u10003")
+    assert record["gender"] == "male"
+    assert str(record["start_time"]) == "2014-11-14 00:02:41" and str(record["end_time"]) == "2014-11-14 00:16:40"
+    views = db.get_views(engine, "u10003")
+    assert views["sequence_order"].tolist() == [1, 2, 3]
+    assert views["category_c"].tolist() == ["C00002", "C00003", "C00002"]
+    assert str(db.get_session(engine, "u10004")["end_time"]) == "2014-11-20 00:00:00"  # a bare date
+
+    # Read back in bulk, the paths are the file's own.
+    sessions, all_views = db.read_sessions(engine, "all")
+    frame = session_frame(sessions, all_views)
+    original = pd.read_csv(data, header=None, names=["id", "start", "end", "products"]).set_index("id")
+    assert frame["paths"].to_dict() == original["products"].str.replace("/;", ";").str.rstrip("/").to_dict()
+
+
+def test_without_labels_gender_is_unknown(engine, pakdd_sample):
+    data, _ = pakdd_sample
+    ingest.import_pakdd(engine, data)
+    counts = db.table_counts(engine)
+    assert (counts["sessions"], counts["labelled"], counts["unknown"]) == (3, 0, 3)
+
+
+def test_importing_again_changes_nothing(engine, pakdd_sample):
+    data, labels = pakdd_sample
+    ingest.import_pakdd(engine, data, labels)
+    before = db.read_sessions(engine, "all")
+    report = ingest.import_pakdd(engine, data, labels)
+    assert (report.new_sessions, report.skipped_sessions) == (0, 3)
+    after = db.read_sessions(engine, "all")
+    pd.testing.assert_frame_equal(before[0], after[0])
+    pd.testing.assert_frame_equal(before[1], after[1])
+
+
+GOOD = "u20001,2014-11-14 00:02:14,2014-11-14 00:02:20,A00001/B00001/C00001/D00001/"
+
+
+@pytest.mark.parametrize(
+    "bad_line, reason",
+    [
+        ("u20002,2014-13-14 00:02:14,2014-11-14 00:02:20,A1/B1/C1/D1/", "bad start_time"),
+        ("u20002,2014-11-14 00:02:14,2014-11-13 00:02:20,A1/B1/C1/D1/", "is before start_time"),
+        ("u20002,2014-11-14 00:02:14,2014-11-14 00:02:20,A1/B1/C1/", "has 3 levels, expected 4"),
+        ("u20002,2014-11-14 00:02:14,2014-11-14 00:02:20,A1/B1/C1/D1/E1/", "has 5 levels, expected 4"),
+        ("u20002,2014-11-14 00:02:14,2014-11-14 00:02:20", "expected 4 fields"),
+        ("u20002,2014-11-14 00:02:14,2014-11-14 00:02:20,", "no product views"),
+        ("u2 0002,2014-11-14 00:02:14,2014-11-14 00:02:20,A1/B1/C1/D1/", "bad session id"),
+        ("u20002,2014-11-14 00:02:14,2014-11-14 00:02:20,A1/B'1/C1/D1/", "bad category code"),
+        (GOOD, "duplicate session id u20001 (first on line 1)"),
+        ("", "expected 4 fields"),
+    ],
+)
+def test_a_bad_line_fails_with_its_number_and_writes_nothing(engine, pakdd_sample, tmp_path, bad_line, reason):
+    data, labels = pakdd_sample
+    ingest.import_pakdd(engine, data, labels)
+    before = row_counts(engine)
+    lines = [GOOD] + [GOOD.replace("u20001", f"u2{i:04d}") for i in range(3, 7000)] + [bad_line]
+    bad = write_pakdd(tmp_path / "bad.csv", lines)  # the bad line comes after a full chunk was written
+    with pytest.raises(ImportFailed) as failure:
+        ingest.import_pakdd(engine, bad)
+    assert failure.value.line == len(lines)
+    assert str(failure.value).startswith(f"bad.csv, line {len(lines)}: ")
+    assert reason in str(failure.value)
+    assert row_counts(engine) == before
+
+
+def test_non_utf8_and_empty_files_are_refused(engine, tmp_path):
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(GOOD.encode() + b"\nu20002,2014-11-14 00:02:14,2014-11-14 00:02:20,A\xe91/B1/C1/D1/\n")
+    with pytest.raises(ImportFailed, match=r"latin.csv, line 2: not UTF-8"):
+        ingest.import_pakdd(engine, latin)
+    with pytest.raises(ImportFailed, match="no sessions in file"):
+        ingest.import_pakdd(engine, write_pakdd(tmp_path / "empty.csv", []))
+    with pytest.raises(ImportFailed, match="no such file"):
+        ingest.import_pakdd(engine, tmp_path / "missing.csv")
+    assert row_counts(engine) == (0, 0)
+
+
+def test_labels_must_match_the_data(engine, pakdd_sample, tmp_path):
+    data, _ = pakdd_sample
+    with pytest.raises(ImportFailed, match=r"data.csv, line 3: no label"):
+        ingest.import_pakdd(engine, data, write_pakdd(tmp_path / "short.csv", ["male", "female"]))
+    with pytest.raises(ImportFailed, match="more labels than"):
+        ingest.import_pakdd(engine, data, write_pakdd(tmp_path / "long.csv", ["male"] * 4))
+    with pytest.raises(ImportFailed, match=r"bad.csv, line 2: bad label 'Male\?'"):
+        ingest.import_pakdd(engine, data, write_pakdd(tmp_path / "bad.csv", ["male", "Male?", "female"]))
+    assert row_counts(engine) == (0, 0)
+
+
+def test_copy_from_another_ftp_database(engine, tmp_path):
+    """import-db: the source here is a SQLite file (the CTU server cannot be reached from here)."""
+    source = db.connect(f"sqlite:///{tmp_path / 'source.db'}")
+    synth.create_demo(source, sessions=6_000, seed=3)  # more than one chunk
+    report = ingest.import_db(engine, source.url)
+    assert (report.new_sessions, report.new_views) == row_counts(source)
+    for which in ("labelled", "unlabelled"):
+        copied, original = db.read_sessions(engine, which), db.read_sessions(source, which)
+        pd.testing.assert_frame_equal(copied[0], original[0])
+        pd.testing.assert_frame_equal(copied[1], original[1])
+    again = ingest.import_db(engine, source.url)
+    assert (again.new_sessions, again.skipped_sessions) == (0, 6_000)
+
+
+def test_synthetic_data_is_deterministic_and_shaped_like_the_shop():
+    first = list(synth.generate(6_000, seed=7))
+    second = list(synth.generate(6_000, seed=7))
+    assert first == second
+    sessions = pd.DataFrame([row for chunk in first for row in chunk[0]])
+    views = pd.DataFrame([row for chunk in first for row in chunk[1]])
+    labelled = sessions["gender"].dropna()
+    assert 0.19 < (labelled == "male").mean() < 0.25
+    assert 0.25 < sessions["gender"].isna().mean() < 0.35
+    per_session = views.groupby("session_id").size()
+    assert per_session.median() == 1 and per_session.max() >= 20  # heavy-tailed
+    assert views["category_a"].nunique() == 11 and views["category_b"].nunique() > 60
+    assert (sessions["end_time"] >= sessions["start_time"]).all()
+    assert list(synth.generate(10, seed=8))[0] != list(synth.generate(10, seed=7))[0]
