@@ -16,7 +16,7 @@ from gender import db, ingest, predict, synth
 from gender.config import CTU_URL, load_settings
 from gender.errors import GenderError
 
-DEMO_SESSIONS = 20_000  # the default demo: quick to create and train on, big enough to explore
+DEMO_SESSIONS = 6_000  # the default demo: ready (data and models) in well under a minute
 
 
 class StderrProgress:

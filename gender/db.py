@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    case,
     create_engine,
     event,
     extract,
@@ -232,11 +233,19 @@ def category_gender_counts(engine: Engine, level: str) -> pd.DataFrame:
 
 
 def category_tree_counts(engine: Engine) -> pd.DataFrame:
-    """Views per branch of the hierarchy down to level C: category_a, category_b, category_c, views."""
+    """Views per branch of the hierarchy down to level C, by gender:
+    category_a, category_b, category_c, views, female, male."""
     columns = [CATEGORY_COLUMNS[level] for level in "abc"]
-    query = select(*columns, func.count().label("views")).group_by(*columns)
+    by_gender = [func.sum(case((session.c.gender == g, 1), else_=0)).label(g) for g in GENDERS]
+    query = (
+        select(*columns, func.count().label("views"), *by_gender)
+        .select_from(product.join(session, session.c.session_id == product.c.session_id))
+        .group_by(*columns)
+    )
     with reporting(engine), engine.connect() as conn:
-        return pd.DataFrame(conn.execute(query).all(), columns=["category_a", "category_b", "category_c", "views"])
+        rows = conn.execute(query).all()
+    frame = pd.DataFrame(rows, columns=[*CATEGORY_NAMES[:3], "views", *GENDERS])
+    return frame.astype({"views": int, "female": int, "male": int})
 
 
 def activity_counts(engine: Engine) -> pd.DataFrame:

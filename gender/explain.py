@@ -1,35 +1,26 @@
 """Why the model said what it said: SHAP contributions of one session's features.
 
-Tree models are explained by shap's TreeExplainer (exact; for LightGBM in log-odds, for a
-scikit-learn forest in probability), the logistic regression by LinearExplainer against the
-training mean. Contributions add up from the base value to the model's output, so the
-waterfall and the hierarchy view are exact, not approximations.
+The boosted logistic model is explained in two exact parts that add up in log-odds: shap's
+LinearExplainer for the logistic regression (against the average training session) and its
+TreeExplainer for the LightGBM trees. The original re-creation's random forest is explained by
+TreeExplainer in probability; exact too, but it takes seconds. Contributions add up from the
+base value to the model's output, so the waterfall and the hierarchy view hold no approximation.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import shap
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
 
 from gender.features import describe
+from gender.model import BoostedLogistic
 
 OTHER_UP, OTHER_DOWN = "other (+)", "other (−)"
-
-
-def make_explainer(pipeline: Pipeline):
-    model = pipeline[-1]
-    if isinstance(model, LogisticRegression):
-        scale = pipeline.named_steps["scale"]
-        background = (scale.mean_ / scale.scale_)[None, :]  # the average training session
-        return shap.LinearExplainer(model, shap.maskers.Independent(background))
-    return shap.TreeExplainer(model)
 
 
 @dataclass(frozen=True)
@@ -49,32 +40,70 @@ class Explanation:
         return float(1 / (1 + np.exp(-self.output)))
 
 
+def _male_part(values, base) -> tuple[float, np.ndarray]:
+    """SHAP output for the male class, whatever shape this shap version gives for a classifier."""
+    base = np.ravel(base)
+    if isinstance(values, list):
+        values, base = values[-1], base[-1:]
+    values = values.toarray() if sp.issparse(values) else np.asarray(values)
+    if values.ndim == 3:  # (rows, features, classes)
+        values, base = values[..., -1], base[-1:]
+    return float(base[-1]), values.reshape(-1)
+
+
+class Explainer:
+    """SHAP for one fitted model: call it with one feature row, get (base value, contributions)."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+        if isinstance(estimator, BoostedLogistic):
+            scale = estimator.scale_
+            average = (scale.mean_ / scale.scale_)[None, :]  # the average training session
+            self.linear = shap.LinearExplainer(estimator.linear_, shap.maskers.Independent(average))
+            self.trees = shap.TreeExplainer(estimator.trees_) if estimator.trees_ is not None else None
+            self.units = "log-odds"
+        else:  # a scikit-learn forest
+            self.linear, self.trees = None, shap.TreeExplainer(estimator)
+            self.units = "probability"
+
+    def __call__(self, row: sp.csr_matrix) -> tuple[float, np.ndarray]:
+        base, values = 0.0, np.zeros(row.shape[1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # shap's notes on output formats
+            if self.linear is not None:
+                part_base, part = _male_part(
+                    self.linear.shap_values(self.estimator.linear_input(row)), self.linear.expected_value
+                )
+                base, values = base + part_base, values + part
+            if self.trees is not None:
+                # sklearn forests are explained on dense rows; LightGBM takes the sparse row.
+                tree_row = row if self.linear is not None else row.toarray()
+                part_base, part = _male_part(self.trees.shap_values(tree_row), self.trees.expected_value)
+                base, values = base + part_base, values + part[: row.shape[1]]
+        return base, values
+
+
 def explain(model, frame: pd.DataFrame) -> Explanation:
     """SHAP contributions for the one session in `frame`, labelled in words."""
-    pipeline = model.pipeline
-    features = pipeline.named_steps["features"]
-    raw = features.transform(frame)
-    transformed = pipeline[:-1].transform(frame)
-    estimator = pipeline[-1]
-    if isinstance(estimator, RandomForestClassifier):
-        transformed = transformed.toarray()  # sklearn forests are explained on dense rows
-    values = model.explainer.shap_values(transformed)
-    base = np.ravel(model.explainer.expected_value)
-    if isinstance(values, list) or (np.ndim(values) == 3):  # per class: keep "male"
-        values = values[1] if isinstance(values, list) else values[..., 1]
-        base = base[1:]
-    values = values.toarray() if sp.issparse(values) else np.asarray(values)
-    row = values.reshape(-1)[: raw.shape[1]]
-    names = features.get_feature_names_out()
-    raw_row = raw.toarray().reshape(-1)
-    used = np.flatnonzero(row)
-    contributions = pd.DataFrame({"feature": names[used], "value": raw_row[used], "shap": row[used]})
-    contributions["label"] = [describe(name, value) for name, value in zip(contributions.feature, contributions.value)]
-    contributions = contributions.reindex(contributions["shap"].abs().sort_values(ascending=False).index)
-    units = "probability" if isinstance(estimator, RandomForestClassifier) else "log-odds"
-    return Explanation(
-        float(base[-1]), contributions.reset_index(drop=True)[["feature", "value", "label", "shap"]], units
+    features = model.pipeline.named_steps["features"]
+    row = features.transform(frame)
+    base, values = model.explainer(row)
+    if model.calibration:  # Platt scaling is affine in log-odds: scale everything alike
+        slope = model.calibration["slope"]
+        base, values = slope * base + model.calibration["intercept"], slope * values
+    raw = row.toarray().reshape(-1)
+    used = np.flatnonzero(values)
+    names = features.get_feature_names_out()[used]
+    contributions = pd.DataFrame(
+        {
+            "feature": names,
+            "value": raw[used],
+            "label": [describe(name, value) for name, value in zip(names, raw[used])],
+            "shap": values[used],
+        }
     )
+    order = contributions["shap"].abs().sort_values(ascending=False, kind="stable").index
+    return Explanation(base, contributions.loc[order].reset_index(drop=True), model.explainer.units)
 
 
 def top_contributions(explanation: Explanation, top: int = 10) -> pd.DataFrame:

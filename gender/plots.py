@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
 from gender.explain import Explanation, top_contributions
 from gender.features import WEEKDAY_NAMES
+from gender.metrics import roc_index
 
 MALE, FEMALE, UNKNOWN = "#2b6cb0", "#d53f8c", "#a0aec0"
 GENDER_COLOURS = {"male": MALE, "female": FEMALE, "unknown": UNKNOWN}
@@ -45,29 +45,27 @@ def p_male_bar(p_male: float, base_rate: float, threshold: float) -> go.Figure:
 
 
 def waterfall(explanation: Explanation, top: int = 12) -> go.Figure:
-    """From the base value, the largest contributions one by one, to the model's output."""
-    rows = top_contributions(explanation, top).iloc[::-1]  # plotly draws the first at the bottom
-    units = explanation.units
+    """From the average session's output, the largest contributions one by one, to this session's."""
+    rows = top_contributions(explanation, top)
+    labels = ["average session", *rows["label"], "this session"]
     figure = go.Figure(
         go.Waterfall(
             orientation="h",
-            base=explanation.base_value,
-            y=["average session", *rows["label"], "this session"],
-            x=[0, *rows["shap"], 0],
+            y=labels,
+            x=[explanation.base_value, *rows["shap"], 0],
             measure=["absolute", *["relative"] * len(rows), "total"],
-            text=["", *[f"{v:+.2f}" for v in rows["shap"]], f"{explanation.output:.2f}"],
+            text=[f"{explanation.base_value:.2f}", *[f"{v:+.2f}" for v in rows["shap"]], f"{explanation.output:.2f}"],
             textposition="outside",
+            cliponaxis=False,
             increasing={"marker": {"color": UP}},
             decreasing={"marker": {"color": DOWN}},
             totals={"marker": {"color": "#4a5568"}},
             connector={"line": {"color": "#cbd5e0"}},
         )
     )
-    figure.update_yaxes(
-        categoryorder="array", categoryarray=["this session", *rows["label"][::-1], "average session"][::-1]
-    )
-    figure.update_xaxes(title=f"{units} of male (right: towards male, left: towards female)")
-    return figure.update_layout(height=120 + 28 * (len(rows) + 2), showlegend=False, **LAYOUT)
+    figure.update_yaxes(autorange="reversed")  # read top to bottom, like the sum
+    figure.update_xaxes(title=f"{explanation.units} of male: right towards male, left towards female")
+    return figure.update_layout(height=140 + 26 * len(labels), showlegend=False, **LAYOUT)
 
 
 def hierarchy_sunburst(rows: pd.DataFrame) -> go.Figure:
@@ -137,10 +135,29 @@ def category_by_gender(shares: pd.DataFrame, top: int) -> go.Figure:
     return figure
 
 
-def category_treemap(tree: pd.DataFrame) -> go.Figure:
-    """The catalogue as a treemap: A → B → C, sized by views."""
-    figure = px.treemap(tree, path=[px.Constant("all"), "category_a", "category_b", "category_c"], values="views")
-    return figure.update_layout(height=520, **LAYOUT)
+def category_treemap(tree: pd.DataFrame, base_rate: float) -> go.Figure:
+    """The catalogue A → B → C sized by views, coloured by the male share of its labelled views
+    (white at the base rate)."""
+    figure = go.Figure(
+        go.Treemap(
+            ids=tree["id"],
+            parents=tree["parent"],
+            labels=tree["label"],
+            values=tree["views"],
+            branchvalues="total",
+            marker={
+                "colors": tree["male_share"].fillna(base_rate),
+                "colorscale": [[0, FEMALE], [base_rate, "#f7fafc"], [1, MALE]],
+                "cmin": 0,
+                "cmax": 1,
+                "showscale": True,
+                "colorbar": {"title": "male share", "tickformat": ".0%"},
+            },
+            customdata=tree["male_share"],
+            hovertemplate="%{label}<br>%{value:,} views<br>male share %{customdata:.0%}<extra></extra>",
+        )
+    )
+    return figure.update_layout(height=560, **LAYOUT)
 
 
 def activity_by_hour(activity: pd.DataFrame) -> go.Figure:
@@ -191,7 +208,9 @@ def roc_curves(candidates: dict, chosen: str, threshold: float | None = None) ->
             + (" (chosen)" if name == chosen else ""),
         )
     if threshold is not None:
-        x, y = operating_point(candidates[chosen]["roc"], threshold)
+        roc = candidates[chosen]["roc"]
+        index = roc_index(roc, threshold)
+        x, y = roc["fpr"][index], roc["tpr"][index]
         figure.add_scatter(
             x=[x],
             y=[y],
@@ -202,13 +221,6 @@ def roc_curves(candidates: dict, chosen: str, threshold: float | None = None) ->
     figure.update_xaxes(title="false positive rate (women called men)", range=[0, 1])
     figure.update_yaxes(title="true positive rate (men found)", range=[0, 1.01])
     return figure.update_layout(height=480, legend={"x": 0.45, "y": 0.05}, **LAYOUT)
-
-
-def operating_point(roc: dict, threshold: float) -> tuple[float, float]:
-    """(FPR, TPR) of the ROC point at a threshold (the last point whose threshold is >= it)."""
-    thresholds = np.asarray(roc["threshold"])
-    index = int(np.flatnonzero(thresholds >= threshold)[-1]) if (thresholds >= threshold).any() else 0
-    return roc["fpr"][index], roc["tpr"][index]
 
 
 def pr_curves(candidates: dict, chosen: str, base_rate: float) -> go.Figure:

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from gender import artifact, db, ingest
 from gender.features import session_frame
+from gender.metrics import calibrated
 
 UNKNOWN = "UNKNOWN_SESSION_ID"  # the original service's answer for a session without data
 
@@ -26,21 +27,22 @@ class Model:
         self.candidate: str = entry["candidate"]
         self.label: str = entry["label"]
         self.threshold: float = float(entry["threshold"])
+        self.calibration: dict | None = entry.get("calibration")
         self.model_id = f"{self.candidate}-{entry['sha256'][:8]}"
         self.cv_auc: float = metadata["candidates"][self.candidate]["auc_mean"]
         self.base_rate: float = metadata["training"]["male_share"]
 
     def p_male(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.pipeline.predict_proba(frame)[:, 1]
+        return calibrated(self.pipeline.predict_proba(frame)[:, 1], self.calibration)
 
     def decide(self, p_male: float) -> str:
         return "male" if p_male >= self.threshold else "female"
 
     @cached_property
     def explainer(self):
-        from gender.explain import make_explainer  # shap is heavy; only explanations need it
+        from gender.explain import Explainer  # shap is heavy; only explanations need it
 
-        return make_explainer(self.pipeline)
+        return Explainer(self.pipeline[-1])
 
 
 def load_model(model_dir: Path, slot: str = "treatment") -> Model:
@@ -138,3 +140,22 @@ def pakdd_frame(path: Path, progress=None) -> pd.DataFrame:
 def unlabelled_frame(engine: Engine) -> pd.DataFrame:
     sessions, views = db.read_sessions(engine, "unlabelled")
     return session_frame(sessions, views)
+
+
+def in_words(p_male: float, base_rate: float, threshold: float) -> str:
+    """P(male) read against the prior and the threshold, e.g.
+    "P(male) 0.41: well above the 22 % prior, above the threshold 0.35 → male"."""
+    ratio = p_male / base_rate if base_rate else 1.0
+    if ratio >= 1.5:
+        prior = "well above"
+    elif ratio > 1.1:
+        prior = "above"
+    elif ratio >= 0.9:
+        prior = "close to"
+    elif ratio > 0.5:
+        prior = "below"
+    else:
+        prior = "well below"
+    side, answer = ("above", "male") if p_male >= threshold else ("below", "female")
+    prior_text = f"{prior} the {base_rate * 100:.0f} % prior"
+    return f"P(male) {p_male:.2f}: {prior_text}, {side} the threshold {threshold:.2f} → {answer}"

@@ -27,6 +27,7 @@ FIRST_DAY = np.datetime64("2014-11-14")
 DAYS = 39  # 2014-11-14 .. 2014-12-22, the period of the real logs
 MALE_SHARE = 0.22
 FIRST_ID = 10_001  # ids look like the real ones: u10001, u10002, ...
+AFFINITY_SPREAD = 1.4  # spread of the male-vs-female log preference over the viewed branches
 
 
 @dataclass(frozen=True)
@@ -55,18 +56,22 @@ def _parents(rng: np.random.Generator, n_children: int, parent_weights: np.ndarr
 
 def make_catalogue(seed: int) -> Catalogue:
     rng = np.random.default_rng([seed, 0])
-    pop_a = _popularity(rng, LEVEL_SIZES["a"], 1.6)
+    pop_a = _popularity(rng, LEVEL_SIZES["a"], 1.3)
     parent_b = _parents(rng, LEVEL_SIZES["b"], pop_a)
     parent_c = _parents(rng, LEVEL_SIZES["c"], _popularity(rng, LEVEL_SIZES["b"], 1.1))
     size_d = np.maximum(1, rng.multinomial(LEVEL_SIZES["d"] - LEVEL_SIZES["c"], _popularity(rng, 440, 0.9)) + 1)
     first_d = np.concatenate([[0], np.cumsum(size_d)[:-1]])
-    # A branch's appeal to men vs women: a strong effect at the top, weaker ones below.
+    # A branch's appeal to men vs women: a strong effect at the top, weaker ones below, scaled
+    # so that every seed gets the same strength of signal where the views actually fall.
     affinity = (
         rng.normal(0, 0.8, LEVEL_SIZES["a"])[parent_b][parent_c]
         + rng.normal(0, 0.6, LEVEL_SIZES["b"])[parent_c]
         + rng.normal(0, 0.5, LEVEL_SIZES["c"])
     )
     pop_c = pop_a[parent_b][parent_c] * _popularity(rng, LEVEL_SIZES["c"], 0.8)
+    pop_c /= pop_c.sum()
+    centred = affinity - np.sum(pop_c * affinity)
+    affinity = AFFINITY_SPREAD * centred / np.sqrt(np.sum(pop_c * centred**2))
     cdf_c = {}
     for gender, sign in (("male", 1), ("female", -1)):
         weights = pop_c * np.exp(sign * affinity / 2)

@@ -1,0 +1,60 @@
+"""The logs summarised for exploring: one session's categories, the population's by gender."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from gender.db import CATEGORY_NAMES, LEVELS
+
+
+def session_category_counts(views: pd.DataFrame) -> pd.DataFrame:
+    """Views per category at each level of one session: level (A-D), category, views."""
+    counts = [
+        views[name].value_counts().rename_axis("category").reset_index(name="views").assign(level=level.upper())
+        for level, name in zip(LEVELS, CATEGORY_NAMES)
+    ]
+    frame = pd.concat(counts, ignore_index=True)[["level", "category", "views"]]
+    return frame.sort_values(["level", "views", "category"], ascending=[True, False, True], ignore_index=True)
+
+
+def category_shares(counts: pd.DataFrame) -> pd.DataFrame:
+    """Per category: views by gender, total, and the male share of the labelled views.
+
+    `counts` has columns category, gender (female, male, unknown), views; the result is indexed
+    by category, busiest first.
+    """
+    wide = counts.pivot_table(index="category", columns="gender", values="views", aggfunc="sum", fill_value=0)
+    wide = wide.reindex(columns=["female", "male", "unknown"], fill_value=0)
+    wide.columns.name = None
+    wide["total"] = wide.sum(axis=1)
+    labelled = wide["female"] + wide["male"]
+    wide["male_share"] = (wide["male"] / labelled.where(labelled > 0)).round(4)
+    return wide.sort_values(["total"], ascending=False)
+
+
+def session_paths(views: pd.DataFrame) -> pd.DataFrame:
+    """A session's views in order as readable paths: #, path (A › B › C › D)."""
+    return pd.DataFrame(
+        {
+            "#": views["sequence_order"].to_numpy(),
+            "path": views[CATEGORY_NAMES].agg(" › ".join, axis=1).to_numpy() if len(views) else [],
+        }
+    )
+
+
+def catalogue_tree(branches: pd.DataFrame) -> pd.DataFrame:
+    """The catalogue as treemap nodes from per-branch counts (category_a..c, views, female, male):
+    id (A, A/B, A/B/C), parent, label, views, male_share of the labelled views below the node."""
+    levels = CATEGORY_NAMES[:3]
+    nodes = []
+    for depth in range(1, len(levels) + 1):
+        keys = levels[:depth]
+        summed = branches.groupby(keys, as_index=False)[["views", "female", "male"]].sum()
+        summed["id"] = summed[keys].agg("/".join, axis=1)
+        summed["parent"] = summed[keys[:-1]].agg("/".join, axis=1) if depth > 1 else ""
+        summed["label"] = summed[keys[-1]]
+        nodes.append(summed[["id", "parent", "label", "views", "female", "male"]])
+    tree = pd.concat(nodes, ignore_index=True)
+    labelled = tree["female"] + tree["male"]
+    tree["male_share"] = tree["male"] / labelled.where(labelled > 0)
+    return tree.drop(columns=["female", "male"])

@@ -1,0 +1,62 @@
+"""Categories: one session's categories and the original count query; the population by gender."""
+
+import streamlit as st
+
+import ui
+from gender import db, explore, plots, predict
+
+st.title("Categories")
+
+with ui.banners():
+    engine = ui.require_database()
+
+    st.header("One session")
+    session_id = ui.session_picker("categories_session")
+    record = predict.lookup(engine, session_id) if session_id else None
+    if session_id and record is None:
+        st.warning(f"No session **{ui.shown(session_id)}** in this database.", icon=":material/search_off:")
+    if record is not None:
+        counts = explore.session_category_counts(record.views)
+        table_col, chart_col = st.columns([1, 2])
+        table_col.dataframe(counts, hide_index=True, key="session_counts", height=360)
+        chart_col.plotly_chart(plots.session_category_bars(counts), key="session_bars")
+
+    st.markdown("**Count one category** — the original `/count` query: views of the session in a category of any level")
+    with st.form("count_form"):
+        count_session, count_category = st.columns(2)
+        count_session.text_input("Session id", value=session_id, key="count_session", max_chars=200)
+        count_category.text_input(
+            "Category (any level)", key="count_category", placeholder="e.g. B00002", max_chars=200
+        )
+        asked = st.form_submit_button("Count")
+    if asked:
+        asked_session = predict.clean_session_id(st.session_state["count_session"])
+        category = st.session_state["count_category"].strip()
+        count = db.count_category(engine, asked_session, category) if asked_session and category else 0
+        shown_session, shown_category = ui.shown(st.session_state["count_session"].strip()), ui.shown(category)
+        st.metric(f"Views of {shown_category or '(no category)'} in {shown_session or '(no session)'}", count)
+        st.json({"SESSION_ID": st.session_state["count_session"].strip(), "CATEGORY": category, "COUNT": count})
+
+    st.header("Everyone")
+    level_col, top_col = st.columns(2)
+    level = level_col.radio(
+        "Level", ["a", "b", "c", "d"], format_func=lambda lv: f"{lv.upper()}", horizontal=True, key="level", index=1
+    )
+    top = top_col.slider("Categories shown", 5, 60, 20, key="top")
+    shares = explore.category_shares(ui.category_counts(level))
+    st.plotly_chart(plots.category_by_gender(shares, top), key="category_by_gender")
+    with st.expander(f"Male share per category at level {level.upper()}, with counts"):
+        st.dataframe(shares, key="shares_table")
+
+    st.subheader("The catalogue")
+    st.caption("Sized by views, coloured by the male share of labelled views: white is the overall share.")
+    tree = explore.catalogue_tree(ui.category_tree())
+    counts_now = ui.counts()
+    st.plotly_chart(plots.category_treemap(tree, counts_now["male"] / max(counts_now["labelled"], 1)), key="treemap")
+
+    st.subheader("When people browse")
+    activity = ui.activity()
+    hour_col, weekday_col = st.columns(2)
+    hour_col.plotly_chart(plots.activity_by_hour(activity), key="by_hour")
+    weekday_col.plotly_chart(plots.activity_by_weekday(activity), key="by_weekday")
+    st.plotly_chart(plots.sessions_per_day(activity), key="per_day")

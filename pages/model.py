@@ -1,0 +1,80 @@
+"""Model: how the candidates compared, where the threshold sits, and what was trained on."""
+
+import pandas as pd
+import streamlit as st
+
+import ui
+from gender import metrics, plots
+
+st.title("The model")
+
+with ui.banners():
+    model = ui.require_model()
+metadata = model.metadata
+candidates = metadata["candidates"]
+training = metadata["training"]
+chosen = metadata["chosen"]
+
+st.markdown(
+    f"**{model.label}** (`{model.model_id}`) was chosen among {len(candidates)} candidates by "
+    f"{metadata['cv']['folds']}-fold stratified cross-validated ROC-AUC; every curve below is out of fold."
+)
+
+st.subheader("Candidates")
+table = pd.DataFrame(
+    [
+        {
+            "candidate": name,
+            "what": result["label"],
+            "ROC-AUC": result["auc_mean"],
+            "± std": result["auc_std"],
+            "per fold": ", ".join(f"{auc:.3f}" for auc in result["auc_folds"]),
+            "explainable": "yes" if result["explainable"] else "no (baseline)",
+        }
+        for name, result in candidates.items()
+    ]
+).sort_values("ROC-AUC", ascending=False)
+st.dataframe(table, hide_index=True, key="candidates")
+
+st.subheader("Threshold")
+stored = model.threshold
+threshold = st.slider(
+    "Call a session male when P(male) is at least",
+    0.0,
+    1.0,
+    round(stored, 2),
+    0.01,
+    key="threshold",
+    help=f"The stored threshold, {stored:.3f}, maximises balanced accuracy out of fold.",
+)
+at = metrics.confusion_from_roc(candidates[chosen]["roc"], threshold, training["male"], training["female"])
+matrix_col, rates_col = st.columns([3, 2])
+with matrix_col:
+    st.plotly_chart(plots.confusion_heatmap(at["tn"], at["fp"], at["fn"], at["tp"]), key="confusion")
+with rates_col:
+    st.metric("Balanced accuracy", f"{at['balanced_accuracy']:.3f}")
+    st.metric("Precision (men among those called men)", f"{at['precision']:.3f}")
+    st.metric("Recall (men found)", f"{at['recall']:.3f}")
+    st.caption(f"Stored threshold {stored:.3f} · shown at {threshold:.2f} (nearest curve point {at['threshold']:.3f})")
+
+roc_col, pr_col = st.columns(2)
+with roc_col:
+    st.plotly_chart(plots.roc_curves(candidates, chosen, threshold), key="roc")
+with pr_col:
+    st.plotly_chart(plots.pr_curves(candidates, chosen, training["male_share"]), key="pr")
+
+st.subheader("Training facts")
+facts = st.columns(4)
+facts[0].metric("Labelled sessions", f"{training['sessions']:,}")
+facts[1].metric(
+    "Male share", f"{training['male_share']:.1%}", help=f"{training['male']:,} male, {training['female']:,} female"
+)
+facts[2].metric("Trained", metadata["trained_at"][:16].replace("T", " "), help="UTC")
+facts[3].metric("Training time", f"{metadata['seconds']:.0f} s")
+st.markdown(f"Database: `{metadata['database']}`  \nData fingerprint: `{training['fingerprint']}`")
+st.dataframe(
+    pd.DataFrame(metadata["versions"].items(), columns=["library", "version"]), hide_index=True, key="versions"
+)
+
+if st.button("Retrain on the current database", key="retrain"):
+    ui.train_here()

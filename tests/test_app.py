@@ -1,0 +1,156 @@
+"""Every page through Streamlit's AppTest, against a real SQLite database and trained models."""
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from gender import artifact, db, metrics, synth
+from tests.conftest import PROJECT
+
+TIMEOUT = 120  # the first run loads the model and shap
+
+
+@pytest.fixture
+def app(trained_demo, monkeypatch):
+    """A fresh AppTest of the dashboard on the trained demo database, and a way to open a page."""
+    url, model_dir = trained_demo
+    monkeypatch.setenv("GENDER_DB_URL", url)
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(model_dir))
+    return make_app
+
+
+def make_app(page: str | None = None, **query) -> AppTest:
+    at = AppTest.from_file(str(PROJECT / "streamlit_app.py"), default_timeout=TIMEOUT)
+    if page:
+        at.switch_page(f"pages/{page}.py")
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def texts(at):
+    return " ".join(
+        str(element.value) for kind in ("markdown", "warning", "info", "error") for element in getattr(at, kind)
+    )
+
+
+def charts(at):
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+@pytest.fixture
+def engine(trained_demo):
+    return db.connect(trained_demo[0])
+
+
+def test_predict_a_known_session(app, engine):
+    session_id = db.random_session_id(engine, labelled=True)
+    at = app()
+    at.text_input(key="session_id").set_value(session_id).run()
+    assert not at.exception
+    predicted = metric(at, "Predicted gender")
+    assert predicted in ("male", "female")
+    assert f"→ {predicted}" in texts(at) and "P(male) " in texts(at)
+    assert metric(at, "True gender") == db.get_session(engine, session_id)["gender"]
+    assert "the model got it" in texts(at)
+    kinds = [chart["data"][0]["type"] for chart in charts(at)]
+    assert {"indicator", "waterfall", "sunburst"} <= set(kinds)
+    waterfall = next(chart for chart in charts(at) if chart["data"][0]["type"] == "waterfall")
+    assert waterfall["data"][0]["y"][0] == "average session" and waterfall["data"][0]["y"][-1] == "this session"
+    assert at.query_params["session"] in (session_id, [session_id])
+
+
+def test_unknown_session_says_so_plainly(app):
+    at = app()
+    at.text_input(key="session_id").set_value("u00000").run()
+    assert not at.exception
+    assert "No session **u00000** in this database." in [w.value for w in at.warning]
+    assert json.loads(at.json[0].value) == {"SESSION_ID": "u00000", "PREDICTION": "UNKNOWN_SESSION_ID"}
+
+
+def test_deep_link_opens_the_session(app, engine):
+    session_id = db.random_session_id(engine, labelled=False)
+    at = app(session=session_id)
+    assert at.text_input(key="session_id").value == session_id
+    assert metric(at, "Predicted gender") in ("male", "female")
+    assert metric(at, "True gender") == "unknown"
+
+
+@pytest.mark.parametrize(
+    "button, truth", [("session_id_labelled", {"male", "female"}), ("session_id_unknown", {"unknown"})]
+)
+def test_random_buttons(app, button, truth):
+    at = app()
+    at.button(key=button).click().run()
+    assert not at.exception
+    assert at.text_input(key="session_id").value
+    assert metric(at, "True gender") in truth
+
+
+def test_categories_of_a_session_and_the_count_query(app, engine):
+    session_id = db.random_session_id(engine, labelled=True)
+    views = db.get_views(engine, session_id)
+    at = app("categories", session=session_id)
+    table = at.dataframe[0].value  # the session table comes first
+    assert table["views"].sum() == 4 * len(views)  # every view counts once at each level
+    category = views["category_b"].iloc[0]
+    at.text_input(key="count_category").set_value(category)
+    next(button for button in at.button if button.label == "Count").click().run()
+    assert not at.exception
+    expected = int((views[["category_a", "category_b", "category_c", "category_d"]] == category).any(axis=1).sum())
+    assert json.loads(at.json[-1].value) == {"SESSION_ID": session_id, "CATEGORY": category, "COUNT": expected}
+    kinds = {chart["data"][0]["type"] for chart in charts(at)}
+    assert {"bar", "treemap", "scatter"} <= kinds
+
+
+def test_population_level_switch(app):
+    at = app("categories")
+    at.radio(key="level").set_value("c").run()
+    assert not at.exception
+    bars = next(c for c in charts(at) if c["data"][0]["type"] == "bar" and c["data"][0].get("name") == "female")
+    assert all(str(x).startswith("C") for x in bars["data"][0]["x"])
+
+
+def test_model_page_threshold_slider(app, trained_demo):
+    metadata = artifact.load_metadata(trained_demo[1])
+    at = app("model")
+    stored = metadata["slots"]["treatment"]
+    shown = float(metric(at, "Balanced accuracy"))
+    chosen = metadata["candidates"][metadata["chosen"]]
+    expected = metrics.confusion_from_roc(
+        chosen["roc"], round(stored["threshold"], 2), metadata["training"]["male"], metadata["training"]["female"]
+    )
+    assert shown == pytest.approx(expected["balanced_accuracy"], abs=1e-3)
+    at.slider(key="threshold").set_value(0.9).run()
+    assert not at.exception
+    assert float(metric(at, "Recall (men found)")) < expected["recall"]
+    roc = next(c for c in charts(at) if any("chance" == t.get("name") for t in c["data"]))
+    names = " ".join(t["name"] for t in roc["data"])
+    assert "original" in names and "(chosen)" in names and "±" in names
+
+
+def test_without_a_model_the_pages_offer_training(trained_demo, monkeypatch, tmp_path):
+    path = tmp_path / "small.db"
+    synth.create_demo(db.connect(f"sqlite:///{path}"), sessions=400, seed=5)
+    monkeypatch.setenv("GENDER_DB_URL", f"sqlite:///{path}")
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(tmp_path / "models"))
+    at = make_app()
+    assert any("no trained model" in w.value for w in at.warning)
+    at.button(key="train_treatment").click().run(timeout=600)
+    assert not at.exception
+    assert (tmp_path / "models" / artifact.METADATA_FILE).is_file()
+
+
+def test_without_a_database_a_clear_banner(monkeypatch, tmp_path):
+    monkeypatch.setenv("GENDER_DB_URL", f"sqlite:///{tmp_path / 'absent.db'}")
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(tmp_path))
+    for page in (None, "categories", "model"):
+        at = make_app(page)
+        assert at.error or at.warning, page
+        assert not at.exception

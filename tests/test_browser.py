@@ -1,0 +1,157 @@
+"""End to end: `streamlit run` on a free port, driven by headless Chromium through Playwright.
+
+Screenshots of every page land in tests/screenshots/ (gitignored).
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from gender import db
+from tests.conftest import PROJECT
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = PROJECT / "tests" / "screenshots"
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained_demo, tmp_path_factory):
+    """A real Streamlit server on the trained demo database; yields its base URL."""
+    url, model_dir = trained_demo
+    port = free_port()
+    log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        cwd=PROJECT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "GENDER_DB_URL": url, "GENDER_MODEL_DIR": str(model_dir)},
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("streamlit did not start within 60 s")
+    yield base
+    process.terminate()
+    process.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Chromium is not installed (make test installs it: apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+    yield page
+    page.close()
+
+
+def settle(page):
+    page.wait_for_selector(IDLE, timeout=120_000)
+    page.wait_for_timeout(500)  # let plotly finish drawing
+    page.wait_for_selector(IDLE, timeout=120_000)
+
+
+def shoot(page, name):
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def no_exceptions(page):
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_predict_page_typing_a_session(server, page, trained_demo):
+    session_id = db.random_session_id(db.connect(trained_demo[0]), labelled=True)
+    page.goto(server)
+    settle(page)
+    box = page.get_by_label("Session id")
+    box.fill(session_id)
+    box.press("Enter")
+    settle(page)
+    page.wait_for_selector(".js-plotly-plot .waterfalllayer .trace", timeout=60_000)
+    body = page.inner_text("body")
+    assert "Predicted gender" in body and "P(male)" in body
+    assert "→ male" in body or "→ female" in body
+    assert page.locator(".js-plotly-plot .waterfalllayer .trace").count() >= 1
+    assert f"session={session_id}" in page.url
+    no_exceptions(page)
+    shoot(page, "predict")
+
+
+def test_deep_link_and_unknown_session(server, page):
+    page.goto(f"{server}/?session=u00000")
+    settle(page)
+    assert "No session u00000 in this database." in page.inner_text("body")
+    assert "UNKNOWN_SESSION_ID" in page.inner_text("body")
+    no_exceptions(page)
+    shoot(page, "predict-unknown")
+
+
+def test_random_button(server, page):
+    page.goto(server)
+    settle(page)
+    page.get_by_role("button", name="Random labelled session").click()
+    settle(page)
+    page.wait_for_selector(".js-plotly-plot .waterfalllayer .trace", timeout=60_000)
+    assert "True gender" in page.inner_text("body")
+    no_exceptions(page)
+
+
+@pytest.mark.parametrize(
+    "path, expected", [("categories?session=u10003", "Count one category"), ("model", "Candidates")]
+)
+def test_other_pages_render(server, page, path, expected):
+    page.goto(f"{server}/{path}")
+    settle(page)
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    assert expected in page.inner_text("body")
+    assert page.locator(".js-plotly-plot").count() >= 2
+    no_exceptions(page)
+    shoot(page, path.split("?")[0])

@@ -1,0 +1,113 @@
+"""`python -m gender ...` as a user runs it: JSON on stdout, one-line errors, exit codes."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gender import db
+from tests.conftest import PROJECT, write_pakdd
+
+
+def run(*args, env=None, check=True):
+    result = subprocess.run(
+        [sys.executable, "-m", "gender", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_import_count_and_predict(tmp_path, pakdd_sample, trained_demo):
+    data, labels = pakdd_sample
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    imported = run("import-pakdd", data, "--labels", labels, "--db", url)
+    assert "imported 3 sessions (6 views)" in imported.stderr
+
+    assert json.loads(run("count", "u10003", "B00002", "--db", url).stdout) == {
+        "SESSION_ID": "u10003",
+        "CATEGORY": "B00002",
+        "COUNT": 3,
+    }
+    assert json.loads(run("count", "u10003", "C00003", "--db", url).stdout)["COUNT"] == 1
+    assert json.loads(run("count", "u10003", "B99999", "--db", url).stdout)["COUNT"] == 0
+    assert json.loads(run("count", "u00000", "B00002", "--db", url).stdout)["COUNT"] == 0
+
+    _, model_dir = trained_demo
+    answer = json.loads(run("predict", "u10003", "--db", url, "--model-dir", model_dir).stdout)
+    assert set(answer) == {"SESSION_ID", "PREDICTION", "P_MALE", "THRESHOLD", "MODEL"}
+    assert answer["SESSION_ID"] == "u10003" and answer["PREDICTION"] in ("male", "female")
+    unknown = json.loads(run("predict", "u00000", "--db", url, "--model-dir", model_dir).stdout)
+    assert unknown == {"SESSION_ID": "u00000", "PREDICTION": "UNKNOWN_SESSION_ID"}
+
+
+def test_settings_come_from_the_environment(tmp_path, pakdd_sample):
+    data, _ = pakdd_sample
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    run("import-pakdd", data, env={"GENDER_DB_URL": url})
+    assert db.table_counts(db.connect(url))["sessions"] == 3
+
+
+def test_score_a_file_and_the_unlabelled_sessions(tmp_path, trained_demo):
+    url, model_dir = trained_demo
+    data = write_pakdd(
+        tmp_path / "new.csv",
+        [
+            "n1,2014-11-20 10:00:00,2014-11-20 10:05:00,A00001/B00001/C00001/D00001/;A00001/B00001/C00001/D00002/",
+            "n2,2014-11-21 21:00:00,2014-11-21 21:00:09,A00005/B00034/C00363/D00009/",
+        ],
+    )
+    out = tmp_path / "scores.csv"
+    run("score", "--pakdd", data, "--out", out, "--model-dir", model_dir)
+    rows = list(csv.DictReader(out.open()))
+    assert [row["session_id"] for row in rows] == ["n1", "n2"]
+    assert all(0 <= float(row["p_male"]) <= 1 and row["prediction"] in ("male", "female") for row in rows)
+
+    everyone = tmp_path / "unlabelled.csv"
+    run("score", "--unlabelled", "--out", everyone, "--db", url, "--model-dir", model_dir)
+    rows = list(csv.DictReader(everyone.open()))
+    assert len(rows) == db.table_counts(db.connect(url))["unknown"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["predict", "u10003", "--db", "sqlite:///{tmp}/none.db", "--model-dir", "{tmp}"], "no FTP tables"),
+        (["predict", "u10003", "--db", "not a url"], "not a database URL"),
+        (["count", "u1", "B1", "--db", "mysql+pymysql://root:s3cret-pw@127.0.0.1:1/x"], "failed"),
+        (["import-pakdd", "{tmp}/missing.csv", "--db", "sqlite:///{tmp}/x.db"], "missing.csv: no such file"),
+        (["train", "--db", "sqlite:///{tmp}/empty.db"], "no FTP tables"),
+        (["score", "--pakdd", "{tmp}/missing.csv", "--out", "{tmp}/o.csv", "--model-dir", "{tmp}"], "no trained model"),
+    ],
+)
+def test_errors_are_one_line_and_exit_1(tmp_path, args, message):
+    result = run(*[a.format(tmp=tmp_path) for a in args], check=False)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1]
+    assert "s3cret-pw" not in result.stderr + result.stdout
+
+
+def test_a_bad_import_names_the_line_and_writes_nothing(tmp_path, pakdd_sample):
+    data, labels = pakdd_sample
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    run("import-pakdd", data, "--labels", labels, "--db", url)
+    bad = write_pakdd(
+        tmp_path / "bad.csv", ["u1,2014-11-14 00:00:00,2014-11-14 00:00:01,A/B/C/D/", "u2,yesterday,x,A/B/C/D/"]
+    )
+    result = run("import-pakdd", bad, "--db", url, check=False)
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == "error: bad.csv, line 2: bad start_time 'yesterday': expected YYYY-MM-DD HH:MM:SS"
+    )
+    assert db.table_counts(db.connect(url))["sessions"] == 3

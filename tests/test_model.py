@@ -1,0 +1,157 @@
+"""Training, the saved artefacts, predictions and their explanations, on a small synthetic shop."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from gender import artifact, db, explain, predict
+from gender.errors import ModelUnavailable
+from gender.train import labelled_data
+
+
+@pytest.fixture(scope="module")
+def served(trained_demo):
+    url, model_dir = trained_demo
+    return db.connect(url), predict.load_model(model_dir), model_dir
+
+
+def test_metadata_records_the_comparison(trained_demo):
+    _, model_dir = trained_demo
+    metadata = json.loads((model_dir / artifact.METADATA_FILE).read_text())
+    candidates = metadata["candidates"]
+    assert {"original", "logistic", "boosted"} <= set(candidates)
+    for result in candidates.values():
+        assert len(result["auc_folds"]) == 5
+        assert result["auc_mean"] == pytest.approx(np.mean(result["auc_folds"]), abs=1e-4)
+        assert len(result["roc"]["fpr"]) == len(result["roc"]["tpr"]) == len(result["roc"]["threshold"]) > 10
+        assert result["roc"]["fpr"][0] == 0 and result["roc"]["tpr"][-1] == 1
+        assert len(result["pr"]["precision"]) == len(result["pr"]["recall"]) > 10
+    chosen = metadata["chosen"]
+    assert candidates[chosen]["explainable"]
+    assert candidates[chosen]["auc_mean"] == max(r["auc_mean"] for r in candidates.values() if r["explainable"])
+    assert metadata["slots"]["control"]["candidate"] == "original"
+
+    training = metadata["training"]
+    assert training["sessions"] == training["male"] + training["female"]
+    assert 0.15 < training["male_share"] < 0.3
+    assert len(training["fingerprint"]) == 64
+    assert {"scikit-learn", "lightgbm", "shap", "python"} <= set(metadata["versions"])
+    for slot in metadata["slots"].values():
+        assert slot["sha256"] == artifact.sha256(model_dir / slot["file"])
+        confusion = slot["confusion"]
+        assert confusion["tp"] + confusion["fn"] == training["male"]
+        assert confusion["tn"] + confusion["fp"] == training["female"]
+        assert 0 < slot["threshold"] < 1
+
+
+def test_synthetic_signal_is_real_but_imperfect(trained_demo):
+    _, model_dir = trained_demo
+    metadata = artifact.load_metadata(model_dir)
+    assert 0.75 <= metadata["candidates"][metadata["chosen"]]["auc_mean"] <= 0.92
+
+
+def test_fingerprint_follows_the_data(served, trained_demo):
+    from gender.train import fingerprint
+
+    engine, model, _ = served
+    frame, y = labelled_data(engine)
+    assert fingerprint(frame, y) == model.metadata["training"]["fingerprint"]
+    y_changed = y.copy()
+    y_changed[0] = 1 - y_changed[0]
+    assert fingerprint(frame, y_changed) != model.metadata["training"]["fingerprint"]
+
+
+def test_prediction_of_a_stored_session(served):
+    engine, model, _ = served
+    session_id = db.random_session_id(engine, labelled=True)
+    answer = predict.predict(engine, model, f"  {session_id} ").as_json()
+    assert answer["SESSION_ID"] == session_id
+    assert answer["PREDICTION"] in ("male", "female")
+    assert (answer["PREDICTION"] == "male") == (answer["P_MALE"] >= answer["THRESHOLD"])
+    assert answer["MODEL"] == model.model_id
+
+
+@pytest.mark.parametrize("session_id", ["u00000", "", "   ", "u1' OR '1'='1", "x" * 10_000])
+def test_unknown_sessions_get_the_original_answer(served, session_id):
+    engine, model, _ = served
+    answer = predict.predict(engine, model, session_id).as_json()
+    assert answer == {"SESSION_ID": session_id.strip(), "PREDICTION": predict.UNKNOWN}
+
+
+def test_explanation_adds_up_to_the_prediction(served):
+    engine, model, _ = served
+    for labelled in (True, False):
+        record = predict.lookup(engine, db.random_session_id(engine, labelled))
+        explanation = explain.explain(model, record.frame)
+        assert explanation.p_male == pytest.approx(float(model.p_male(record.frame)[0]), abs=1e-6)
+        top = explain.top_contributions(explanation, top=5)
+        assert len(top) <= 7 and top["shap"].sum() == pytest.approx(explanation.contributions["shap"].sum())
+        tree = explain.hierarchy(explanation, record.views)
+        roots = tree[tree["parent"] == ""]
+        assert roots["net"].sum() == pytest.approx(explanation.contributions["shap"].sum())
+        first_a = record.views["category_a"].iloc[0]
+        assert first_a in set(roots["id"]) | {explain.TIME_AND_ACTIVITY}
+
+
+def test_the_control_slot_serves_the_original(served):
+    engine, _, model_dir = served
+    control = predict.load_model(model_dir, "control")
+    assert control.candidate == "original"
+    record = predict.lookup(engine, db.random_session_id(engine, labelled=True))
+    assert 0 <= control.p_male(record.frame)[0] <= 1
+
+
+def test_tampered_or_foreign_models_are_refused(trained_demo, tmp_path):
+    _, model_dir = trained_demo
+    copy = tmp_path / "models"
+    shutil.copytree(model_dir, copy)
+    predict.load_model(copy)  # a faithful copy loads
+
+    with (copy / "treatment.joblib").open("r+b") as f:  # one byte changed
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ModelUnavailable, match="does not match its recorded sha256"):
+        predict.load_model(copy)
+
+    metadata = json.loads((copy / artifact.METADATA_FILE).read_text())
+    metadata["slots"]["treatment"]["file"] = "../../elsewhere/treatment.joblib"  # only the folder is trusted
+    (copy / artifact.METADATA_FILE).write_text(json.dumps(metadata))
+    with pytest.raises(ModelUnavailable, match="does not match|missing"):
+        predict.load_model(copy)
+
+    metadata["feature_version"] = -1
+    (copy / artifact.METADATA_FILE).write_text(json.dumps(metadata))
+    with pytest.raises(ModelUnavailable, match="feature version"):
+        predict.load_model(copy)
+
+    (copy / artifact.METADATA_FILE).write_text("{not json")
+    with pytest.raises(ModelUnavailable, match="not a model metadata file"):
+        predict.load_model(copy)
+
+    with pytest.raises(ModelUnavailable, match="no trained model"):
+        predict.load_model(tmp_path / "nothing-here")
+
+
+def test_truncated_model_file_is_refused_even_with_matching_checksum(trained_demo, tmp_path):
+    _, model_dir = trained_demo
+    copy = tmp_path / "models"
+    shutil.copytree(model_dir, copy)
+    path = copy / "treatment.joblib"
+    path.write_bytes(path.read_bytes()[:1000])
+    metadata = json.loads((copy / artifact.METADATA_FILE).read_text())
+    metadata["slots"]["treatment"]["sha256"] = artifact.sha256(path)
+    (copy / artifact.METADATA_FILE).write_text(json.dumps(metadata))
+    with pytest.raises(ModelUnavailable, match="cannot be read"):
+        predict.load_model(copy)
+
+
+def test_in_words():
+    assert (
+        predict.in_words(0.41, 0.22, 0.35) == "P(male) 0.41: well above the 22 % prior, above the threshold 0.35 → male"
+    )
+    assert predict.in_words(0.05, 0.22, 0.35).endswith("well below the 22 % prior, below the threshold 0.35 → female")
+    assert "close to" in predict.in_words(0.22, 0.22, 0.35)

@@ -1,0 +1,55 @@
+"""The real PAKDD'15 logs: imported, trained on, and the model must beat the original's."""
+
+import pytest
+
+from gender import db, explain, ingest, predict
+from gender.train import train
+from tests.conftest import PAKDD
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def real_db(tmp_path_factory):
+    if not (PAKDD / "trainingData.csv").is_file():
+        pytest.skip(f"the real logs are not at {PAKDD}")
+    engine = db.connect(f"sqlite:///{tmp_path_factory.mktemp('real') / 'pakdd.db'}")
+    ingest.import_pakdd(engine, PAKDD / "trainingData.csv", PAKDD / "trainingLabels.csv")
+    ingest.import_pakdd(engine, PAKDD / "testData.csv")
+    return engine
+
+
+@pytest.fixture(scope="module")
+def real_model(real_db, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("real-models")
+    metadata = train(real_db, model_dir)
+    return metadata, predict.load_model(model_dir)
+
+
+def test_the_logs_arrive_whole(real_db):
+    counts = db.table_counts(real_db)
+    assert (counts["sessions"], counts["labelled"], counts["male"]) == (27_000, 12_000, 2_638)
+    assert counts["views"] == 26_788 + 33_036
+    assert db.count_category(real_db, "u10003", "B00002") == 12  # the original service's example
+
+
+def test_cv_auc_beats_the_original_re_creation(real_model):
+    metadata, _ = real_model
+    candidates = metadata["candidates"]
+    chosen = candidates[metadata["chosen"]]
+    print({name: (r["auc_mean"], r["auc_std"]) for name, r in candidates.items()})
+    assert metadata["training"]["sessions"] == 12_000
+    assert chosen["explainable"]
+    assert chosen["auc_mean"] >= 0.86
+    assert chosen["auc_mean"] > candidates["original"]["auc_mean"]
+    assert metadata["slots"]["treatment"]["confusion"]["balanced_accuracy"] > 0.75
+
+
+def test_real_sessions_are_predicted_and_explained(real_db, real_model):
+    _, model = real_model
+    for session_id in ("u10003", "u25001"):  # labelled, unknown gender
+        record = predict.lookup(real_db, session_id)
+        answer = predict.predict_record(model, record)
+        explanation = explain.explain(model, record.frame)
+        assert explanation.p_male == pytest.approx(answer.p_male, abs=1e-6)
+        assert any(label.startswith("viewed ") for label in explanation.contributions["label"])

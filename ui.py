@@ -1,0 +1,220 @@
+"""Streamlit glue shared by every page: settings, cached engine, model and queries, the sidebar,
+the session picker and error banners. Pages call `gender/` through here and only display.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+
+import streamlit as st
+
+from gender import db, predict, synth
+from gender.artifact import METADATA_FILE
+from gender.config import Settings, load_settings
+from gender.errors import DatabaseUnavailable, GenderError, ModelUnavailable
+
+QUERY_TTL = 300  # seconds a cached query result is reused; imports show up after this at the latest
+log = logging.getLogger("gender.ui")
+
+
+# -- settings, engine, model --------------------------------------------------------------------
+
+
+def settings() -> Settings:
+    return load_settings()
+
+
+@st.cache_resource(show_spinner=False)
+def _engine(url: str):
+    return db.connect(url)
+
+
+def engine():
+    return _engine(settings().db_url.render_as_string(hide_password=False))
+
+
+def _url_key() -> str:
+    """The cache key of the current database (the URL itself; it never leaves the server)."""
+    return settings().db_url.render_as_string(hide_password=False)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _model(model_dir: str, slot: str, version: tuple) -> predict.Model:
+    from pathlib import Path
+
+    return predict.load_model(Path(model_dir), slot)
+
+
+def model(slot: str = "treatment") -> predict.Model:
+    """The model in a slot, reloaded when its metadata file changes (a retrain)."""
+    model_dir = settings().model_dir
+    metadata = model_dir / METADATA_FILE
+    version = (metadata.stat().st_mtime_ns, metadata.stat().st_size) if metadata.is_file() else None
+    return _model(str(model_dir), slot, version)
+
+
+# -- cached queries (each keyed by the database URL) -------------------------------------------
+
+
+@st.cache_data(ttl=QUERY_TTL, show_spinner=False)
+def _counts(url_key: str) -> dict:
+    return db.table_counts(engine())
+
+
+def counts() -> dict:
+    return _counts(_url_key())
+
+
+@st.cache_data(ttl=QUERY_TTL, show_spinner="Counting views per category…")
+def _category_counts(url_key: str, level: str):
+    return db.category_gender_counts(engine(), level)
+
+
+def category_counts(level: str):
+    return _category_counts(_url_key(), level)
+
+
+@st.cache_data(ttl=QUERY_TTL, show_spinner="Summing up the catalogue…")
+def _category_tree(url_key: str):
+    return db.category_tree_counts(engine())
+
+
+def category_tree():
+    return _category_tree(_url_key())
+
+
+@st.cache_data(ttl=QUERY_TTL, show_spinner="Counting sessions per hour…")
+def _activity(url_key: str):
+    return db.activity_counts(engine())
+
+
+def activity():
+    return _activity(_url_key())
+
+
+# -- errors and requirements --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def banners():
+    """Show a problem as one clear banner instead of a traceback, and stop the page there."""
+    try:
+        yield
+    except GenderError as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
+    except Exception:  # a bug: log it on the server, keep the page calm
+        log.exception("unexpected error on a page")
+        st.error("Something went wrong on this page; the details are in the server log.", icon=":material/error:")
+        st.stop()
+
+
+def require_database():
+    """The engine of a reachable FTP database, or a banner (and an offer of demo data) and stop."""
+    current = engine()
+    try:
+        db.check_schema(current)
+    except DatabaseUnavailable as exc:
+        st.error(str(exc), icon=":material/error:")
+        if settings().is_embedded_demo and st.button("Create the demo database", key="create_demo"):
+            progress = st.progress(0.0, "writing synthetic sessions…")
+            with banners():
+                synth.create_demo(current, progress=lambda f, m: progress.progress(f, m))
+            st.cache_data.clear()
+            st.rerun()
+        st.stop()
+    return current
+
+
+def require_model(slot: str = "treatment") -> predict.Model:
+    """The model, or a note saying there is none and a button to train one here."""
+    try:
+        return model(slot)
+    except ModelUnavailable as exc:
+        st.warning(str(exc), icon=":material/model_training:")
+        if st.button("Train a model on this database", key=f"train_{slot}", type="primary"):
+            train_here()
+        st.stop()
+
+
+def train_here() -> None:
+    """Train on the current database with a progress bar, then reload everything."""
+    from gender.train import train
+
+    progress = st.progress(0.0, "reading the labelled sessions…")
+    with banners():
+        metadata = train(engine(), settings().model_dir, lambda f, m: progress.progress(f, m))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    st.success(f"trained: {metadata['chosen']} chosen in {metadata['seconds']} s")
+    st.rerun()
+
+
+# -- shared widgets -----------------------------------------------------------------------------
+
+
+def sidebar() -> None:
+    """What every page shows on the left: the data source, its sessions and the model."""
+    with st.sidebar:
+        st.markdown("### gender-lens")
+        try:
+            current = settings()
+        except GenderError as exc:
+            st.error(str(exc))
+            return
+        st.caption("Data source")
+        st.code(current.db_label, language=None, wrap_lines=True)
+        try:
+            n = counts()
+            st.markdown(f"**{n['sessions']:,}** sessions: {n['labelled']:,} labelled · {n['unknown']:,} unknown gender")
+        except GenderError:
+            st.markdown("Database unreachable")
+        st.caption("Model")
+        try:
+            serving = model()
+            st.markdown(
+                f"**{serving.model_id}**  \n{serving.label}  \n"
+                f"trained {serving.metadata['trained_at'][:16].replace('T', ' ')} UTC  \n"
+                f"CV ROC-AUC **{serving.cv_auc:.3f}**"
+            )
+        except GenderError:
+            st.markdown("No model yet")
+
+
+def _pick_random(key: str, labelled: bool) -> None:
+    with banners():
+        chosen = db.random_session_id(engine(), labelled, random.Random())
+    if chosen is None:
+        kind = "labelled sessions" if labelled else "sessions with unknown gender"
+        st.session_state[f"{key}_note"] = f"There are no {kind} in this database."
+    else:
+        st.session_state[key] = chosen
+
+
+def session_picker(key: str) -> str:
+    """A session id box (filled from ?session=… on arrival) with two random-pick buttons.
+
+    Returns the id as typed, without surrounding blanks; keeps ?session= in step for sharing.
+    """
+    if key not in st.session_state:
+        st.session_state[key] = st.query_params.get("session", "")
+    typed, labelled, unknown = st.columns([3, 1.3, 1.6], vertical_alignment="bottom")
+    typed.text_input("Session id", key=key, placeholder="e.g. u10003", max_chars=200)
+    labelled.button("Random labelled session", key=f"{key}_labelled", on_click=_pick_random, args=(key, True))
+    unknown.button("Random session with unknown gender", key=f"{key}_unknown", on_click=_pick_random, args=(key, False))
+    if note := st.session_state.pop(f"{key}_note", None):
+        st.info(note)
+    value = st.session_state[key].strip()
+    if value and st.query_params.get("session") != value:
+        st.query_params["session"] = value
+    elif not value and "session" in st.query_params:
+        del st.query_params["session"]
+    return value
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """User text fit to echo in a message: cut short, control characters made visible."""
+    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    return text if len(text) <= limit else text[: limit - 1] + "…"
