@@ -1,10 +1,12 @@
 """Why the model said what it said: SHAP contributions of one session's features.
 
-The boosted logistic model is explained in two exact parts that add up in log-odds: shap's
-LinearExplainer for the logistic regression (against the average training session) and its
-TreeExplainer for the LightGBM trees. The original re-creation's random forest is explained by
-TreeExplainer in probability; exact too, but it takes seconds. Contributions add up from the
-base value to the model's output, so the waterfall and the hierarchy view hold no approximation.
+Contributions are measured against a *typical session*: the training data's median, column by
+column (no view of most categories, the median start hour, duration and so on). With that one
+reference, SHAP values are exact and cheap for any model: the logistic part by shap's
+LinearExplainer, trees of any depth by its interventional TreeExplainer, in milliseconds. They
+add up from the model's output for the typical session to its output for this one, so the
+waterfall and the hierarchy view hold no approximation. Features the session shares with the
+typical session contribute nothing, which keeps explanations to what is particular about it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ OTHER_UP, OTHER_DOWN = "other (+)", "other (−)"
 
 @dataclass(frozen=True)
 class Explanation:
-    base_value: float  # the model's output for an average training session
+    base_value: float  # the model's output for the typical training session
     contributions: pd.DataFrame  # feature, value, label, shap: sorted by |shap|, largest first
     units: str  # "log-odds" or "probability": what base_value and shap add up to
 
@@ -52,34 +54,39 @@ def _male_part(values, base) -> tuple[float, np.ndarray]:
 
 
 class Explainer:
-    """SHAP for one fitted model: call it with one feature row, get (base value, contributions)."""
+    """SHAP for one fitted pipeline: call it with one feature row, get (base value, contributions).
 
-    def __init__(self, estimator):
-        self.estimator = estimator
+    The base value is the model's output for the typical training session.
+    """
+
+    def __init__(self, pipeline):
+        self.estimator = estimator = pipeline[-1]
+        reference = pipeline.named_steps["features"].reference_
+        self.linear, self.trees = None, None
         if isinstance(estimator, BoostedLogistic):
-            scale = estimator.scale_
-            average = (scale.mean_ / scale.scale_)[None, :]  # the average training session
-            self.linear = shap.LinearExplainer(estimator.linear_, shap.maskers.Independent(average))
-            self.trees = shap.TreeExplainer(estimator.trees_) if estimator.trees_ is not None else None
-            self.units = "log-odds"
-        else:  # a scikit-learn forest
-            self.linear, self.trees = None, shap.TreeExplainer(estimator)
-            self.units = "probability"
+            typical = estimator.linear_input(reference).toarray()
+            self.linear = shap.LinearExplainer(estimator.linear_, shap.maskers.Independent(typical))
+            trees, self.units = estimator.trees_, "log-odds"
+        else:  # the original's random forest: probabilities
+            trees, self.units = estimator, "probability"
+        if trees is not None:
+            self.trees = shap.TreeExplainer(
+                trees, data=reference, feature_perturbation="interventional", model_output="raw"
+            )
 
     def __call__(self, row: sp.csr_matrix) -> tuple[float, np.ndarray]:
         base, values = 0.0, np.zeros(row.shape[1])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # shap's notes on output formats
             if self.linear is not None:
-                part_base, part = _male_part(
-                    self.linear.shap_values(self.estimator.linear_input(row)), self.linear.expected_value
-                )
+                linear_row = self.estimator.linear_input(row).toarray()
+                part_base, part = _male_part(self.linear.shap_values(linear_row), self.linear.expected_value)
                 base, values = base + part_base, values + part
             if self.trees is not None:
-                # sklearn forests are explained on dense rows; LightGBM takes the sparse row.
-                tree_row = row if self.linear is not None else row.toarray()
-                part_base, part = _male_part(self.trees.shap_values(tree_row), self.trees.expected_value)
-                base, values = base + part_base, values + part[: row.shape[1]]
+                part_base, part = _male_part(
+                    self.trees.shap_values(row.toarray(), check_additivity=False), self.trees.expected_value
+                )
+                base, values = base + part_base, values + part
         return base, values
 
 
@@ -107,10 +114,14 @@ def explain(model, frame: pd.DataFrame) -> Explanation:
 
 
 def top_contributions(explanation: Explanation, top: int = 10) -> pd.DataFrame:
-    """The `top` largest contributions, the rest folded into "other (+)" and "other (−)": label, shap."""
-    contributions = explanation.contributions
-    head = contributions.head(top)[["label", "shap"]]
-    rest = contributions["shap"].iloc[top:]
+    """The `top` largest contributions, the rest folded into "other (+)" and "other (−)": label, shap.
+
+    Features that read the same ("started at 14:00" as a token and as a number) are shown as one.
+    """
+    by_label = explanation.contributions.groupby("label", sort=False)["shap"].sum()
+    by_label = by_label.reindex(by_label.abs().sort_values(ascending=False, kind="stable").index)
+    rest = by_label.iloc[top:]
+    head = by_label.iloc[:top].rename_axis("label").reset_index()
     folded = pd.DataFrame(
         [(OTHER_UP, rest[rest > 0].sum()), (OTHER_DOWN, rest[rest < 0].sum())], columns=["label", "shap"]
     )

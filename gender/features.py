@@ -117,6 +117,7 @@ class SessionFeatures(TransformerMixin, BaseEstimator):
             frequency = sessions_with["text"].value_counts()
             self.vocabulary_[kind] = pd.Index(sorted(frequency.index[frequency >= self.min_df]))
         self.n_features_out_ = sum(map(len, self.vocabulary_.values())) + len(NUMBER_NAMES)
+        self.reference_ = column_medians(self.transform(X))
         return self
 
     def transform(self, X: pd.DataFrame) -> sp.csr_matrix:
@@ -150,6 +151,7 @@ class OriginalFeatures(TransformerMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y=None):
         self.words_ = CountVectorizer(ngram_range=(1, 3), token_pattern=r"[^ ]+", lowercase=False).fit(_words(X))
         self.times_ = OneHotEncoder(handle_unknown="ignore").fit(_start_parts(X))
+        self.reference_ = column_medians(self.transform(X))
         return self
 
     def transform(self, X: pd.DataFrame) -> sp.csr_matrix:
@@ -170,6 +172,19 @@ class OriginalFeatures(TransformerMixin, BaseEstimator):
                 ["views", "seconds_per_view"],
             ]
         ).astype(object)
+
+
+def column_medians(matrix: sp.spmatrix) -> np.ndarray:
+    """The typical row, column by column: what explanations compare a session with (1 × n).
+
+    A column that is zero in at least half the rows has median 0, so only the few busy columns
+    (the numbers, the most common categories) need sorting.
+    """
+    columns = sp.csc_matrix(matrix)
+    medians = np.zeros((1, columns.shape[1]))
+    for j in np.flatnonzero(2 * np.diff(columns.indptr) >= columns.shape[0]):
+        medians[0, j] = np.median(columns[:, [j]].toarray())
+    return medians
 
 
 def _words(X: pd.DataFrame) -> pd.Series:

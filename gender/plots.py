@@ -45,9 +45,9 @@ def p_male_bar(p_male: float, base_rate: float, threshold: float) -> go.Figure:
 
 
 def waterfall(explanation: Explanation, top: int = 12) -> go.Figure:
-    """From the average session's output, the largest contributions one by one, to this session's."""
+    """From the typical session's output, the largest contributions one by one, to this session's."""
     rows = top_contributions(explanation, top)
-    labels = ["average session", *rows["label"], "this session"]
+    labels = ["typical session", *rows["label"], "this session"]
     figure = go.Figure(
         go.Waterfall(
             orientation="h",

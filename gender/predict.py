@@ -42,7 +42,7 @@ class Model:
     def explainer(self):
         from gender.explain import Explainer  # shap is heavy; only explanations need it
 
-        return Explainer(self.pipeline[-1])
+        return Explainer(self.pipeline)
 
 
 def load_model(model_dir: Path, slot: str = "treatment") -> Model:

@@ -63,7 +63,7 @@ st.dataframe(
 # -- why ----------------------------------------------------------------------------------------
 st.subheader("Why")
 st.caption(
-    f"SHAP contributions in {explanation.units}: from the average session (base value) to this one. "
+    f"SHAP contributions in {explanation.units}: from a typical session (the base value) to this one. "
     "Blue pushes towards male, pink towards female."
 )
 st.plotly_chart(plots.waterfall(explanation), key="waterfall")

@@ -62,7 +62,7 @@ def test_predict_a_known_session(app, engine):
     kinds = [chart["data"][0]["type"] for chart in charts(at)]
     assert {"indicator", "waterfall", "sunburst"} <= set(kinds)
     waterfall = next(chart for chart in charts(at) if chart["data"][0]["type"] == "waterfall")
-    assert waterfall["data"][0]["y"][0] == "average session" and waterfall["data"][0]["y"][-1] == "this session"
+    assert waterfall["data"][0]["y"][0] == "typical session" and waterfall["data"][0]["y"][-1] == "this session"
     assert at.query_params["session"] in (session_id, [session_id])
 
 
