@@ -92,8 +92,12 @@ class Explainer:
 
 def explain(model, frame: pd.DataFrame) -> Explanation:
     """SHAP contributions for the one session in `frame`, labelled in words."""
+    return explain_row(model, model.features(frame))
+
+
+def explain_row(model, row: sp.csr_matrix) -> Explanation:
+    """SHAP contributions for one feature row of `model`, labelled in words."""
     features = model.pipeline.named_steps["features"]
-    row = features.transform(frame)
     base, values = model.explainer(row)
     if model.calibration:  # Platt scaling is affine in log-odds: scale everything alike
         slope = model.calibration["slope"]

@@ -32,8 +32,16 @@ class Model:
         self.cv_auc: float = metadata["candidates"][self.candidate]["auc_mean"]
         self.base_rate: float = metadata["training"]["male_share"]
 
+    def features(self, frame: pd.DataFrame):
+        """The session frame as this model's feature matrix (sparse, one row a session)."""
+        return self.pipeline.named_steps["features"].transform(frame)
+
+    def p_male_of(self, matrix) -> np.ndarray:
+        """P(male) from feature rows, calibrated as trained."""
+        return calibrated(self.pipeline[-1].predict_proba(matrix)[:, 1], self.calibration)
+
     def p_male(self, frame: pd.DataFrame) -> np.ndarray:
-        return calibrated(self.pipeline.predict_proba(frame)[:, 1], self.calibration)
+        return self.p_male_of(self.features(frame))
 
     def decide(self, p_male: float) -> str:
         return "male" if p_male >= self.threshold else "female"
@@ -105,6 +113,28 @@ class Prediction:
 def predict_record(model: Model, record: SessionRecord) -> Prediction:
     p_male = float(model.p_male(record.frame)[0])
     return Prediction(record.session_id, model.decide(p_male), p_male, model.threshold, model.model_id)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Everything the Predict page shows about one session: its data, the answer and why."""
+
+    record: SessionRecord
+    prediction: Prediction
+    explanation: object  # gender.explain.Explanation
+
+
+def assess(engine: Engine, model: Model, session_id: object) -> Assessment | None:
+    """Look a session up, predict and explain it with one pass over its features; None if unknown."""
+    from gender.explain import explain_row
+
+    record = lookup(engine, session_id)
+    if record is None:
+        return None
+    row = model.features(record.frame)
+    p_male = float(model.p_male_of(row)[0])
+    prediction = Prediction(record.session_id, model.decide(p_male), p_male, model.threshold, model.model_id)
+    return Assessment(record, prediction, explain_row(model, row))
 
 
 def predict(engine: Engine, model: Model, session_id: object) -> Prediction:

@@ -16,15 +16,13 @@ with ui.banners():
         st.info("Type a session id, or pick a random one. Links like `/?session=u10003` open a session directly.")
         st.stop()
 
-    record = predict.lookup(engine, session_id)
-    if record is None:
+    assessment = predict.assess(engine, model, session_id)
+    if assessment is None:
         answer = predict.Prediction(session_id, predict.UNKNOWN)
         st.warning(f"No session **{ui.shown(session_id)}** in this database.", icon=":material/search_off:")
         st.json(answer.as_json())
         st.stop()
-
-    prediction = predict.predict_record(model, record)
-    explanation = explain.explain(model, record.frame)
+    record, prediction, explanation = assessment.record, assessment.prediction, assessment.explanation
 
 # -- the answer ---------------------------------------------------------------------------------
 answer_col, truth_col = st.columns([2, 1])
