@@ -10,7 +10,8 @@ navigation = st.navigation(
     [
         st.Page("pages/predict.py", title="Predict", icon=":material/person_search:", default=True),
         st.Page("pages/categories.py", title="Categories", icon=":material/category:", url_path="categories"),
-        st.Page("pages/model.py", title="Model", icon=":material/monitoring:", url_path="model"),
+        st.Page("pages/model.py", title="Model", icon=":material/model_training:", url_path="model"),
+        st.Page("pages/monitoring.py", title="Monitoring", icon=":material/monitoring:", url_path="monitoring"),
     ]
 )
 ui.sidebar()

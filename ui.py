@@ -7,10 +7,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+from pathlib import Path
 
 import streamlit as st
 
-from gender import db, predict, synth
+from gender import db, predict, serve, synth
 from gender.artifact import METADATA_FILE
 from gender.config import Settings, load_settings
 from gender.errors import DatabaseUnavailable, GenderError, ModelUnavailable
@@ -40,19 +41,22 @@ def _url_key() -> str:
     return settings().db_url.render_as_string(hide_password=False)
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
-def _model(model_dir: str, slot: str, version: tuple) -> predict.Model:
-    from pathlib import Path
-
-    return predict.load_model(Path(model_dir), slot)
+@st.cache_resource(show_spinner="Loading the models…", max_entries=2)
+def _models(model_dir: str, version: tuple | None) -> serve.Models:
+    return serve.load_models(Path(model_dir))
 
 
-def model(slot: str = "treatment") -> predict.Model:
-    """The model in a slot, reloaded when its metadata file changes (a retrain)."""
+def models() -> serve.Models:
+    """The treatment and control models, reloaded when their metadata file changes (a retrain)."""
     model_dir = settings().model_dir
     metadata = model_dir / METADATA_FILE
     version = (metadata.stat().st_mtime_ns, metadata.stat().st_size) if metadata.is_file() else None
-    return _model(str(model_dir), slot, version)
+    return _models(str(model_dir), version)
+
+
+def model() -> predict.Model:
+    """The treatment model: the one chosen by training."""
+    return models().treatment
 
 
 # -- cached queries (each keyed by the database URL) -------------------------------------------
@@ -94,6 +98,25 @@ def activity():
     return _activity(_url_key())
 
 
+@st.cache_data(ttl=30, show_spinner="Reading the prediction log…")
+def _served(url_key: str):
+    return db.served_predictions(engine())
+
+
+def served():
+    """The prediction log with each session's known gender (refreshed every 30 s)."""
+    return _served(_url_key())
+
+
+def log_served(answer: serve.Served) -> None:
+    """Log a served prediction once per browser session and model; the database skips repeats too."""
+    key = (answer.prediction.session_id, answer.prediction.model)
+    logged = st.session_state.setdefault("logged_predictions", set())
+    if key not in logged:
+        logged.add(key)
+        serve.log_in_background(engine(), answer)
+
+
 # -- errors and requirements --------------------------------------------------------------------
 
 
@@ -128,13 +151,13 @@ def require_database():
     return current
 
 
-def require_model(slot: str = "treatment") -> predict.Model:
-    """The model, or a note saying there is none and a button to train one here."""
+def require_models() -> serve.Models:
+    """The models, or a note saying there are none and a button to train them here."""
     try:
-        return model(slot)
+        return models()
     except ModelUnavailable as exc:
         st.warning(str(exc), icon=":material/model_training:")
-        if st.button("Train a model on this database", key=f"train_{slot}", type="primary"):
+        if st.button("Train a model on this database", key="train_models", type="primary"):
             train_here()
         st.stop()
 
@@ -173,12 +196,18 @@ def sidebar() -> None:
             st.markdown("Database unreachable")
         st.caption("Model")
         try:
-            serving = model()
+            serving = models()
+            treatment = serving.treatment
             st.markdown(
-                f"**{serving.model_id}**  \n{serving.label}  \n"
-                f"trained {serving.metadata['trained_at'][:16].replace('T', ' ')} UTC  \n"
-                f"CV ROC-AUC **{serving.cv_auc:.3f}**"
+                f"**{treatment.model_id}**  \n{treatment.label}  \n"
+                f"trained {treatment.metadata['trained_at'][:16].replace('T', ' ')} UTC  \n"
+                f"CV ROC-AUC **{treatment.cv_auc:.3f}**"
             )
+            if serving.control:
+                st.caption(
+                    f"A/B: {current.treatment_share:.0%} of sessions get this model, "
+                    f"the rest the control `{serving.control.model_id}`"
+                )
         except GenderError:
             st.markdown("No model yet")
 

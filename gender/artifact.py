@@ -19,6 +19,7 @@ from gender.errors import ModelUnavailable
 from gender.features import FEATURE_VERSION
 
 METADATA_FILE = "metadata.json"
+RUNS_DIR = "runs"  # one JSON file per training run, kept when later runs replace the models
 SLOTS = ("treatment", "control")  # treatment: the chosen model; control: the original re-creation
 
 
@@ -89,3 +90,42 @@ def load(model_dir: Path, slot: str = "treatment"):
     except Exception as exc:  # a corrupt pickle can raise almost anything
         raise ModelUnavailable(f"model file {path} cannot be read ({type(exc).__name__}): retrain") from None
     return pipeline, metadata
+
+
+def record_run(model_dir: Path, metadata: dict, parameters: dict) -> Path:
+    """Keep a summary of a training run beside the models: what was tried, how it scored, what was saved."""
+    run = {
+        "trained_at": metadata["trained_at"],
+        "seconds": metadata["seconds"],
+        "database": metadata["database"],
+        "training": metadata["training"],
+        "parameters": parameters,
+        "cv": metadata["cv"],
+        "candidates": {
+            name: {key: result[key] for key in ("auc_mean", "auc_std", "auc_folds", "calibration")}
+            for name, result in metadata["candidates"].items()
+        },
+        "chosen": metadata["chosen"],
+        "slots": {
+            slot: {key: entry[key] for key in ("candidate", "sha256", "threshold")}
+            for slot, entry in metadata["slots"].items()
+        },
+    }
+    runs = model_dir / RUNS_DIR
+    runs.mkdir(exist_ok=True)
+    stamp = metadata["trained_at"].replace(":", "").replace("-", "").replace("+0000", "Z")
+    path = runs / f"{stamp}-{metadata['slots']['treatment']['sha256'][:8]}.json"
+    text = json.dumps(run, indent=1).encode()
+    _write_atomically(path, lambda f: f.write(text))
+    return path
+
+
+def load_runs(model_dir: Path) -> list[dict]:
+    """Every recorded training run, newest first (unreadable files are skipped)."""
+    runs = []
+    for path in sorted((model_dir / RUNS_DIR).glob("*.json"), reverse=True):
+        try:
+            runs.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return runs

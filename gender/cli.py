@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from gender import db, ingest, predict, synth
+from gender import db, ingest, predict, serve, synth
 from gender.config import CTU_URL, load_settings
 from gender.errors import GenderError
 
@@ -103,8 +103,17 @@ def cmd_predict(args) -> None:
     settings = load_settings(db=args.db, model_dir=args.model_dir)
     engine = db.connect(settings.db_url)
     db.check_schema(engine)
-    model = predict.load_model(settings.model_dir)
-    print(json.dumps(predict.predict(engine, model, args.session_id).as_json()))
+    models = serve.load_models(settings.model_dir)
+    served = serve.serve(engine, models, args.session_id, settings.ab_salt, settings.treatment_share)
+    if served is None:
+        shown = args.session_id.strip()
+        print(json.dumps(predict.Prediction(shown, predict.UNKNOWN).as_json()))
+        return
+    print(json.dumps(served.as_json()))
+    try:
+        serve.write_log(engine, served)
+    except GenderError as exc:  # the answer stands; say why it is not in the log
+        print(f"warning: prediction log not written: {exc}", file=sys.stderr)
 
 
 def cmd_count(args) -> None:
@@ -172,7 +181,7 @@ def parser() -> argparse.ArgumentParser:
     sub = command("setup", cmd_setup, "first run: demo data in the embedded database if empty, a model if missing")
     sub.add_argument("--model-dir", type=Path, help=dir_help)
 
-    sub = command("predict", cmd_predict, "predict one session's gender (JSON)")
+    sub = command("predict", cmd_predict, "predict one session's gender with its A/B group's model (JSON)")
     sub.add_argument("session_id", metavar="SESSION_ID")
     sub.add_argument("--model-dir", type=Path, help=dir_help)
 

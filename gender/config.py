@@ -3,7 +3,8 @@
 The database URL comes from, in order: an explicit value (``--db``), the environment
 (``GENDER_DB_URL``), ``.streamlit/secrets.toml`` (``[gender] db_url``), else the embedded
 SQLite file under ``data/``. The model folder follows the same order (``--model-dir``,
-``GENDER_MODEL_DIR``, ``[gender] model_dir``, ``models/``).
+``GENDER_MODEL_DIR``, ``[gender] model_dir``, ``models/``); the A/B split likewise
+(``GENDER_TREATMENT_SHARE`` / ``treatment_share``, default 0.5; ``GENDER_AB_SALT`` / ``ab_salt``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ CTU_URL = "mysql+pymysql://guest:ctu-relational@relational.fel.cvut.cz:3306/ftp"
 class Settings:
     db_url: URL
     model_dir: Path
+    treatment_share: float = 0.5  # A/B: the share of sessions the treatment model answers
+    ab_salt: str = "gender-lens"  # A/B: a new salt reshuffles the groups
 
     @property
     def is_embedded_demo(self) -> bool:
@@ -79,4 +82,12 @@ def load_settings(db: str | URL | None = None, model_dir: str | Path | None = No
         model_dir = Path(given_dir).expanduser().resolve()
     else:  # the secrets file and the default are relative to the project
         model_dir = PROJECT_ROOT / secrets.get("model_dir", DEFAULT_MODEL_DIR)
-    return Settings(db_url=parse_url(db), model_dir=model_dir)
+    share = os.environ.get("GENDER_TREATMENT_SHARE") or secrets.get("treatment_share", 0.5)
+    try:
+        share = float(share)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise GenderError("the treatment share (GENDER_TREATMENT_SHARE) must be a number from 0 to 1")
+    salt = os.environ.get("GENDER_AB_SALT") or str(secrets.get("ab_salt", "gender-lens"))
+    return Settings(db_url=parse_url(db), model_dir=model_dir, treatment_share=share, ab_salt=salt)

@@ -17,18 +17,21 @@ from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    Float,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
     Table,
+    UniqueConstraint,
     and_,
     case,
     create_engine,
     event,
     extract,
     func,
+    insert,
     inspect,
     or_,
     select,
@@ -65,6 +68,22 @@ product = Table(
 
 CATEGORY_COLUMNS = {level: product.c[f"category_{level}"] for level in LEVELS}
 CATEGORY_NAMES = [column.name for column in CATEGORY_COLUMNS.values()]
+
+# The project's own table: what was served, by which model, to which A/B group. One row per
+# (session, model): serving the same session again with the same model adds nothing.
+prediction_log = Table(
+    "prediction_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", SESSION_ID, nullable=False),
+    Column("ab_group", String(16), nullable=False),
+    Column("model_id", String(64), nullable=False),
+    Column("p_male", Float, nullable=False),
+    Column("prediction", String(6), nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("served_at", DateTime, nullable=False),
+    UniqueConstraint("session_id", "model_id", name="uq_prediction_log_session_model"),
+)
 
 
 # -- engine -------------------------------------------------------------------------------------
@@ -259,3 +278,26 @@ def activity_counts(engine: Engine) -> pd.DataFrame:
     frame["date"] = pd.to_datetime(frame["date"])
     frame["hour"] = frame["hour"].astype(int)
     return frame
+
+
+# -- the prediction log ------------------------------------------------------------------------
+
+
+def log_predictions(engine: Engine, rows: list[dict]) -> None:
+    """Add served predictions to `prediction_log`, skipping (session, model) pairs already there."""
+    prediction_log.create(engine, checkfirst=True)
+    statement = insert(prediction_log).prefix_with("OR IGNORE", dialect="sqlite")
+    statement = statement.prefix_with("IGNORE", dialect="mysql").prefix_with("IGNORE", dialect="mariadb")
+    with reporting(engine), engine.begin() as conn:
+        conn.execute(statement, rows)
+
+
+def served_predictions(engine: Engine) -> pd.DataFrame:
+    """Every logged prediction with the session's recorded gender (None when unknown)."""
+    query = select(prediction_log, session.c.gender).select_from(
+        prediction_log.outerjoin(session, session.c.session_id == prediction_log.c.session_id)
+    )
+    with reporting(engine), engine.connect() as conn:
+        if not inspect(conn).has_table("prediction_log"):
+            return pd.DataFrame(columns=[*prediction_log.c.keys(), "gender"])
+        return pd.read_sql(query, conn, parse_dates=["served_at"])

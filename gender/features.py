@@ -41,16 +41,14 @@ def session_frame(sessions: pd.DataFrame, views: pd.DataFrame) -> pd.DataFrame:
 
 
 def split_views(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per view: `row` (position of its session in the frame), `position`, category_a..d."""
+    """One row per view, in order: `row` (the position of its session in the frame), category_a..d."""
     paths = frame["paths"].to_numpy(dtype=object)
     per_session = pd.Series(paths).str.split(";").explode()
     per_session = per_session[per_session.fillna("") != ""]
     codes = per_session.str.split("/", expand=True, n=3).reindex(columns=range(4)).astype(object)
     codes.columns = CATEGORY_NAMES
     codes.insert(0, "row", per_session.index.to_numpy())
-    codes = codes.reset_index(drop=True)
-    codes.insert(1, "position", codes.groupby("row").cumcount().to_numpy())
-    return codes
+    return codes.reset_index(drop=True)
 
 
 def _tokens(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, pd.Series]]:

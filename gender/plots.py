@@ -251,3 +251,41 @@ def confusion_heatmap(tn: int, fp: int, fn: int, tp: int) -> go.Figure:
     )
     figure.update_yaxes(autorange="reversed", title="true gender")
     return figure.update_layout(height=300, **LAYOUT)
+
+
+def predictions_per_day(daily: pd.DataFrame) -> go.Figure:
+    """Predictions served per day, a bar per A/B group."""
+    figure = px.bar(
+        daily,
+        x="date",
+        y="predictions",
+        color="ab_group",
+        barmode="group",
+        color_discrete_map={"treatment": UP, "control": "#718096"},
+        labels={"ab_group": "group"},
+    )
+    figure.update_xaxes(tickformat="%b %d", dtick=86_400_000)  # one tick per day, no clock time
+    return figure.update_layout(height=320, **LAYOUT)
+
+
+def score_distributions(trained, served) -> go.Figure:
+    """P(male) out of fold at training against P(male) served, as overlaid densities."""
+    figure = go.Figure()
+    figure.add_histogram(
+        x=trained,
+        name="at training (out of fold)",
+        histnorm="probability density",
+        opacity=0.55,
+        xbins={"start": 0, "end": 1, "size": 0.05},
+        marker_color="#718096",
+    )
+    figure.add_histogram(
+        x=served,
+        name="served",
+        histnorm="probability density",
+        opacity=0.55,
+        xbins={"start": 0, "end": 1, "size": 0.05},
+        marker_color=UP,
+    )
+    figure.update_xaxes(title="P(male)", range=[0, 1])
+    return figure.update_layout(barmode="overlay", height=300, legend={"orientation": "h", "y": 1.15}, **LAYOUT)

@@ -182,4 +182,21 @@ def train(engine: Engine, model_dir: Path, progress: Progress | None = None, can
         | {name: importlib.metadata.version(name) for name in LIBRARIES},
     }
     metadata["seconds"] = round(time.perf_counter() - started, 1)
-    return artifact.save(model_dir, pipelines, metadata)
+    artifact.save(model_dir, pipelines, metadata)
+    artifact.record_run(model_dir, metadata, parameters(candidates))
+    return metadata
+
+
+def parameters(candidates) -> dict:
+    """Each candidate's settings: its feature and model steps' parameters, as plain values."""
+
+    def plain(params: dict) -> dict:
+        return {
+            key: value if isinstance(value, (int, float, str, bool, type(None))) else repr(value)
+            for key, value in params.items()
+        }
+
+    return {
+        candidate.name: {step: plain(estimator.get_params(deep=False)) for step, estimator in candidate.make().steps}
+        for candidate in candidates
+    }

@@ -4,12 +4,12 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from gender import metrics, plots
+from gender import artifact, metrics, plots
 
 st.title("The model")
 
 with ui.banners():
-    model = ui.require_model()
+    model = ui.require_models().treatment
 metadata = model.metadata
 candidates = metadata["candidates"]
 training = metadata["training"]
@@ -75,6 +75,32 @@ st.markdown(f"Database: `{metadata['database']}`  \nData fingerprint: `{training
 st.dataframe(
     pd.DataFrame(metadata["versions"].items(), columns=["library", "version"]), hide_index=True, key="versions"
 )
+
+st.subheader("Training runs")
+runs = artifact.load_runs(ui.settings().model_dir)
+serving_sha = metadata["slots"]["treatment"]["sha256"]
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "trained at (UTC)": run["trained_at"][:19].replace("T", " "),
+                "serving": "● serving" if run["slots"]["treatment"]["sha256"] == serving_sha else "",
+                "chosen": run["chosen"],
+                "ROC-AUC": run["candidates"][run["chosen"]]["auc_mean"],
+                "original": run["candidates"].get("original", {}).get("auc_mean"),
+                "sessions": run["training"]["sessions"],
+                "data fingerprint": run["training"]["fingerprint"][:12],
+                "model sha256": run["slots"]["treatment"]["sha256"][:12],
+                "seconds": run["seconds"],
+            }
+            for run in runs
+        ]
+    ),
+    hide_index=True,
+    key="runs",
+)
+with st.expander("Parameters of the newest run"):
+    st.json(runs[0]["parameters"] if runs else {})
 
 if st.button("Retrain on the current database", key="retrain"):
     ui.train_here()

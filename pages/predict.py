@@ -1,51 +1,78 @@
-"""Predict: one session looked up, predicted and explained."""
+"""Predict: one session looked up, answered by its A/B group's model, and explained."""
 
 import streamlit as st
 
 import ui
-from gender import explain, explore, plots, predict
+from gender import explain, explore, plots, predict, serve
 
 st.title("Predict a visitor's gender")
 st.caption("From the views and times of one browsing session: the answer, how sure, and why.")
 
 with ui.banners():
     engine = ui.require_database()
-    model = ui.require_model()
+    models = ui.require_models()
     session_id = ui.session_picker("session_id")
     if not session_id:
         st.info("Type a session id, or pick a random one. Links like `/?session=u10003` open a session directly.")
         st.stop()
 
-    assessment = predict.assess(engine, model, session_id)
-    if assessment is None:
+    settings = ui.settings()
+    served = serve.serve(engine, models, session_id, settings.ab_salt, settings.treatment_share)
+    if served is None:
         answer = predict.Prediction(session_id, predict.UNKNOWN)
         st.warning(f"No session **{ui.shown(session_id)}** in this database.", icon=":material/search_off:")
         st.json(answer.as_json())
         st.stop()
-    record, prediction, explanation = assessment.record, assessment.prediction, assessment.explanation
+    ui.log_served(served)
+    record, explanation = served.assessment.record, served.assessment.explanation
+    model = models.of(served.group)
+    other = models.other(served.group)
+    compare = other is not None and st.toggle(
+        f"Compare with the {'control' if served.group == 'treatment' else 'treatment'} model ({other.model_id})",
+        key="compare",
+    )
+    other_assessment = predict.assess(engine, other, session_id) if compare else None
 
-# -- the answer ---------------------------------------------------------------------------------
-answer_col, truth_col = st.columns([2, 1])
-with answer_col:
-    st.metric("Predicted gender", prediction.prediction, help=f"model {model.model_id}")
-    st.markdown(predict.in_words(prediction.p_male, model.base_rate, model.threshold))
-with truth_col:
-    if record.gender:
-        right = record.gender == prediction.prediction
-        st.metric("True gender", record.gender)
-        st.markdown(
-            ":green[:material/check_circle: the model got it right]"
-            if right
-            else ":red[:material/cancel: the model got it wrong]"
-        )
-    else:
-        st.metric("True gender", "unknown")
-        st.markdown("Not recorded for this session.")
-st.plotly_chart(
-    plots.p_male_bar(prediction.p_male, model.base_rate, model.threshold),
-    key="p_male",
-    config={"displayModeBar": False},
-)
+
+def answer(model: predict.Model, prediction: predict.Prediction, group: str, served_here: bool) -> None:
+    """The predicted gender, P(male) against the base rate and the threshold, and the truth."""
+    role = f"the **{group}** group's model" if served_here else f"the {group} model, for comparison"
+    st.markdown(f"Answered by {role}: `{model.model_id}` ({model.label})")
+    answer_col, truth_col = st.columns([2, 1])
+    with answer_col:
+        st.metric("Predicted gender", prediction.prediction, help=f"model {model.model_id}")
+        st.markdown(predict.in_words(prediction.p_male, model.base_rate, model.threshold))
+    with truth_col:
+        if record.gender:
+            right = record.gender == prediction.prediction
+            st.metric("True gender", record.gender)
+            st.markdown(
+                ":green[:material/check_circle: the model got it right]"
+                if right
+                else ":red[:material/cancel: the model got it wrong]"
+            )
+        else:
+            st.metric("True gender", "unknown")
+            st.markdown("Not recorded for this session.")
+    st.plotly_chart(
+        plots.p_male_bar(prediction.p_male, model.base_rate, model.threshold),
+        key=f"p_male_{group}",
+        config={"displayModeBar": False},
+    )
+
+
+# -- the answer (and the other model's, side by side) --------------------------------------------
+if other_assessment is None:
+    answer(model, served.prediction, served.group, served_here=True)
+else:
+    other_group = "control" if served.group == "treatment" else "treatment"
+    served_col, other_col = st.columns(2)
+    with served_col:
+        answer(model, served.prediction, served.group, served_here=True)
+        st.plotly_chart(plots.waterfall(explanation), key="waterfall")
+    with other_col:
+        answer(other, other_assessment.prediction, other_group, served_here=False)
+        st.plotly_chart(plots.waterfall(other_assessment.explanation), key="waterfall_other")
 
 # -- the session --------------------------------------------------------------------------------
 st.subheader("The session")
@@ -61,10 +88,11 @@ st.dataframe(
 # -- why ----------------------------------------------------------------------------------------
 st.subheader("Why")
 st.caption(
-    f"SHAP contributions in {explanation.units}: from a typical session (the base value) to this one. "
+    f"SHAP contributions in {explanation.units}, from a typical session (the base value) to this one. "
     "Blue pushes towards male, pink towards female."
 )
-st.plotly_chart(plots.waterfall(explanation), key="waterfall")
+if other_assessment is None:
+    st.plotly_chart(plots.waterfall(explanation), key="waterfall")
 tree_col, table_col = st.columns([3, 2])
 with tree_col:
     st.markdown("**Up the catalogue**: contributions summed over A → B → C → D (colour: net push)")
@@ -79,5 +107,5 @@ with table_col:
         column_config={"label": "feature", "shap": st.column_config.NumberColumn("SHAP", format="%+.3f")},
     )
 
-with st.expander("The answer as JSON (the original service's format)"):
-    st.json(prediction.as_json())
+with st.expander("The answer as JSON (the original service's format, with the A/B group)"):
+    st.json(served.as_json())

@@ -142,7 +142,7 @@ def test_without_a_model_the_pages_offer_training(trained_demo, monkeypatch, tmp
     monkeypatch.setenv("GENDER_MODEL_DIR", str(tmp_path / "models"))
     at = make_app()
     assert any("no trained model" in w.value for w in at.warning)
-    at.button(key="train_treatment").click().run(timeout=600)
+    at.button(key="train_models").click().run(timeout=600)
     assert not at.exception
     assert (tmp_path / "models" / artifact.METADATA_FILE).is_file()
 
@@ -150,7 +150,7 @@ def test_without_a_model_the_pages_offer_training(trained_demo, monkeypatch, tmp
 def test_without_a_database_a_clear_banner(monkeypatch, tmp_path):
     monkeypatch.setenv("GENDER_DB_URL", f"sqlite:///{tmp_path / 'absent.db'}")
     monkeypatch.setenv("GENDER_MODEL_DIR", str(tmp_path))
-    for page in (None, "categories", "model"):
+    for page in (None, "categories", "model", "monitoring"):
         at = make_app(page)
         assert at.error or at.warning, page
         assert not at.exception

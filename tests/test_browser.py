@@ -155,3 +155,17 @@ def test_other_pages_render(server, page, path, expected):
     assert page.locator(".js-plotly-plot").count() >= 2
     no_exceptions(page)
     shoot(page, path.split("?")[0])
+
+
+def test_monitoring_page_shows_what_was_served(server, page, trained_demo):
+    session_id = db.random_session_id(db.connect(trained_demo[0]), labelled=False)
+    page.goto(f"{server}/?session={session_id}")  # serving it writes the prediction log
+    settle(page)
+    page.wait_for_selector(".js-plotly-plot .waterfalllayer .trace", timeout=60_000)
+    page.goto(f"{server}/monitoring")
+    settle(page)
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    body = page.inner_text("body")
+    assert "Predictions per day" in body and "Right or wrong, per group" in body
+    no_exceptions(page)
+    shoot(page, "monitoring")

@@ -44,7 +44,7 @@ def test_import_count_and_predict(tmp_path, pakdd_sample, trained_demo):
 
     _, model_dir = trained_demo
     answer = json.loads(run("predict", "u10003", "--db", url, "--model-dir", model_dir).stdout)
-    assert set(answer) == {"SESSION_ID", "PREDICTION", "P_MALE", "THRESHOLD", "MODEL"}
+    assert set(answer) == {"SESSION_ID", "PREDICTION", "P_MALE", "THRESHOLD", "MODEL", "GROUP"}
     assert answer["SESSION_ID"] == "u10003" and answer["PREDICTION"] in ("male", "female")
     unknown = json.loads(run("predict", "u00000", "--db", url, "--model-dir", model_dir).stdout)
     assert unknown == {"SESSION_ID": "u00000", "PREDICTION": "UNKNOWN_SESSION_ID"}

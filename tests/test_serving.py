@@ -1,0 +1,181 @@
+"""A/B serving, the prediction log, the run history and the monitoring figures."""
+
+import json
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gender import artifact, db, monitor, serve, synth
+from tests.test_app import make_app
+
+
+@pytest.mark.parametrize("share", [0.5, 0.2])
+def test_groups_are_stable_and_near_the_share(share):
+    ids = [f"u{i}" for i in range(100_000)]
+    groups = [serve.group_of(i, "salt-1", share) for i in ids]
+    treated = groups.count("treatment") / len(ids)
+    assert abs(treated - share) < 0.006  # 4 standard errors at 100,000 ids
+    assert groups == [serve.group_of(i, "salt-1", share) for i in ids]  # the same id, the same group
+    other_salt = [serve.group_of(i, "salt-2", share) for i in ids[:2_000]]
+    assert other_salt != groups[:2_000]  # a new salt reshuffles
+    assert {serve.group_of(i, "s", 0.0) for i in ids[:500]} == {"control"}
+    assert {serve.group_of(i, "s", 1.0) for i in ids[:500]} == {"treatment"}
+
+
+@pytest.fixture(scope="module")
+def models(trained_demo):
+    return serve.load_models(trained_demo[1])
+
+
+def wait_for_rows(engine, n, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = db.served_predictions(engine)
+        if len(log) >= n:
+            return log
+        time.sleep(0.05)
+    return db.served_predictions(engine)
+
+
+def test_each_served_prediction_is_logged_once(engine, models):
+    synth.create_demo(engine, sessions=300, seed=1)
+    session_ids = [f"u{10001 + i}" for i in range(40)]
+    served = [serve.serve(engine, models, sid, "salt", 0.5) for sid in session_ids]
+    assert {answer.group for answer in served} == {"control", "treatment"}
+    for answer in served + served:  # serving a session again with the same model adds nothing
+        serve.write_log(engine, answer)
+    log = db.served_predictions(engine)
+    assert len(log) == len(session_ids)
+    row = log.set_index("session_id").loc[served[0].prediction.session_id]
+    assert row["ab_group"] == served[0].group and row["model_id"] == served[0].prediction.model
+    assert row["p_male"] == pytest.approx(served[0].prediction.p_male)
+    for session_id, gender in log.set_index("session_id")["gender"].items():
+        assert (gender if isinstance(gender, str) else None) == db.get_session(engine, session_id)["gender"]
+
+    other = models.other(served[0].group)  # the same session from the other model is a new row
+    serve.write_log(engine, serve.Served("comparison", serve.assess(engine, other, session_ids[0])))
+    assert len(db.served_predictions(engine)) == len(session_ids) + 1
+
+    serve.log_in_background(engine, serve.serve(engine, models, "u10100", "salt", 0.5))
+    assert len(wait_for_rows(engine, len(session_ids) + 2)) == len(session_ids) + 2
+
+
+def test_a_failing_log_never_breaks_serving(tmp_path, models, trained_demo):
+    source = db.connect(trained_demo[0])
+    answer = serve.serve(source, models, "u10001", "salt", 0.5)
+    read_only = db.connect(f"sqlite:///file:{tmp_path / 'absent.db'}?mode=ro&uri=true")
+    serve.log_in_background(read_only, answer)  # cannot even open: logged as a warning, not raised
+    serve._writer.submit(lambda: None).result(timeout=10)
+
+
+def test_monitoring_figures_match_a_hand_computed_example():
+    y = np.array([1, 1, 0, 0, 0])
+    p = np.array([0.9, 0.4, 0.5, 0.2, 0.1])
+    auc = monitor.auc_with_ci(y, p)
+    # 5 of the 6 (male, female) pairs are ordered right; Hanley & McNeil with A = 5/6, 2 men, 3 women:
+    # q1 = A/(2-A) = 0.714286, q2 = 2A²/(1+A) = 0.757576,
+    # var = (A(1-A) + 1·(q1-A²) + 2·(q2-A²)) / 6 = 0.284993 / 6, se = 0.217943
+    assert auc["value"] == pytest.approx(5 / 6)
+    assert auc["se"] == pytest.approx(0.217943, abs=1e-6)
+    assert auc["low"] == pytest.approx(5 / 6 - 1.959964 * 0.217943, abs=1e-5) and auc["high"] == 1.0
+
+    ba = monitor.balanced_accuracy_with_ci(y, p >= 0.45)  # calls: male, female, male, female, female
+    # TPR = 1/2, TNR = 2/3: BA = 7/12; se = ½·sqrt(¼/2 + (2/9)/3) = 0.221478
+    assert ba["value"] == pytest.approx(7 / 12)
+    assert ba["se"] == pytest.approx(0.5 * math.sqrt(0.25 / 2 + (2 / 9) / 3))
+
+    test = monitor.difference({"value": 0.80, "se": 0.03}, {"value": 0.70, "se": 0.04})
+    # z = 0.10 / 0.05 = 2.0, two-sided p = 0.0455
+    assert test["z"] == pytest.approx(2.0) and test["p_value"] == pytest.approx(0.0455, abs=1e-4)
+    assert test["significant"]
+
+    expected = np.linspace(0, 1, 1_000, endpoint=False)  # deciles of width 0.1
+    same = monitor.psi(expected, expected)
+    shifted = monitor.psi(expected, np.full(100, 0.95))  # everything in the top decile
+    assert same == pytest.approx(0.0)
+    # top decile: (1 - 0.1)·ln(1/0.1); the other nine: (0.0001 - 0.1)·ln(0.0001/0.1)
+    assert shifted == pytest.approx(0.9 * math.log(10) + 9 * (0.0001 - 0.1) * math.log(0.001), rel=1e-6)
+    assert "stable" in monitor.psi_verdict(same) and "major" in monitor.psi_verdict(shifted)
+
+    log = pd.DataFrame(
+        {
+            "ab_group": ["treatment"] * 5 + ["control"],
+            "model_id": ["m1"] * 5 + ["m0"],
+            "p_male": list(p) + [0.3],
+            "prediction": ["male" if v >= 0.45 else "female" for v in p] + ["female"],
+            "gender": ["male", "male", "female", "female", "female", None],
+            "served_at": pd.to_datetime(["2026-11-01"] * 3 + ["2026-11-02"] * 3),
+        }
+    )
+    groups = monitor.group_metrics(log)
+    assert groups["treatment"]["auc"]["value"] == pytest.approx(5 / 6)
+    assert (groups["control"]["served"], groups["control"]["known"]) == (1, 0)
+    assert groups["control"]["auc"]["value"] is None
+    daily = monitor.daily_counts(log)
+    rows = {(str(day.date()), group): n for day, group, n in daily.itertuples(index=False)}
+    assert rows == {("2026-11-01", "treatment"): 3, ("2026-11-02", "treatment"): 2, ("2026-11-02", "control"): 1}
+
+
+def test_training_runs_are_recorded(trained_demo):
+    _, model_dir = trained_demo
+    runs = artifact.load_runs(model_dir)
+    metadata = artifact.load_metadata(model_dir)
+    assert runs and runs[0]["slots"]["treatment"]["sha256"] == metadata["slots"]["treatment"]["sha256"]
+    assert runs[0]["training"]["fingerprint"] == metadata["training"]["fingerprint"]
+    assert runs[0]["parameters"]["boosted"]["model"]["num_leaves"] == 255
+    assert set(runs[0]["candidates"]) == set(metadata["candidates"])
+
+
+def test_cli_predict_names_group_and_model_and_logs_it(trained_demo, tmp_path):
+    from tests.test_cli import run
+
+    url, model_dir = trained_demo
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(open(url.removeprefix("sqlite:///"), "rb").read())
+    answer = json.loads(run("predict", "u10003", "--db", f"sqlite:///{copy}", "--model-dir", model_dir).stdout)
+    assert answer["GROUP"] in ("control", "treatment")
+    slot = serve.load_models(model_dir).of(answer["GROUP"])
+    assert answer["MODEL"] == slot.model_id
+    log = db.served_predictions(db.connect(f"sqlite:///{copy}"))
+    assert log[["session_id", "ab_group", "model_id"]].values.tolist() == [["u10003", answer["GROUP"], answer["MODEL"]]]
+
+
+def test_predict_page_says_who_answered_and_compares(app):
+    at = app(session="u10003")
+    assert "group's model" in " ".join(m.value for m in at.markdown)
+    at.toggle(key="compare").set_value(True).run()
+    assert not at.exception
+    assert len([m for m in at.metric if m.label == "Predicted gender"]) == 2
+    kinds = [json.loads(chart.proto.spec)["data"][0]["type"] for chart in at.get("plotly_chart")]
+    assert kinds.count("waterfall") == 2
+
+
+def test_monitoring_page_after_some_lookups(app, trained_demo):
+    source = db.connect(trained_demo[0])
+    at = app()
+    for _ in range(12):
+        at.button(key="session_id_labelled").click().run()
+        assert not at.exception
+    deadline = time.monotonic() + 10
+    while len(db.served_predictions(source)) < 12 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    monitoring = make_app("monitoring")
+    table = monitoring.dataframe[0].value
+    assert set(table["group"]) <= {"treatment", "control"} and table["served"].sum() >= 12
+    charts = [json.loads(chart.proto.spec)["data"][0]["type"] for chart in monitoring.get("plotly_chart")]
+    assert charts[0] == "bar"  # predictions per day
+    served = db.served_predictions(source)
+    for group in table["group"]:
+        n = int(((served["ab_group"] == group) & served["gender"].notna()).sum())
+        assert table.set_index("group").loc[group, "known gender"] == n
+
+
+@pytest.fixture
+def app(trained_demo, monkeypatch):
+    url, model_dir = trained_demo
+    monkeypatch.setenv("GENDER_DB_URL", url)
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(model_dir))
+    return make_app
