@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import re
 from pathlib import Path
 
 import streamlit as st
@@ -213,8 +214,10 @@ def sidebar() -> None:
 
 
 def _pick_random(key: str, labelled: bool) -> None:
-    with banners():
+    try:
         chosen = db.random_session_id(engine(), labelled, random.Random())
+    except GenderError:
+        return  # the page's own check of the database shows the banner
     if chosen is None:
         kind = "labelled sessions" if labelled else "sessions with unknown gender"
         st.session_state[f"{key}_note"] = f"There are no {kind} in this database."
@@ -243,7 +246,12 @@ def session_picker(key: str) -> str:
     return value
 
 
+MARKDOWN_SIGNS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
 def shown(text: str, limit: int = 40) -> str:
-    """User text fit to echo in a message: cut short, control characters made visible."""
+    """User text fit to echo in a Markdown message: cut short, control characters made visible,
+    and Markdown, HTML, LaTeX and Streamlit's :colour[...] signs escaped so it reads as typed."""
     text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return MARKDOWN_SIGNS.sub(r"\\\1", text)

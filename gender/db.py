@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,13 +37,24 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from gender.config import parse_url, redact
 from gender.errors import DatabaseUnavailable
 
-SESSION_ID = String(32)  # CTU uses char(6) ("u10003"); a million synthetic sessions need more
-CATEGORY = String(16)
+
+def _exact(length: int):
+    """A short code column compared exactly: MySQL/MariaDB compare text case-insensitively by
+    default (u10003 = U10003), SQLite does not; a binary collation makes both exact."""
+    return String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+    )
+
+
+SESSION_ID = _exact(32)  # CTU uses char(6) ("u10003"); a million synthetic sessions need more
+CATEGORY = _exact(16)
+IDENTIFIER = re.compile(r"[A-Za-z0-9_.-]{1,32}")  # session ids; category codes are up to 16 of these
 LEVELS = ("a", "b", "c", "d")  # category_a is the top of the hierarchy, category_d the product
 GENDERS = ("female", "male")
 
@@ -99,16 +111,36 @@ def connect(url) -> Engine:
         kwargs["connect_args"] = {"timeout": 15}
     elif url.get_backend_name() in ("mysql", "mariadb"):
         kwargs["pool_recycle"] = 1800
-        kwargs["connect_args"] = {"connect_timeout": 5, "read_timeout": 60, "write_timeout": 60}
+        kwargs["connect_args"] = {"connect_timeout": 5, "read_timeout": ANSWER_TIMEOUT, "write_timeout": 60}
         if url.get_driver_name() == "pymysql":
             kwargs["connect_args"]["charset"] = "utf8mb4"
     try:
         engine = create_engine(url, **kwargs)
     except (NoSuchModuleError, ModuleNotFoundError, ImportError) as exc:
         raise DatabaseUnavailable(f"no driver for {redact(url)}: {exc}") from None
+    except (ValueError, TypeError) as exc:  # e.g. ?connect_timeout=abc
+        raise DatabaseUnavailable(f"bad option in the database URL {redact(url)}: {exc}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif url.get_driver_name() == "pymysql":
+        event.listen(engine, "checkout", _patient_queries)
+        event.listen(engine, "checkin", _quick_answers)
     return engine
+
+
+# PyMySQL's connect_timeout covers only the TCP connect: the server's greeting and the pre-ping
+# wait read_timeout. That stays short, so a frozen server fails in seconds; a checked-out
+# connection waits longer, since a cold aggregate over a million sessions can take a while.
+ANSWER_TIMEOUT, QUERY_TIMEOUT = 4, 300
+
+
+def _patient_queries(dbapi_connection, _record, _proxy) -> None:
+    dbapi_connection._read_timeout = QUERY_TIMEOUT  # PyMySQL re-reads it before every read
+
+
+def _quick_answers(dbapi_connection, _record) -> None:
+    if dbapi_connection is not None:
+        dbapi_connection._read_timeout = ANSWER_TIMEOUT
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -174,8 +206,10 @@ def count_category(engine: Engine, session_id: str, category: str) -> int:
     """How many of the session's views have `category` at any level (the original's /count).
 
     The session's views are found through the primary key, so the cost follows the session,
-    not the table.
+    not the table. Text that cannot be an id or a code counts 0 without a query.
     """
+    if not all(isinstance(v, str) and IDENTIFIER.fullmatch(v) for v in (session_id, category)):
+        return 0
     matches = or_(*(column == category for column in CATEGORY_COLUMNS.values()))
     query = select(func.count()).select_from(product).where(and_(product.c.session_id == session_id, matches))
     with reporting(engine), engine.connect() as conn:

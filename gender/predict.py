@@ -63,7 +63,7 @@ def clean_session_id(text: object) -> str | None:
     if not isinstance(text, str):
         return None
     text = text.strip()
-    return text if ingest.IDENTIFIER.fullmatch(text) else None
+    return text if db.IDENTIFIER.fullmatch(text) else None
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ st.title("Predict a visitor's gender")
 st.caption("From the views and times of one browsing session: the answer, how sure, and why.")
 
 with ui.banners():
+    session_id = ui.session_picker("session_id")  # first, so the box stays (and keeps its id) in an outage
     engine = ui.require_database()
     models = ui.require_models()
-    session_id = ui.session_picker("session_id")
     if not session_id:
         st.info("Type a session id, or pick a random one. Links like `/?session=u10003` open a session directly.")
         st.stop()

@@ -1,6 +1,7 @@
 """Every page through Streamlit's AppTest, against a real SQLite database and trained models."""
 
 import json
+import shutil
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -154,3 +155,17 @@ def test_without_a_database_a_clear_banner(monkeypatch, tmp_path):
         at = make_app(page)
         assert at.error or at.warning, page
         assert not at.exception
+
+
+def test_a_tampered_model_is_refused_on_every_page(trained_demo, monkeypatch, tmp_path):
+    url, model_dir = trained_demo
+    copy = tmp_path / "models"
+    shutil.copytree(model_dir, copy)
+    with (copy / "treatment.joblib").open("ab") as f:  # one byte more: the sha256 no longer matches
+        f.write(b"\0")
+    monkeypatch.setenv("GENDER_DB_URL", url)
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(copy))
+    for page in (None, "model", "monitoring"):
+        at = make_app(page, session="u10001")
+        assert any("does not match its recorded sha256" in w.value for w in at.warning), page
+        assert not at.metric or page == "model" and not any(m.label == "Predicted gender" for m in at.metric)
