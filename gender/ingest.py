@@ -7,7 +7,6 @@ importing the same data twice changes nothing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +18,6 @@ from gender import db
 from gender.errors import ImportFailed
 
 CHUNK_SESSIONS = 5_000
-IDENTIFIER = re.compile(r"[A-Za-z0-9_.-]{1,32}")  # session ids; category codes are up to 16 of these
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d")  # one end_time in the real logs is a bare date
 
 Progress = Callable[[float, str], None]
@@ -51,7 +49,7 @@ def _shown(value: object) -> str:
 
 
 def check_session_id(value: object) -> str:
-    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
+    if not isinstance(value, str) or not db.IDENTIFIER.fullmatch(value):
         raise Invalid(f"bad session id {_shown(value)}: expected 1-32 letters, digits, '_', '.' or '-'")
     return value
 
@@ -91,7 +89,7 @@ def check_path(codes: list) -> tuple[str, ...]:
     if len(codes) != len(db.LEVELS):
         raise Invalid(f"category path {_shown('/'.join(map(str, codes)))} has {len(codes)} levels, expected 4")
     for code in codes:
-        if not isinstance(code, str) or not IDENTIFIER.fullmatch(code) or len(code) > 16:
+        if not isinstance(code, str) or not db.IDENTIFIER.fullmatch(code) or len(code) > 16:
             raise Invalid(f"bad category code {_shown(code)}")
     return tuple(codes)
 
