@@ -1,0 +1,137 @@
+"""The fast paths give the same answers as the straightforward ones, on the real logs.
+
+The benchmarks (benchmarks/) compare our vectorised and indexed paths with re-creations of the
+original's (benchmarks/original_style.py); these tests pin that both give the same features and
+counts, so the speed-ups change nothing:
+
+- the batch session frame and `OriginalFeatures` equal the original-style per-session scan;
+- `SessionFeatures` on the whole batch equals one session at a time through `predict.lookup`;
+- `db.count_category` equals the original's UNION of four GROUP BYs, present and absent pairs.
+"""
+
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import original_style
+from gender import db, ingest, predict
+from gender.features import OriginalFeatures, SessionFeatures, session_frame
+from tests.conftest import PAKDD
+
+pytestmark = pytest.mark.slow
+SAMPLE = 300  # sessions compared one at a time
+
+
+@pytest.fixture(scope="module")
+def real_db(tmp_path_factory):
+    if not (PAKDD / "trainingData.csv").is_file():
+        pytest.skip(f"the real logs are not at {PAKDD}")
+    engine = db.connect(f"sqlite:///{tmp_path_factory.mktemp('fast') / 'pakdd.db'}")
+    ingest.import_pakdd(engine, PAKDD / "trainingData.csv", PAKDD / "trainingLabels.csv")
+    ingest.import_pakdd(engine, PAKDD / "testData.csv")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def everyone(real_db):
+    """Every session (labelled and not) as one batch session frame."""
+    return session_frame(*db.read_sessions(real_db, "all"))
+
+
+@pytest.fixture(scope="module")
+def sample_ids(everyone):
+    """Sessions of both kinds, the longest ones among them (most views, steps, repeats)."""
+    rng = random.Random(4)
+    ids = rng.sample(list(everyone.index), SAMPLE - 20)
+    views = everyone["paths"].str.count(";")
+    return sorted(set(ids) | set(views.nlargest(20).index))
+
+
+def test_the_real_logs_are_all_there(real_db, everyone):
+    counts = db.table_counts(real_db)
+    assert (counts["sessions"], counts["labelled"], counts["views"]) == (27_000, 12_000, 59_824)
+    assert len(everyone) == 27_000
+    assert everyone["paths"].str.count(";").add(1).sum() == 59_824
+
+
+# -- features ----------------------------------------------------------------------------------
+
+
+def test_per_session_scan_gives_the_batch_session_frame(real_db, everyone):
+    products = original_style.load_product_array(real_db)
+    sessions = original_style.load_session_array(real_db, "all")
+    assert len(products) == 59_824
+    rng = np.random.default_rng(0)
+    chosen = np.sort(rng.choice(len(sessions), 2_000, replace=False))
+    scanned = original_style.scan_frame(products, sessions[chosen])
+    batch = everyone.loc[scanned.index]
+    assert len(scanned) == 2_000 and scanned["paths"].str.len().min() > 0
+    pd.testing.assert_frame_equal(batch, scanned, check_dtype=False, check_index_type=False)
+
+
+def test_per_session_scan_gives_original_features(real_db):
+    """The original-style scan's word features are OriginalFeatures' batch matrix, column for column."""
+    products = original_style.load_product_array(real_db)
+    sessions = original_style.load_session_array(real_db, "labelled")
+    rng = np.random.default_rng(1)
+    chosen = np.sort(rng.choice(len(sessions), 3_000, replace=False))
+    scanned = original_style.scan_features(products, sessions[chosen])
+
+    all_sessions, views = db.read_sessions(real_db, "labelled")
+    frame = session_frame(all_sessions, views).loc[list(sessions[chosen, 0])]
+    features = OriginalFeatures().fit(frame)
+    batch = features.transform(frame)
+    assert scanned.shape == batch.shape and batch.shape[1] > 10_000
+    assert (scanned != batch).nnz == 0
+    names = features.get_feature_names_out()
+    assert "A00002 B00002 C00002" in set(names)  # 3-grams are there, in the same columns
+
+
+def test_session_features_batch_equal_one_session_at_a_time(real_db, everyone, sample_ids):
+    labelled_sessions, labelled_views = db.read_sessions(real_db, "labelled")
+    features = SessionFeatures(min_df=1).fit(session_frame(labelled_sessions, labelled_views))
+    batch = features.transform(everyone)
+    position = everyone.index.get_indexer(sample_ids)
+    unseen = 0
+    for session_id, row in zip(sample_ids, position):
+        single = features.transform(predict.lookup(real_db, session_id).frame)
+        assert single.shape == (1, batch.shape[1])
+        assert (single != batch[row]).nnz == 0, session_id
+        unseen += session_id not in set(labelled_sessions["session_id"])
+    assert 0 < unseen < len(sample_ids)  # both sessions seen in training and unseen ones
+
+
+# -- counts ------------------------------------------------------------------------------------
+
+
+def count_pairs(real_db, everyone, sample_ids) -> list[tuple[str, str]]:
+    """Every category (all levels) of each sample session, and categories it never viewed."""
+    rng = random.Random(2)
+    pairs = []
+    for session_id in sample_ids:
+        views = db.get_views(real_db, session_id)
+        own = sorted(set(views[db.CATEGORY_NAMES].to_numpy().ravel()))
+        other = db.get_views(real_db, rng.choice(everyone.index))
+        pairs += [(session_id, category) for category in own]
+        pairs += [(session_id, rng.choice(list(other[name]))) for name in db.CATEGORY_NAMES]
+        pairs += [(session_id, "A99999"), (session_id, "")]
+    return pairs
+
+
+def test_count_category_equals_the_union_query(real_db, everyone, sample_ids):
+    pairs = count_pairs(real_db, everyone, sample_ids)
+    with original_style.union_connection(real_db) as conn:
+        union = original_style.union_table(conn)
+        # the parameterised query picks the same as the whole table says, for a few pairs
+        for session_id, category in pairs[:: len(pairs) // 25]:
+            assert original_style.union_count(conn, session_id, category) == union.get((session_id, category), 0)
+    present = absent = 0
+    for session_id, category in pairs:
+        expected = union.get((session_id, category), 0)
+        assert db.count_category(real_db, session_id, category) == expected, (session_id, category)
+        present, absent = present + (expected > 0), absent + (expected == 0)
+    assert present > 500 and absent > 500
+    assert db.count_category(real_db, "u10003", "B00002") == union["u10003", "B00002"] == 12
