@@ -246,12 +246,13 @@ def session_picker(key: str) -> str:
     return value
 
 
-MARKDOWN_SIGNS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-
-
 def shown(text: str, limit: int = 40) -> str:
     """User text fit to echo in a Markdown message: cut short, control characters made visible,
-    and Markdown, HTML, LaTeX and Streamlit's :colour[...] signs escaped so it reads as typed."""
+    and set as inline code, where no link, HTML, LaTeX or :icon: is ever rendered."""
     text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
     text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return MARKDOWN_SIGNS.sub(r"\\\1", text)
+    if not text:
+        return ""
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " if text[0] == "`" or text[-1] == "`" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"

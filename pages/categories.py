@@ -14,7 +14,7 @@ with ui.banners():
     session_id = ui.session_picker("categories_session")
     record = predict.lookup(engine, session_id) if session_id else None
     if session_id and record is None:
-        st.warning(f"No session **{ui.shown(session_id)}** in this database.", icon=":material/search_off:")
+        st.warning(f"No session {ui.shown(session_id)} in this database.", icon=":material/search_off:")
     if record is not None:
         counts = explore.session_category_counts(record.views)
         table_col, chart_col = st.columns([1, 2])

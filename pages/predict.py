@@ -20,7 +20,7 @@ with ui.banners():
     served = serve.serve(engine, models, session_id, settings.ab_salt, settings.treatment_share)
     if served is None:
         answer = predict.Prediction(session_id, predict.UNKNOWN)
-        st.warning(f"No session **{ui.shown(session_id)}** in this database.", icon=":material/search_off:")
+        st.warning(f"No session {ui.shown(session_id)} in this database.", icon=":material/search_off:")
         st.json(answer.as_json())
         st.stop()
     ui.log_served(served)

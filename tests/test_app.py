@@ -71,7 +71,7 @@ def test_unknown_session_says_so_plainly(app):
     at = app()
     at.text_input(key="session_id").set_value("u00000").run()
     assert not at.exception
-    assert "No session **u00000** in this database." in [w.value for w in at.warning]
+    assert "No session `u00000` in this database." in [w.value for w in at.warning]
     assert json.loads(at.json[0].value) == {"SESSION_ID": "u00000", "PREDICTION": "UNKNOWN_SESSION_ID"}
 
 

@@ -269,7 +269,7 @@ def check_predict_page(at: AppTest, hostile: Hostile) -> None:
         assert {m.label: m.value for m in at.metric}["Predicted gender"] in ("male", "female")
         assert not warnings
     else:
-        assert len(warnings) == 1 and warnings[0].startswith("No session **"), warnings
+        assert len(warnings) == 1 and warnings[0].startswith("No session `"), warnings
         answer = json.loads(at.json[0].value)
         assert answer == {"SESSION_ID": typed, "PREDICTION": predict.UNKNOWN}
 
