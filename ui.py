@@ -246,11 +246,17 @@ def session_picker(key: str) -> str:
     return value
 
 
+WORD_JOINER = "\u2060"
+
+
 def shown(text: str, limit: int = 40) -> str:
     """User text fit to echo in a Markdown message: cut short, control characters made visible,
     and set as inline code, where no link, HTML, LaTeX or :icon: is ever rendered."""
     text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
     text = text if len(text) <= limit else text[: limit - 1] + "…"
+    # Streamlit's frontend rewrites every ":material/" to ":material_" before parsing, code spans
+    # included; an invisible word joiner keeps what is shown exactly what was typed.
+    text = text.replace(":material/", f":{WORD_JOINER}material/")
     if not text:
         return ""
     fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
