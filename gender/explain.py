@@ -61,7 +61,9 @@ class Explainer:
 
     def __init__(self, pipeline):
         self.estimator = estimator = pipeline[-1]
-        reference = pipeline.named_steps["features"].reference_
+        features = pipeline.named_steps["features"]
+        reference = features.reference_
+        self.names = features.get_feature_names_out()  # tens of ms to build: once per model, not per row
         self.linear, self.trees = None, None
         if isinstance(estimator, BoostedLogistic):
             typical = estimator.linear_input(reference).toarray()
@@ -97,14 +99,13 @@ def explain(model, frame: pd.DataFrame) -> Explanation:
 
 def explain_row(model, row: sp.csr_matrix) -> Explanation:
     """SHAP contributions for one feature row of `model`, labelled in words."""
-    features = model.pipeline.named_steps["features"]
     base, values = model.explainer(row)
     if model.calibration:  # Platt scaling is affine in log-odds: scale everything alike
         slope = model.calibration["slope"]
         base, values = slope * base + model.calibration["intercept"], slope * values
     raw = row.toarray().reshape(-1)
     used = np.flatnonzero(values)
-    names = features.get_feature_names_out()[used]
+    names = model.explainer.names[used]
     contributions = pd.DataFrame(
         {
             "feature": names,

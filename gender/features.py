@@ -12,6 +12,9 @@ sees the held-out fold's tokens.
 
 from __future__ import annotations
 
+from itertools import groupby
+from operator import itemgetter
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -29,66 +32,89 @@ WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturd
 
 
 def session_frame(sessions: pd.DataFrame, views: pd.DataFrame) -> pd.DataFrame:
-    """Join the `session` rows and their `product` rows into a session frame (vectorised)."""
+    """Join the `session` rows and their `product` rows into a session frame.
+
+    One pass over the views in plain Python: pandas' per-call overhead would dominate a frame
+    of one session (the Predict page), and its groupby calls a Python join per session anyway.
+    """
     views = views.sort_values(["session_id", "sequence_order"], kind="stable")
-    path = views[CATEGORY_NAMES[0]].str.cat(views[CATEGORY_NAMES[1:]], sep="/")
-    paths = path.groupby(views["session_id"].to_numpy(), sort=False).agg(";".join)
+    codes = views[list(CATEGORY_NAMES)].to_numpy(dtype=object)
+    paths = {
+        session_id: ";".join("/".join(view) for _, view in group)
+        for session_id, group in groupby(zip(views["session_id"].tolist(), codes.tolist()), key=itemgetter(0))
+    }
     frame = sessions.set_index("session_id")[["start_time", "end_time"]].copy()
     frame["start_time"] = pd.to_datetime(frame["start_time"])
     frame["end_time"] = pd.to_datetime(frame["end_time"])
-    frame["paths"] = paths.reindex(frame.index).fillna("")
+    frame["paths"] = pd.Series(
+        [paths.get(session_id, "") for session_id in frame.index], index=frame.index, dtype=object
+    )
     return frame
 
 
-def split_views(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per view, in order: `row` (the position of its session in the frame), category_a..d."""
-    paths = frame["paths"].to_numpy(dtype=object)
-    per_session = pd.Series(paths).str.split(";").explode()
-    per_session = per_session[per_session.fillna("") != ""]
-    codes = per_session.str.split("/", expand=True, n=3).reindex(columns=range(4)).astype(object)
-    codes.columns = CATEGORY_NAMES
-    codes.insert(0, "row", per_session.index.to_numpy())
-    return codes.reset_index(drop=True)
+def _start_parts(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Day of month, weekday (Monday = 0) and hour of each session's start, with NumPy."""
+    start = frame["start_time"].to_numpy(dtype="datetime64[s]")
+    days = start.astype("datetime64[D]")
+    day = (days - days.astype("datetime64[M]")).astype(np.int64) + 1
+    weekday = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
+    hour = (start - days).astype("timedelta64[h]").astype(np.int64)
+    return day, weekday, hour
 
 
-def _tokens(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, pd.Series]]:
-    """Each kind of token as (row of the session it occurs in, token text); repeats count."""
-    views = split_views(frame)
-    rows = views["row"].to_numpy()
-    a, b, c, d = (views[name] for name in CATEGORY_NAMES)
-    same_session = np.zeros(len(rows), dtype=bool)  # a view that follows another of its session
-    same_session[1:] = rows[1:] == rows[:-1]
-    step_rows = rows[same_session]
+def _tokens(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each kind of token as (row of the session it occurs in, token text); repeats count.
 
-    def step(level: pd.Series) -> pd.Series:
-        values = level.to_numpy(dtype=object)
-        return pd.Series(values[:-1][same_session[1:]]) + ">" + pd.Series(values[same_session])
-
-    start = frame["start_time"].reset_index(drop=True)
-    sessions = np.arange(len(frame))
-    return {
-        "view": (np.tile(rows, 4), pd.concat([a, b, c, d], ignore_index=True)),
-        "path": (np.tile(rows, 2), pd.concat([a + "/" + b, a + "/" + b + "/" + c], ignore_index=True)),
-        "step": (np.tile(step_rows, 2), pd.concat([step(c), step(d)], ignore_index=True)),
-        "hour": (sessions, start.dt.hour.astype(str)),
-        "weekday": (sessions, start.dt.day_of_week.astype(str)),
-        "day": (sessions, start.dt.day.astype(str)),
+    One pass over the views in plain Python: fast for one session and linear for a batch.
+    """
+    kinds = {kind: ([], []) for kind in ("view", "path", "step")}
+    (view_rows, views), (path_rows, paths), (step_rows, steps) = kinds.values()
+    for row, text in enumerate(frame["paths"].tolist()):
+        before = None  # the session's previous view: (category_c, category_d)
+        for view in text.split(";") if text else ():
+            if not view:
+                continue
+            a, b, c, d = (view.split("/", 3) + [None] * 3)[:4]  # a short path lacks the deep levels
+            for code in (a, b, c, d):
+                if code is not None:
+                    view_rows.append(row)
+                    views.append(code)
+            if b is not None:
+                path_rows.append(row)
+                paths.append(f"{a}/{b}")
+                if c is not None:
+                    path_rows.append(row)
+                    paths.append(f"{a}/{b}/{c}")
+            if before is not None:
+                for previous, code in zip(before, (c, d)):
+                    if previous is not None and code is not None:
+                        step_rows.append(row)
+                        steps.append(f"{previous}>{code}")
+            before = (c, d)
+    tokens = {
+        kind: (np.array(rows, dtype=np.int64), np.array(texts, dtype=object)) for kind, (rows, texts) in kinds.items()
     }
+    sessions = np.arange(len(frame))
+    day, weekday, hour = _start_parts(frame)
+    for kind, values in (("hour", hour), ("weekday", weekday), ("day", day)):
+        tokens[kind] = (sessions, values.astype(str).astype(object))
+    return tokens
 
 
 def session_numbers(frame: pd.DataFrame) -> pd.DataFrame:
     """The per-session numbers: views, duration, seconds per view, start hour, weekday and day."""
-    n_views = frame["paths"].str.count(";").add(1).where(frame["paths"] != "", 0)
-    start = frame["start_time"]
-    duration = (frame["end_time"] - start).dt.total_seconds().clip(lower=0)
+    n_views = np.array([text.count(";") + 1 if text else 0 for text in frame["paths"].tolist()], dtype=np.float64)
+    start, end = (frame[name].to_numpy(dtype="datetime64[ns]") for name in ("start_time", "end_time"))
+    duration = np.clip((end - start) / np.timedelta64(1, "s"), 0, None)
+    day, weekday, hour = _start_parts(frame)
     return pd.DataFrame(
         {
             "views": n_views,
             "duration_s": duration,
-            "seconds_per_view": duration / n_views.clip(lower=1),
-            "start_hour": start.dt.hour,
-            "start_weekday": start.dt.day_of_week,
-            "start_day": start.dt.day,
+            "seconds_per_view": duration / np.clip(n_views, 1, None),
+            "start_hour": hour,
+            "start_weekday": weekday,
+            "start_day": day,
         },
         index=frame.index,
     ).astype(np.float32)
@@ -111,7 +137,7 @@ class SessionFeatures(TransformerMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y=None):
         self.vocabulary_ = {}
         for kind, (rows, texts) in _tokens(X).items():
-            sessions_with = pd.DataFrame({"row": rows, "text": texts.to_numpy()}).drop_duplicates()
+            sessions_with = pd.DataFrame({"row": rows, "text": texts}).drop_duplicates()
             frequency = sessions_with["text"].value_counts()
             self.vocabulary_[kind] = pd.Index(sorted(frequency.index[frequency >= self.min_df]))
         self.n_features_out_ = sum(map(len, self.vocabulary_.values())) + len(NUMBER_NAMES)
@@ -148,7 +174,7 @@ class OriginalFeatures(TransformerMixin, BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y=None):
         self.words_ = CountVectorizer(ngram_range=(1, 3), token_pattern=r"[^ ]+", lowercase=False).fit(_words(X))
-        self.times_ = OneHotEncoder(handle_unknown="ignore").fit(_start_parts(X))
+        self.times_ = OneHotEncoder(handle_unknown="ignore").fit(np.column_stack(_start_parts(X)))
         self.reference_ = column_medians(self.transform(X))
         return self
 
@@ -156,7 +182,11 @@ class OriginalFeatures(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "words_")
         numbers = session_numbers(X)[["views", "seconds_per_view"]].to_numpy()
         return sp.hstack(
-            [self.words_.transform(_words(X)), self.times_.transform(_start_parts(X)), sp.csr_matrix(numbers)],
+            [
+                self.words_.transform(_words(X)),
+                self.times_.transform(np.column_stack(_start_parts(X))),
+                sp.csr_matrix(numbers),
+            ],
             format="csr",
             dtype=np.float32,
         )
@@ -187,11 +217,6 @@ def column_medians(matrix: sp.spmatrix) -> np.ndarray:
 
 def _words(X: pd.DataFrame) -> pd.Series:
     return X["paths"].str.replace("/", " ", regex=False).str.replace(";", " ", regex=False)
-
-
-def _start_parts(X: pd.DataFrame) -> np.ndarray:
-    start = X["start_time"]
-    return np.c_[start.dt.day, start.dt.day_of_week, start.dt.hour]
 
 
 def describe(name: str, value: float) -> str:
