@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from lightgbm import LGBMClassifier
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
@@ -21,7 +22,10 @@ from sklearn.utils.validation import check_is_fitted
 class BoostedLogistic(ClassifierMixin, BaseEstimator):
     """Logistic regression on log-scaled counts, then LightGBM boosting from its log-odds.
 
-    With `n_estimators=0` it is the logistic regression alone.
+    With `n_estimators=0` it is the logistic regression alone. Above `tree_sessions` sessions
+    the trees learn their correction from a stratified sample of that many: with leaves of a
+    single session their cost grows faster than the data (≈9 min at 70,000 sessions on 2 cores),
+    while the logistic part, which carries most of the signal, always sees every session.
     """
 
     def __init__(
@@ -30,12 +34,14 @@ class BoostedLogistic(ClassifierMixin, BaseEstimator):
         n_estimators: int = 300,
         learning_rate: float = 0.06,
         num_leaves: int = 255,
+        tree_sessions: int = 24_000,
         random_state: int = 0,
     ):
         self.C = C
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
+        self.tree_sessions = tree_sessions
         self.random_state = random_state
 
     def linear_input(self, X) -> sp.csr_matrix:
@@ -49,6 +55,13 @@ class BoostedLogistic(ClassifierMixin, BaseEstimator):
         self.classes_ = self.linear_.classes_
         self.trees_ = None
         if self.n_estimators:
+            rows = np.arange(X.shape[0])
+            if X.shape[0] > self.tree_sessions:
+                rows, _ = train_test_split(
+                    rows, train_size=self.tree_sessions, stratify=y, random_state=self.random_state
+                )
+                rows.sort()
+            X_trees, y_trees = X[rows], np.asarray(y)[rows]
             # Leaves of a single session and no pre-filtering of rare features: a product seen
             # in one other session is often the same visitor, and that is much of the signal.
             self.trees_ = LGBMClassifier(
@@ -64,7 +77,7 @@ class BoostedLogistic(ClassifierMixin, BaseEstimator):
                 subsample_freq=1,
                 random_state=self.random_state,
                 verbose=-1,
-            ).fit(X, y, init_score=self.linear_.decision_function(self.linear_input(X)))
+            ).fit(X_trees, y_trees, init_score=self.linear_.decision_function(self.linear_input(X_trees)))
         return self
 
     def decision_function(self, X) -> np.ndarray:
