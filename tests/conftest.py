@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from gender import db, synth
 from gender.config import parse_url
+from tests import live
 
 PROJECT = Path(__file__).resolve().parents[1]
 PAKDD = PROJECT.parent / "shared" / "data" / "pakdd15"
@@ -107,3 +108,16 @@ def pakdd_sample(tmp_path) -> tuple[Path, Path]:
     )
     labels = write_pakdd(tmp_path / "labels.csv", ["female", "male", "female"])
     return data, labels
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for a module's browser tests."""
+    if not os.path.exists(live.CHROMIUM):
+        pytest.skip("Chromium is not installed (make test installs it: apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = live.launch_chromium(playwright)
+        yield browser
+        browser.close()

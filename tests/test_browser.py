@@ -3,86 +3,23 @@
 Screenshots of every page land in tests/screenshots/ (gitignored).
 """
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-
 import pytest
 
 from gender import db
+from tests import live
 from tests.conftest import PROJECT
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = PROJECT / "tests" / "screenshots"
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(trained_demo, tmp_path_factory):
     """A real Streamlit server on the trained demo database; yields its base URL."""
     url, model_dir = trained_demo
-    port = free_port()
-    log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "streamlit_app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-        ],
-        cwd=PROJECT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "GENDER_DB_URL": url, "GENDER_MODEL_DIR": str(model_dir)},
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("streamlit did not start within 60 s")
-    yield base
-    process.terminate()
-    process.wait(timeout=20)
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Chromium is not installed (make test installs it: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-        )
-        yield browser
-        browser.close()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    with live.streamlit_server({"GENDER_DB_URL": url, "GENDER_MODEL_DIR": str(model_dir)}, log) as (base, _):
+        yield base
 
 
 @pytest.fixture
@@ -93,9 +30,9 @@ def page(browser):
 
 
 def settle(page):
-    page.wait_for_selector(IDLE, timeout=120_000)
+    page.wait_for_selector(live.IDLE, timeout=120_000)
     page.wait_for_timeout(500)  # let plotly finish drawing
-    page.wait_for_selector(IDLE, timeout=120_000)
+    page.wait_for_selector(live.IDLE, timeout=120_000)
 
 
 def shoot(page, name):

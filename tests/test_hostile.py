@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +28,7 @@ import ui
 from gender import db, ingest, predict, synth
 from gender.config import parse_url
 from gender.errors import GenderError
+from tests import live
 from tests.conftest import PROJECT, _mysql_database, write_pakdd
 from tests.hostile_inputs import HOSTILE, VALID_CATEGORY, VALID_COUNT, VALID_ID, Hostile
 
@@ -207,24 +206,10 @@ def test_cli(data, cli_results, hostile: Hostile):
 # -- the pages (AppTest) --------------------------------------------------------------------------
 
 
-def page_text(at: AppTest) -> str:
-    """Everything on the page and in the sidebar, as protobuf text (strings escaped)."""
-    parts = []
-
-    def walk(node):
-        if getattr(node, "proto", None) is not None:
-            parts.append(str(node.proto))
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-
-    walk(at._tree)
-    return "\n".join(parts)
-
-
 def assert_calm(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]  # includes the "something went wrong" banner of a hidden bug
-    assert "Traceback" not in page_text(at)
+    assert "Traceback" not in live.page_text(at)
 
 
 @pytest.fixture(scope="module")
@@ -330,61 +315,13 @@ def test_categories_page(data, app, hostile: Hostile):
 
 # -- markup in a shared link, in a real browser ---------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def served(data, model_dir, tmp_path_factory):
     """`streamlit run` on this backend's data; yields the base URL."""
-    port = free_port()
-    log = (tmp_path_factory.mktemp("hostile-server") / "streamlit.log").open("w")
-    command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=PROJECT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "GENDER_DB_URL": data.url, "GENDER_MODEL_DIR": str(model_dir)},
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("streamlit did not start within 60 s")
-                time.sleep(0.5)
+    log = tmp_path_factory.mktemp("hostile-server") / "streamlit.log"
+    with live.streamlit_server({"GENDER_DB_URL": data.url, "GENDER_MODEL_DIR": str(model_dir)}, log) as (base, _):
         yield base
-    finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=20)
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Chromium is not installed (make test installs it: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.mark.slow
@@ -396,7 +333,7 @@ def test_markup_in_a_link_is_shown_as_typed(data, served, browser, path, hostile
     page = browser.new_page()
     try:
         page.goto(f"{served}/{path}?session={urllib.parse.quote(hostile.text, safe='')}")
-        page.wait_for_selector(IDLE, timeout=60_000)
+        page.wait_for_selector(live.IDLE, timeout=60_000)
         warning = page.locator('[data-testid="stAlertContentWarning"]').first
         warning.wait_for(timeout=30_000)
         shown = warning.inner_text().replace(ui.WORD_JOINER, "")  # invisible: see ui.shown

@@ -15,13 +15,10 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pymysql
@@ -29,24 +26,17 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from gender import db, serve, synth
+from tests import live
 from tests.conftest import PROJECT
 
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
-CHROMIUM = "/usr/bin/chromium"
 USER, PASSWORD = "analyst", "Pa55-w0rd-SECRET-9f3e"  # distinctive, so a leak is found by grep
 WRONG_PASSWORD = "Wr0ng-pa55-OTHER-77ab"
 PAGES = ("predict", "categories", "model", "monitoring")
 NEEDS_DATABASE = ("predict", "categories", "monitoring")  # the Model page reads only the model folder
 FAST = 15  # seconds: a page must answer within this while the database is down
 TIMEOUT = 120  # an AppTest's first run loads the models and shap
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MariaDB:
@@ -58,7 +48,7 @@ class MariaDB:
         self.log = root / "mariadbd.log"
         # A Unix socket path must stay under ~100 bytes: keep it short, outside pytest's deep tmp folders.
         self.socket = Path(tempfile.mkdtemp(prefix="mdb")) / "sock"
-        self.port = free_port()
+        self.port = live.free_port()
         self.process: subprocess.Popen | None = None
         as_root = ["--user=root"] if os.geteuid() == 0 else []  # mariadbd refuses to run as root otherwise
         self.install_command = [
@@ -175,20 +165,6 @@ def env(mariadb, trained_demo, monkeypatch):
 # -- reading a page ---------------------------------------------------------------------------------
 
 
-def page_text(at: AppTest) -> str:
-    """Everything on the page and in the sidebar, as protobuf text."""
-    parts = []
-
-    def walk(node):
-        if getattr(node, "proto", None) is not None:
-            parts.append(str(node.proto))
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-
-    walk(at._tree)
-    return "\n".join(parts)
-
-
 def open_page(page: str, session_id: str) -> AppTest:
     at = AppTest.from_file(str(PROJECT / "streamlit_app.py"), default_timeout=TIMEOUT)
     if page != "predict":  # the default page: run through the router, so its sidebar is rendered too
@@ -204,7 +180,7 @@ def timed_run(at: AppTest) -> float:
 
 
 def assert_no_secret(at: AppTest, *secrets: str) -> None:
-    text = page_text(at)
+    text = live.page_text(at)
     for secret in secrets:
         assert secret not in text
 
@@ -233,7 +209,7 @@ def assert_one_clear_banner(at: AppTest, port: int, reason: str) -> None:
     assert len(errors) == 1, errors
     assert errors[0].startswith(f"database mysql+pymysql://{USER}:***@127.0.0.1:{port}/ftp failed: "), errors[0]
     assert reason in errors[0], errors[0]
-    assert "Traceback" not in page_text(at)
+    assert "Traceback" not in live.page_text(at)
     assert not at.metric and not at.get("plotly_chart")
 
 
@@ -336,50 +312,17 @@ def test_a_frozen_server_gets_a_banner_within_seconds(env, mariadb, served_sessi
 @pytest.fixture
 def app_server(mariadb, trained_demo, tmp_path):
     """`streamlit run` on the private server's database; yields (base URL, its log file)."""
-    port = free_port()
     log_path = tmp_path / "streamlit.log"
-    log = log_path.open("w")
-    env = {**os.environ, "GENDER_DB_URL": mariadb.url(), "GENDER_MODEL_DIR": str(trained_demo[1])}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
-        + ["--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=PROJECT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-2000:]}")
-                time.sleep(0.5)
+    env = {"GENDER_DB_URL": mariadb.url(), "GENDER_MODEL_DIR": str(trained_demo[1])}
+    with live.streamlit_server(env, log_path) as (base, _):
         yield base, log_path
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture
-def page():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Chromium is not installed (make test installs it: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-        )
-        yield browser.new_page(viewport={"width": 1400, "height": 1800})
-        browser.close()
+def page(browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    yield page
+    page.close()
 
 
 def look_up(page, session_id: str, outcome: str) -> float:
@@ -390,7 +333,7 @@ def look_up(page, session_id: str, outcome: str) -> float:
     started = time.monotonic()
     box.press("Enter")
     page.locator(outcome).first.wait_for(timeout=120_000)
-    page.wait_for_selector(IDLE, timeout=120_000)
+    page.wait_for_selector(live.IDLE, timeout=120_000)
     return time.monotonic() - started
 
 
@@ -407,7 +350,7 @@ def test_a_browser_session_through_an_outage(app_server, page, mariadb, served_s
     first, second = db.read_sessions(engine, "all")[0]["session_id"].tolist()[:2]
     engine.dispose()
     page.goto(f"{base}/?session={served_sessions}")
-    page.wait_for_selector(IDLE, timeout=120_000)
+    page.wait_for_selector(live.IDLE, timeout=120_000)
     page.get_by_text("Predicted gender").first.wait_for(timeout=60_000)
     assert_page_clean(page)
 
@@ -429,7 +372,7 @@ def test_a_browser_session_through_an_outage(app_server, page, mariadb, served_s
     page.evaluate("document.activeElement && document.activeElement.blur()")
     page.keyboard.press("r")
     page.locator(metric).first.wait_for(timeout=60_000)
-    page.wait_for_selector(IDLE, timeout=120_000)
+    page.wait_for_selector(live.IDLE, timeout=120_000)
     look_up(page, second, metric)
     assert page.locator(error).count() == 0
     assert f"session={second}" in page.url

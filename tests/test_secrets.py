@@ -14,11 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import traceback
 import urllib.parse
 import urllib.request
@@ -32,26 +29,19 @@ from streamlit.testing.v1 import AppTest
 
 from gender import db, ingest, serve, synth
 from gender.errors import GenderError
+from tests import live
 from tests.conftest import PROJECT, _mysql_database, write_pakdd
 
 # '@' and '/' must be URL-encoded, so the password exists in two spellings; the tail is in both.
 PASSWORD = "Leak@Check/7c1d-S3cret"
 SPELLINGS = (PASSWORD, urllib.parse.quote(PASSWORD, safe=""), "7c1d-S3cret")
 TIMEOUT = 120
-CHROMIUM = "/usr/bin/chromium"
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
 
 def assert_clean(where: str, content: str | bytes) -> None:
     for spelling in SPELLINGS:
         needle = spelling.encode() if isinstance(content, bytes) else spelling
         assert needle not in content, f"the password ({spelling!r}) appears in {where}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -68,7 +58,7 @@ class Secret:
 
     @property
     def unreachable(self) -> URL:
-        return self.url.set(port=free_port())  # nothing listens there
+        return self.url.set(port=live.free_port())  # nothing listens there
 
     @property
     def redacted(self) -> str:
@@ -121,20 +111,6 @@ def secret(trained_demo):
 # -- the pages, through AppTest -------------------------------------------------------------------
 
 
-def page_text(at: AppTest) -> str:
-    """Everything on the page and in the sidebar, as protobuf text."""
-    parts = []
-
-    def walk(node):
-        if getattr(node, "proto", None) is not None:
-            parts.append(str(node.proto))
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-
-    walk(at._tree)
-    return "\n".join(parts)
-
-
 def render(page: str, session_id: str) -> tuple[AppTest, str]:
     """The page, run, then with its widgets used (the comparison switch, the count form); its text after
     each run (AppTest renders the router's sidebar only on the first run of the default page)."""
@@ -143,14 +119,14 @@ def render(page: str, session_id: str) -> tuple[AppTest, str]:
         at.switch_page(f"pages/{page}.py")
     at.query_params["session"] = session_id
     at.run()
-    texts = [page_text(at)]
+    texts = [live.page_text(at)]
     if page == "predict" and any(t.key == "compare" for t in at.toggle):
         at.toggle(key="compare").set_value(True).run()
-        texts.append(page_text(at))
+        texts.append(live.page_text(at))
     if page == "categories" and any(t.key == "count_category" for t in at.text_input):
         at.text_input(key="count_category").set_value("B00001")
         next(b for b in at.button if b.label == "Count").click().run()
-        texts.append(page_text(at))
+        texts.append(live.page_text(at))
     return at, "\n".join(texts)
 
 
@@ -187,42 +163,14 @@ def test_pages_never_show_the_password(secret, trained_demo, monkeypatch, caplog
 @pytest.fixture
 def streamlit_server(secret, trained_demo, tmp_path):
     """`streamlit run` (debug logging) on the secret database; yields (base URL, log file)."""
-    port = free_port()
     log_path = tmp_path / "streamlit.log"
-    log = log_path.open("w")
-    command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--server.address", "127.0.0.1", "--server.headless", "true", "--logger.level", "debug"],
-        cwd=PROJECT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "GENDER_DB_URL": secret.text(), "GENDER_MODEL_DIR": str(trained_demo[1])},
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail(f"streamlit did not start:\n{log_path.read_text()[-2000:]}")
-                time.sleep(0.5)
+    env = {"GENDER_DB_URL": secret.text(), "GENDER_MODEL_DIR": str(trained_demo[1])}
+    with live.streamlit_server(env, log_path, options=("--logger.level", "debug")) as (base, _):
         yield base, log_path
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
 
 
 @pytest.mark.slow
-def test_the_browser_and_the_server_log_never_see_the_password(secret, streamlit_server):
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Chromium is not installed (make test installs it: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
+def test_the_browser_and_the_server_log_never_see_the_password(secret, streamlit_server, browser):
     base, log_path = streamlit_server
     frames: list[bytes] = []
 
@@ -234,33 +182,25 @@ def test_the_browser_and_the_server_log_never_see_the_password(secret, streamlit
 
     pages = [f"?session={secret.session_id}", f"categories?session={secret.session_id}", "model", "monitoring"]
     seen = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-        )
+    for locked, paths in ((False, pages), (True, pages[:2])):
+        if locked:
+            secret.lock(True)  # the running app loses its database: error paths, pool invalidation
         try:
-            for locked, paths in ((False, pages), (True, pages[:2])):
-                if locked:
-                    secret.lock(True)  # the running app loses its database: error paths, pool invalidation
-                try:
-                    for path in paths:
-                        page = browser.new_page()
-                        page.on("websocket", record)
-                        page.goto(f"{base}/{path}")
-                        page.wait_for_selector(IDLE, timeout=120_000)
-                        page.wait_for_timeout(500)
-                        page.wait_for_selector(IDLE, timeout=120_000)
-                        alerts = page.locator('[data-testid="stAlertContentError"]').count()
-                        seen.append((locked, path, alerts, page.locator('[data-testid="stException"]').count()))
-                        assert_clean(f"the HTML of /{path}", page.content())
-                        assert_clean(f"the text of /{path}", page.inner_text("body"))
-                        page.close()
-                finally:
-                    if locked:
-                        secret.lock(False)
+            for path in paths:
+                page = browser.new_page()
+                page.on("websocket", record)
+                page.goto(f"{base}/{path}")
+                page.wait_for_selector(live.IDLE, timeout=120_000)
+                page.wait_for_timeout(500)
+                page.wait_for_selector(live.IDLE, timeout=120_000)
+                alerts = page.locator('[data-testid="stAlertContentError"]').count()
+                seen.append((locked, path, alerts, page.locator('[data-testid="stException"]').count()))
+                assert_clean(f"the HTML of /{path}", page.content())
+                assert_clean(f"the text of /{path}", page.inner_text("body"))
+                page.close()
         finally:
-            browser.close()
+            if locked:
+                secret.lock(False)
     # The pages did their work: no banner while the account was open, one where it was locked.
     assert [alerts for locked, _, alerts, _ in seen] == [0, 0, 0, 0, 1, 1], seen
     assert not any(exceptions for *_, exceptions in seen), seen

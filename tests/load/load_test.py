@@ -27,11 +27,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import os
 import random
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,8 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+sys.path.insert(0, str(PROJECT))  # run as a script: the gender package and tests.live
+from tests import live  # noqa: E402
+from tests.live import IDLE  # noqa: E402
+
 METRIC = '[data-testid="stMetric"]:has-text("Predicted gender")'
 MAX_USERS, MAX_SECONDS = 50, 900  # bounds: this is a load test of one machine's loopback, not a stress tool
 
@@ -56,12 +57,6 @@ class Results:
 
 
 # -- the server ---------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_kib(pid: int) -> int:
@@ -115,27 +110,8 @@ def wait_healthy(base: str, process: subprocess.Popen | None, timeout: float = 1
             time.sleep(0.5)
 
 
-def start_server(db_url: str, model_dir: Path, log_path: Path, watch: bool) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port)]
-        + ["--server.address", "127.0.0.1", "--server.headless", "true"]
-        + ([] if watch else ["--server.fileWatcherType", "none"]),
-        cwd=PROJECT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "GENDER_DB_URL": db_url, "GENDER_MODEL_DIR": str(model_dir)},
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    wait_healthy(base, process)
-    return process, base
-
-
 def prepare(args, workdir: Path) -> tuple[str, Path]:
     """The database URL and model folder to serve: given, or a demo database (and a model trained on it)."""
-    sys.path.insert(0, str(PROJECT))
     from gender import db, synth
     from gender.artifact import METADATA_FILE
 
@@ -248,10 +224,7 @@ async def drive(base: str, ids: list[str], args, results: Results, on_start) -> 
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-        )
+        browser = await live.launch_chromium(playwright)
         try:
             start = Start(args.users, args.seconds)
             tasks = [user(n, browser, base, ids, start, args, results) for n in range(args.users)]
@@ -273,7 +246,7 @@ async def warm_up(base: str, session_id: str, args) -> float:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        browser = await live.launch_chromium(playwright)
         try:
             page = await browser.new_page()
             await page.goto(base)
@@ -364,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.url and not args.db:
         parser.error("--url needs --db: the database the app serves, to draw session ids from")
 
-    with tempfile.TemporaryDirectory(prefix="gender-load-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="gender-load-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         db_url, model_dir = prepare(args, workdir)
         ids = session_ids(db_url)
@@ -374,36 +347,33 @@ def main(argv: list[str] | None = None) -> int:
             wait_healthy(base, None, timeout=10)
             pid = listening_pid(urllib.parse.urlsplit(base).port or 80)
         else:
-            process, base = start_server(db_url, model_dir, log_path, watch=not args.no_file_watcher)
+            env = {"GENDER_DB_URL": db_url, "GENDER_MODEL_DIR": str(model_dir)}
+            options = ("--server.fileWatcherType", "none") if args.no_file_watcher else ()
+            base, process = stack.enter_context(live.streamlit_server(env, log_path, options=options))
             pid = process.pid
-        try:
-            rss = {}
-            if pid:
-                rss["at start"] = rss_kib(pid)
-            warm = asyncio.run(warm_up(base, random.Random(0).choice(ids), args))
-            print(f"warm-up lookup: {warm:.1f} s; driving {args.users} users for {args.seconds} s", file=sys.stderr)
-            results = Results()
-            cpu = {}
+        rss = {}
+        if pid:
+            rss["at start"] = rss_kib(pid)
+        warm = asyncio.run(warm_up(base, random.Random(0).choice(ids), args))
+        print(f"warm-up lookup: {warm:.1f} s; driving {args.users} users for {args.seconds} s", file=sys.stderr)
+        results = Results()
+        cpu = {}
 
-            def on_start():  # every user has its page open: the measured run begins
-                if pid:
-                    rss["before"] = rss_kib(pid)
-                    cpu["before"] = cpu_seconds(pid)
-
-            elapsed = asyncio.run(drive(base, ids, args, results, on_start))
+        def on_start():  # every user has its page open: the measured run begins
             if pid:
-                rss["after"] = rss_kib(pid)
-                cpu["after"] = cpu_seconds(pid)
-                time.sleep(args.settle)  # the browsers are gone: let the server drop their sessions
-                rss[f"{args.settle} s after the users left"] = rss_kib(pid)
-            server_log = log_path.read_text() if process else None
-            print(report(args, results, elapsed, rss, cpu, server_log))
-            crashed = server_log is not None and "Traceback (most recent call last)" in server_log
-            return 1 if results.errors or crashed else 0
-        finally:
-            if process:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=30)
+                rss["before"] = rss_kib(pid)
+                cpu["before"] = cpu_seconds(pid)
+
+        elapsed = asyncio.run(drive(base, ids, args, results, on_start))
+        if pid:
+            rss["after"] = rss_kib(pid)
+            cpu["after"] = cpu_seconds(pid)
+            time.sleep(args.settle)  # the browsers are gone: let the server drop their sessions
+            rss[f"{args.settle} s after the users left"] = rss_kib(pid)
+        server_log = log_path.read_text() if process else None
+        print(report(args, results, elapsed, rss, cpu, server_log))
+        crashed = server_log is not None and "Traceback (most recent call last)" in server_log
+        return 1 if results.errors or crashed else 0
 
 
 if __name__ == "__main__":

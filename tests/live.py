@@ -1,0 +1,94 @@
+"""A real Streamlit server and headless Chromium: what the browser tests, the load script and the
+dashboard benchmark share.
+
+Debian's `chromium` is driven through Playwright's `executable_path` (Playwright's own browser
+download is not available on these machines).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'  # the page's script has finished
+
+
+class ServerDidNotStart(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def streamlit_server(
+    env: Mapping[str, str],
+    log_path: Path,
+    app: Path = PROJECT / "streamlit_app.py",
+    options: tuple[str, ...] = (),
+    timeout: float = 90,
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`streamlit run APP` on a free loopback port, with `env` on top of this process's environment
+    and its output in `log_path`; yields (base URL, process) once healthy, stops it and its
+    children afterwards."""
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port)]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [*command, "--server.address", "127.0.0.1", "--server.headless", "true", *options],
+            cwd=app.parent,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            start_new_session=True,  # its own process group, stopped as one
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
+                        break
+                except OSError:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise ServerDidNotStart(f"streamlit did not start:\n{log_path.read_text()[-2000:]}") from None
+                    time.sleep(0.3)
+            yield base, process
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+def launch_chromium(playwright, args: list[str] = CHROMIUM_ARGS):
+    """Headless Chromium through a sync or an async Playwright (the async one returns an awaitable)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+
+
+def page_text(at) -> str:
+    """Everything an AppTest page and its sidebar show, as protobuf text (strings escaped)."""
+    parts = []
+
+    def walk(node):
+        if getattr(node, "proto", None) is not None:
+            parts.append(str(node.proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return "\n".join(parts)
