@@ -6,7 +6,9 @@ counts, so the speed-ups change nothing:
 
 - the batch session frame and `OriginalFeatures` equal the original-style per-session scan;
 - `SessionFeatures` on the whole batch equals one session at a time through `predict.lookup`;
-- `db.count_category` equals the original's UNION of four GROUP BYs, present and absent pairs.
+- `db.count_category` equals the original's UNION of four GROUP BYs, present and absent pairs;
+- batch scoring (`predict.score`) equals one lookup at a time (`predict.predict`), and the
+  original's forest predicts the same from our batch features as from its per-session scan.
 """
 
 import random
@@ -16,7 +18,8 @@ import pandas as pd
 import pytest
 
 from benchmarks import original_style
-from gender import db, ingest, predict
+from benchmarks.common import wrap_model
+from gender import db, ingest, predict, train
 from gender.features import OriginalFeatures, SessionFeatures, session_frame
 from tests.conftest import PAKDD
 
@@ -135,3 +138,38 @@ def test_count_category_equals_the_union_query(real_db, everyone, sample_ids):
         present, absent = present + (expected > 0), absent + (expected == 0)
     assert present > 500 and absent > 500
     assert db.count_category(real_db, "u10003", "B00002") == union["u10003", "B00002"] == 12
+
+
+# -- predictions -------------------------------------------------------------------------------
+
+FIT_SESSIONS = 3_000  # labelled sessions the models are fitted on: enough for real trees, quick
+
+
+@pytest.fixture(scope="module")
+def fitted(real_db):
+    """(frame, y) of FIT_SESSIONS labelled real sessions, as training reads them."""
+    frame, y = train.labelled_data(real_db)
+    chosen = np.sort(np.random.default_rng(3).choice(len(frame), FIT_SESSIONS, replace=False))
+    return frame.iloc[chosen], y[chosen]
+
+
+def test_batch_scoring_equals_one_lookup_at_a_time(real_db, everyone, sample_ids, fitted):
+    frame, y = fitted
+    model = wrap_model(train.boosted_pipeline().fit(frame, y), base_rate=float(y.mean()))
+    scores = predict.score(model, everyone).set_index("session_id")
+    assert scores["prediction"].nunique() == 2
+    for session_id in sample_ids:
+        single = predict.predict(real_db, model, session_id)
+        assert single.prediction == scores.at[session_id, "prediction"], session_id
+        assert single.p_male == pytest.approx(scores.at[session_id, "p_male"], abs=1e-6), session_id
+
+
+def test_original_forest_predicts_the_same_from_batch_features_as_from_the_scan(real_db, everyone, sample_ids, fitted):
+    frame, y = fitted
+    forest = train.original_pipeline().fit(frame, y)
+    service = original_style.OriginalService(real_db, forest)
+    batch = dict(zip(everyone.index, np.where(forest.predict(everyone) == 1, "male", "female")))
+    answers = {session_id: service.predict(session_id) for session_id in sample_ids}
+    assert answers == {session_id: batch[session_id] for session_id in sample_ids}
+    assert set(answers.values()) == {"male", "female"}
+    assert service.predict("u00000") == predict.predict(real_db, wrap_model(forest, 0.5), "u00000").prediction
