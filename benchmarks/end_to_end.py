@@ -104,8 +104,8 @@ def step_train(engine, work: Path) -> None:
         parts={"load step 2's matrix": load_s, "BoostedLogistic.fit (logistic + trees)": fit_s},
         logistic_iterations=int(model.linear_.n_iter_[0]),
         trees=int(trees.booster_.num_trees()) if trees is not None else 0,
-        best_iteration=int(trees.best_iteration_ or 0) if trees is not None else 0,
-        min_child_samples=int(trees.get_params()["min_child_samples"]) if trees is not None else 0,
+        tree_sessions=min(model.tree_sessions, int(matrix.shape[0])),
+        tree_columns=int(len(model.tree_columns_)) if model.tree_columns_ is not None else int(matrix.shape[1]),
         base_rate=float(y.mean()),
     )
 
@@ -283,8 +283,8 @@ def main() -> None:
         "features": f"{results['features']['sessions']:,} labelled sessions → "
         f"{results['features']['columns']:,} columns, {results['features']['nnz']:,} non-zeros",
         "train": f"BoostedLogistic: logistic ({results['train']['logistic_iterations']} lbfgs iterations) "
-        f"+ {results['train']['trees']} trees (early stopping, best {results['train']['best_iteration']}; "
-        f"min_child_samples {results['train']['min_child_samples']})",
+        f"+ {results['train']['trees']} trees grown on {results['train']['tree_sessions']:,} sessions "
+        f"({results['train']['tree_columns']:,} columns used)",
         "score": f"{results['score']['scored']:,} sessions scored ({results['score']['male']:,} called male)",
     }
     for number, name in enumerate(STEPS, start=1):

@@ -65,15 +65,18 @@ class Explainer:
         reference = features.reference_
         self.names = features.get_feature_names_out()  # tens of ms to build: once per model, not per row
         self.linear, self.trees = None, None
+        self.tree_columns = slice(None)  # the feature columns the trees were grown on
         if isinstance(estimator, BoostedLogistic):
             typical = estimator.linear_input(reference).toarray()
             self.linear = shap.LinearExplainer(estimator.linear_, shap.maskers.Independent(typical))
             trees, self.units = estimator.trees_, "log-odds"
+            if estimator.tree_columns_ is not None:
+                self.tree_columns = estimator.tree_columns_
         else:  # the original's random forest: probabilities
             trees, self.units = estimator, "probability"
         if trees is not None:
             self.trees = shap.TreeExplainer(
-                trees, data=reference, feature_perturbation="interventional", model_output="raw"
+                trees, data=reference[:, self.tree_columns], feature_perturbation="interventional", model_output="raw"
             )
 
     def __call__(self, row: sp.csr_matrix) -> tuple[float, np.ndarray]:
@@ -85,10 +88,12 @@ class Explainer:
                 part_base, part = _male_part(self.linear.shap_values(linear_row), self.linear.expected_value)
                 base, values = base + part_base, values + part
             if self.trees is not None:
+                tree_row = row[:, self.tree_columns].toarray()
                 part_base, part = _male_part(
-                    self.trees.shap_values(row.toarray(), check_additivity=False), self.trees.expected_value
+                    self.trees.shap_values(tree_row, check_additivity=False), self.trees.expected_value
                 )
-                base, values = base + part_base, values + part
+                base = base + part_base
+                values[self.tree_columns] += part
         return base, values
 
 

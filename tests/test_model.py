@@ -5,9 +5,13 @@ import shutil
 
 import numpy as np
 import pytest
+from sklearn.pipeline import Pipeline
 
+from benchmarks.common import wrap_model
 from gender import artifact, db, explain, predict
 from gender.errors import ModelUnavailable
+from gender.features import SessionFeatures
+from gender.model import BoostedLogistic
 from gender.train import labelled_data
 
 
@@ -93,6 +97,27 @@ def test_explanation_adds_up_to_the_prediction(served):
         assert roots["net"].sum() == pytest.approx(explanation.contributions["shap"].sum())
         first_a = record.views["category_a"].iloc[0]
         assert first_a in set(roots["id"]) | {explain.TIME_AND_ACTIVITY}
+
+
+def test_trees_grown_on_a_sample_still_explain_exactly(served):
+    """Above `tree_sessions` the trees grow on a sample and see only its columns: predictions and
+    explanations must still add up, each contribution on a feature where the session differs
+    from the typical one (SHAP against one reference gives nothing to the others)."""
+    engine, _, _ = served
+    frame, y = labelled_data(engine)
+    model_step = BoostedLogistic(n_estimators=30, tree_sessions=300)
+    pipeline = Pipeline([("features", SessionFeatures(min_df=1)), ("model", model_step)]).fit(frame, y)
+    columns = pipeline.named_steps["features"].n_features_out_
+    assert 0 < len(model_step.tree_columns_) < columns and model_step.trees_ is not None
+    model = wrap_model(pipeline, base_rate=float(y.mean()))
+    reference = pipeline.named_steps["features"].reference_.reshape(-1)
+    for session_id in frame.index[:: len(frame) // 8]:
+        row_frame = frame.loc[[session_id]]
+        explanation = explain.explain(model, row_frame)
+        assert explanation.p_male == pytest.approx(float(model.p_male(row_frame)[0]), abs=1e-6)
+        row = model.features(row_frame).toarray().reshape(-1)
+        used = np.flatnonzero(np.isin(model.explainer.names, explanation.contributions["feature"]))
+        assert len(used) and (row[used] != reference[used]).all(), session_id
 
 
 def test_the_control_slot_serves_the_original(served):
