@@ -225,20 +225,24 @@ def _pick_random(key: str, labelled: bool) -> None:
         st.session_state[key] = chosen
 
 
+CHOSEN_SESSION = "chosen_session"  # the session id last chosen on any page
+
+
 def session_picker(key: str) -> str:
     """A session id box (filled from ?session=… on arrival) with two random-pick buttons.
 
-    Returns the id as typed, without surrounding blanks; keeps ?session= in step for sharing.
+    Returns the id as typed, without surrounding blanks; keeps ?session= in step for sharing and
+    remembers it for the other pages (a widget's own state is dropped when its page is left).
     """
     if key not in st.session_state:
-        st.session_state[key] = st.query_params.get("session", "")
+        st.session_state[key] = st.query_params.get("session", st.session_state.get(CHOSEN_SESSION, ""))
     typed, labelled, unknown = st.columns([3, 1.3, 1.6], vertical_alignment="bottom")
     typed.text_input("Session id", key=key, placeholder="e.g. u10003", max_chars=200)
     labelled.button("Random labelled session", key=f"{key}_labelled", on_click=_pick_random, args=(key, True))
     unknown.button("Random session with unknown gender", key=f"{key}_unknown", on_click=_pick_random, args=(key, False))
     if note := st.session_state.pop(f"{key}_note", None):
         st.info(note)
-    value = st.session_state[key].strip()
+    value = st.session_state[CHOSEN_SESSION] = st.session_state[key].strip()
     if value and st.query_params.get("session") != value:
         st.query_params["session"] = value
     elif not value and "session" in st.query_params:

@@ -67,6 +67,21 @@ def test_predict_a_known_session(app, engine):
     assert at.query_params["session"] in (session_id, [session_id])
 
 
+def test_the_chosen_session_follows_the_analyst_across_pages(app, engine):
+    session_id = db.random_session_id(engine, labelled=True)
+    at = app()
+    at.text_input(key="session_id").set_value(session_id).run()
+    for page, key in (("categories", "categories_session"), ("model", None), ("predict", "session_id")):
+        at.switch_page(f"pages/{page}.py")
+        at.query_params.clear()  # a browser drops ?session= when the page changes
+        at.run()
+        assert not at.exception
+        if key:
+            assert at.text_input(key=key).value == session_id
+            assert at.query_params["session"] in (session_id, [session_id])  # shareable again
+    assert metric(at, "Predicted gender") in ("male", "female")
+
+
 def test_unknown_session_says_so_plainly(app):
     at = app()
     at.text_input(key="session_id").set_value("u00000").run()
