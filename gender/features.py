@@ -135,19 +135,29 @@ class SessionFeatures(TransformerMixin, BaseEstimator):
         self.min_df = min_df
 
     def fit(self, X: pd.DataFrame, y=None):
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X: pd.DataFrame, y=None) -> sp.csr_matrix:
+        """Learn the vocabulary and the typical session, and return X's matrix: one token pass."""
+        tokens = _tokens(X)
         self.vocabulary_ = {}
-        for kind, (rows, texts) in _tokens(X).items():
+        for kind, (rows, texts) in tokens.items():
             sessions_with = pd.DataFrame({"row": rows, "text": texts}).drop_duplicates()
             frequency = sessions_with["text"].value_counts()
             self.vocabulary_[kind] = pd.Index(sorted(frequency.index[frequency >= self.min_df]))
         self.n_features_out_ = sum(map(len, self.vocabulary_.values())) + len(NUMBER_NAMES)
-        self.reference_ = column_medians(self.transform(X))
-        return self
+        matrix = self._matrix(X, tokens)
+        self.reference_ = column_medians(matrix)
+        return matrix
 
     def transform(self, X: pd.DataFrame) -> sp.csr_matrix:
         check_is_fitted(self, "vocabulary_")
+        return self._matrix(X, _tokens(X))
+
+    def _matrix(self, X: pd.DataFrame, tokens: dict) -> sp.csr_matrix:
         all_rows, all_columns, offset = [], [], 0
-        for kind, (rows, texts) in _tokens(X).items():
+        for kind, (rows, texts) in tokens.items():
             vocabulary = self.vocabulary_[kind]
             column = vocabulary.get_indexer(texts)
             known = column >= 0
