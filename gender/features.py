@@ -5,9 +5,9 @@ A batch of sessions is a *session frame*: one row per session, indexed by sessio
 PAKDD files). One session is a frame of one row: batch and single lookups share one code path.
 
 Every feature comes from the session's own views and times, never from other sessions' labels
-or from the order of session ids. Token features are counted with one vectorised pass over all
-views (no loop over sessions); the vocabulary is learnt in `fit`, so cross-validation never
-sees the held-out fold's tokens.
+or from the order of session ids. Tokens come from one pass over all views, linear in the views
+(never a scan of the product table per session), and are counted in one sparse matrix; the
+vocabulary is learnt in `fit`, so cross-validation never sees the held-out fold's tokens.
 """
 
 from __future__ import annotations
