@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from gender import db, synth
+from gender import db, ingest, synth
 from gender.config import parse_url
 from tests import live
 
@@ -121,3 +121,15 @@ def browser():
         browser = live.launch_chromium(playwright)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def real_db(tmp_path_factory):
+    """The real PAKDD'15 logs (27,000 sessions, 12,000 labelled) in a SQLite file, imported once."""
+    if not (PAKDD / "trainingData.csv").is_file():
+        pytest.skip(f"the real logs are not at {PAKDD}")
+    engine = db.connect(f"sqlite:///{tmp_path_factory.mktemp('real') / 'pakdd.db'}")
+    ingest.import_pakdd(engine, PAKDD / "trainingData.csv", PAKDD / "trainingLabels.csv")
+    ingest.import_pakdd(engine, PAKDD / "testData.csv")
+    yield engine
+    engine.dispose()

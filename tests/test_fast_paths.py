@@ -19,23 +19,11 @@ import pytest
 
 from benchmarks import original_style
 from benchmarks.common import wrap_model
-from gender import db, ingest, predict, train
+from gender import db, predict, train
 from gender.features import OriginalFeatures, SessionFeatures, session_frame
-from tests.conftest import PAKDD
 
 pytestmark = pytest.mark.slow
 SAMPLE = 300  # sessions compared one at a time
-
-
-@pytest.fixture(scope="module")
-def real_db(tmp_path_factory):
-    if not (PAKDD / "trainingData.csv").is_file():
-        pytest.skip(f"the real logs are not at {PAKDD}")
-    engine = db.connect(f"sqlite:///{tmp_path_factory.mktemp('fast') / 'pakdd.db'}")
-    ingest.import_pakdd(engine, PAKDD / "trainingData.csv", PAKDD / "trainingLabels.csv")
-    ingest.import_pakdd(engine, PAKDD / "testData.csv")
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(scope="module")

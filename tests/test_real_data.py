@@ -2,21 +2,10 @@
 
 import pytest
 
-from gender import db, explain, ingest, predict
+from gender import db, explain, predict
 from gender.train import train
-from tests.conftest import PAKDD
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def real_db(tmp_path_factory):
-    if not (PAKDD / "trainingData.csv").is_file():
-        pytest.skip(f"the real logs are not at {PAKDD}")
-    engine = db.connect(f"sqlite:///{tmp_path_factory.mktemp('real') / 'pakdd.db'}")
-    ingest.import_pakdd(engine, PAKDD / "trainingData.csv", PAKDD / "trainingLabels.csv")
-    ingest.import_pakdd(engine, PAKDD / "testData.csv")
-    return engine
 
 
 @pytest.fixture(scope="module")
