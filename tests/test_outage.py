@@ -332,6 +332,9 @@ def look_up(page, session_id: str, outcome: str) -> float:
     box.fill(session_id)
     started = time.monotonic()
     box.press("Enter")
+    # The rerun for this id has begun once ?session= names it (set before any query): the outcome
+    # of the previous lookup may still be on the page until then.
+    page.wait_for_url(lambda url: f"session={session_id}" in url, timeout=120_000)
     page.locator(outcome).first.wait_for(timeout=120_000)
     page.wait_for_selector(live.IDLE, timeout=120_000)
     return time.monotonic() - started
