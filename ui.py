@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from gender import db, predict, serve, synth
 from gender.artifact import METADATA_FILE
@@ -19,6 +20,16 @@ from gender.errors import DatabaseUnavailable, GenderError, ModelUnavailable
 
 QUERY_TTL = 300  # seconds a cached query result is reused; imports show up after this at the latest
 log = logging.getLogger("gender.ui")
+
+
+# Until some session has called st.navigation, Streamlit treats a pages/ folder as a legacy
+# multipage app and runs a page's script without streamlit_app.py: the first visit after a start,
+# if it is a deep link (/model), would get the page without the router's frame. Every page imports
+# this module, and the first import in a process is in that first visit: end the legacy mode for
+# all sessions and run the visit again, through the router.
+if PagesManager.uses_pages_directory:
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
 
 # -- settings, engine, model --------------------------------------------------------------------

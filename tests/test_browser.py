@@ -81,6 +81,28 @@ def test_random_button(server, page):
     no_exceptions(page)
 
 
+@pytest.mark.parametrize("path", ["model", "categories?session=u10003"])
+def test_a_deep_link_as_the_first_visit_after_a_start_goes_through_the_router(trained_demo, tmp_path, browser, path):
+    """Streamlit runs pages/*.py as a legacy multipage app, without streamlit_app.py, until some
+    session has called st.navigation: the first visit after a start must still get the frame."""
+    url, model_dir = trained_demo
+    env = {"GENDER_DB_URL": url, "GENDER_MODEL_DIR": str(model_dir)}
+    with live.streamlit_server(env, tmp_path / "streamlit.log") as (base, _):
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        try:
+            page.goto(f"{base}/{path}")
+            settle(page)
+            page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+            sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+            assert "gender-lens" in sidebar and "Data source" in sidebar  # ui.sidebar(), from the router
+            links = page.locator('[data-testid="stSidebarNavLink"]').all_inner_texts()
+            assert [link.splitlines()[-1] for link in links] == ["Predict", "Categories", "Model", "Monitoring"]
+            assert page.url.startswith(f"{base}/{path.split('?')[0]}")
+            no_exceptions(page)
+        finally:
+            page.close()
+
+
 @pytest.mark.parametrize(
     "path, expected", [("categories?session=u10003", "Count one category"), ("model", "Candidates")]
 )
