@@ -42,19 +42,30 @@ def session_paths(views: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def catalogue_tree(branches: pd.DataFrame) -> pd.DataFrame:
+def catalogue_tree(branches: pd.DataFrame, within: str | None = None) -> pd.DataFrame:
     """The catalogue as treemap nodes from per-branch counts (category_a..c, views, female, male):
-    id (A, A/B, A/B/C), parent, label, views, male_share of the labelled views below the node."""
-    levels = CATEGORY_NAMES[:3]
+    id (A, A/B, A/B/C), parent, label, views, male_share of the labelled views below the node.
+
+    The whole catalogue down to level B, or one A category (`within`) down to level C: about a
+    hundred nodes either way. All 540 nodes to level C took the browser four times as long to draw.
+    """
+    if within is not None:
+        branches = branches[branches["category_a"] == within]
+    levels = CATEGORY_NAMES[: 2 if within is None else 3]
     nodes = []
     for depth in range(1, len(levels) + 1):
         keys = levels[:depth]
         summed = branches.groupby(keys, as_index=False)[["views", "female", "male"]].sum()
-        summed["id"] = summed[keys].agg("/".join, axis=1)
-        summed["parent"] = summed[keys[:-1]].agg("/".join, axis=1) if depth > 1 else ""
+        summed["id"] = _joined(summed, keys)
+        summed["parent"] = _joined(summed, keys[:-1]) if depth > 1 else ""
         summed["label"] = summed[keys[-1]]
         nodes.append(summed[["id", "parent", "label", "views", "female", "male"]])
     tree = pd.concat(nodes, ignore_index=True)
     labelled = tree["female"] + tree["male"]
     tree["male_share"] = tree["male"] / labelled.where(labelled > 0)
     return tree.drop(columns=["female", "male"])
+
+
+def _joined(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """The path A/B/... of each row through the given category columns."""
+    return frame[keys[0]].str.cat(frame[keys[1:]], sep="/") if len(keys) > 1 else frame[keys[0]]

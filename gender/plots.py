@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.subplots import make_subplots
 
 from gender.explain import Explanation, top_contributions
 from gender.features import WEEKDAY_NAMES
@@ -13,7 +14,11 @@ from gender.metrics import roc_index
 MALE, FEMALE, UNKNOWN = "#2b6cb0", "#d53f8c", "#a0aec0"
 GENDER_COLOURS = {"male": MALE, "female": FEMALE, "unknown": UNKNOWN}
 UP, DOWN = "#2b6cb0", "#d53f8c"  # towards male, towards female
-LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "template": "plotly_white"}
+AB_COLOURS = {"treatment": UP, "control": "#718096"}
+LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}}
+# Every figure's template: set once as the default, it is applied without validation; set on each
+# figure, it was validated and copied every time (25 ms of the server's time per chart).
+pio.templates.default = "plotly_white"
 
 
 def p_male_bar(p_male: float, base_rate: float, threshold: float) -> go.Figure:
@@ -95,18 +100,17 @@ def hierarchy_sunburst(rows: pd.DataFrame) -> go.Figure:
 
 def session_category_bars(counts: pd.DataFrame) -> go.Figure:
     """Views per category of one session, a panel per level: columns level, category, views."""
-    figure = px.bar(
-        counts,
-        x="views",
-        y="category",
-        facet_col="level",
-        orientation="h",
-        facet_col_spacing=0.06,
-        color_discrete_sequence=["#4a5568"],
+    levels = sorted(counts["level"].unique())
+    figure = make_subplots(
+        rows=1, cols=max(len(levels), 1), subplot_titles=[f"level {level}" for level in levels], horizontal_spacing=0.06
     )
-    figure.update_yaxes(matches=None, showticklabels=True, autorange="reversed", title=None)
+    for column, level in enumerate(levels, start=1):
+        part = counts[counts["level"] == level]
+        figure.add_bar(x=part["views"], y=part["category"], orientation="h", marker_color="#4a5568", row=1, col=column)
+    figure.update_yaxes(autorange="reversed")
     figure.update_xaxes(dtick=1)
-    return figure.update_layout(height=160 + 22 * counts.groupby("level").size().max(), **LAYOUT)
+    height = 160 + 22 * counts.groupby("level").size().max() if len(counts) else 160
+    return figure.update_layout(height=height, showlegend=False, **LAYOUT)
 
 
 def category_by_gender(shares: pd.DataFrame, top: int) -> go.Figure:
@@ -162,34 +166,46 @@ def category_treemap(tree: pd.DataFrame, base_rate: float) -> go.Figure:
 
 def activity_by_hour(activity: pd.DataFrame) -> go.Figure:
     """Share of each gender's sessions started in each hour of the day."""
-    by_hour = activity.groupby(["gender", "hour"])["sessions"].sum().reset_index()
-    by_hour["share"] = by_hour["sessions"] / by_hour.groupby("gender")["sessions"].transform("sum")
-    figure = px.line(by_hour, x="hour", y="share", color="gender", markers=True, color_discrete_map=GENDER_COLOURS)
+    by_hour = _shares_of_gender(activity, "hour")
+    figure = go.Figure()
+    for gender, part in by_hour.groupby("gender"):
+        figure.add_scatter(
+            x=part["hour"], y=part["share"], name=gender, mode="lines+markers", line_color=GENDER_COLOURS[gender]
+        )
+    figure.update_xaxes(title="hour")
     figure.update_yaxes(tickformat=".0%", title="share of the gender's sessions")
     return figure.update_layout(height=340, **LAYOUT)
 
 
 def activity_by_weekday(activity: pd.DataFrame) -> go.Figure:
-    frame = activity.assign(weekday=activity["date"].dt.day_of_week)
-    by_day = frame.groupby(["gender", "weekday"])["sessions"].sum().reset_index()
-    by_day["share"] = by_day["sessions"] / by_day.groupby("gender")["sessions"].transform("sum")
-    by_day["weekday"] = [WEEKDAY_NAMES[i][:3] for i in by_day["weekday"]]
-    figure = px.bar(
-        by_day,
-        x="weekday",
-        y="share",
-        color="gender",
-        barmode="group",
-        color_discrete_map=GENDER_COLOURS,
-        category_orders={"weekday": [w[:3] for w in WEEKDAY_NAMES]},
-    )
+    """Share of each gender's sessions started on each day of the week."""
+    by_day = _shares_of_gender(activity.assign(weekday=activity["date"].dt.day_of_week), "weekday")
+    figure = go.Figure()
+    for gender, part in by_day.groupby("gender"):
+        names = [WEEKDAY_NAMES[i][:3] for i in part["weekday"]]
+        figure.add_bar(x=names, y=part["share"], name=gender, marker_color=GENDER_COLOURS[gender])
+    figure.update_xaxes(categoryorder="array", categoryarray=[w[:3] for w in WEEKDAY_NAMES])
     figure.update_yaxes(tickformat=".0%", title="share of the gender's sessions")
-    return figure.update_layout(height=340, **LAYOUT)
+    return figure.update_layout(height=340, barmode="group", **LAYOUT)
+
+
+def _shares_of_gender(activity: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Sessions per gender and `by`, with each gender's share in each value of `by`."""
+    counted = activity.groupby(["gender", by])["sessions"].sum().reset_index()
+    counted["share"] = counted["sessions"] / counted.groupby("gender")["sessions"].transform("sum")
+    return counted
 
 
 def sessions_per_day(activity: pd.DataFrame) -> go.Figure:
-    per_day = activity.groupby(["date", "gender"])["sessions"].sum().reset_index()
-    figure = px.area(per_day, x="date", y="sessions", color="gender", color_discrete_map=GENDER_COLOURS)
+    """Sessions started per day, stacked by gender."""
+    per_day = activity.groupby(["gender", "date"])["sessions"].sum().reset_index()
+    figure = go.Figure()
+    for gender, part in per_day.groupby("gender"):
+        figure.add_scatter(
+            x=part["date"], y=part["sessions"], name=gender, stackgroup="all", line_color=GENDER_COLOURS[gender]
+        )
+    figure.update_xaxes(title="date")
+    figure.update_yaxes(title="sessions")
     return figure.update_layout(height=340, **LAYOUT)
 
 
@@ -255,17 +271,12 @@ def confusion_heatmap(tn: int, fp: int, fn: int, tp: int) -> go.Figure:
 
 def predictions_per_day(daily: pd.DataFrame) -> go.Figure:
     """Predictions served per day, a bar per A/B group."""
-    figure = px.bar(
-        daily,
-        x="date",
-        y="predictions",
-        color="ab_group",
-        barmode="group",
-        color_discrete_map={"treatment": UP, "control": "#718096"},
-        labels={"ab_group": "group"},
-    )
+    figure = go.Figure()
+    for group, part in daily.groupby("ab_group"):
+        figure.add_bar(x=part["date"], y=part["predictions"], name=group, marker_color=AB_COLOURS.get(group))
     figure.update_xaxes(tickformat="%b %d", dtick=86_400_000)  # one tick per day, no clock time
-    return figure.update_layout(height=320, **LAYOUT)
+    figure.update_yaxes(title="predictions")
+    return figure.update_layout(height=320, barmode="group", legend_title_text="group", **LAYOUT)
 
 
 def score_distributions(trained, served) -> go.Figure:

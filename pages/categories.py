@@ -49,8 +49,16 @@ with ui.banners():
         st.dataframe(shares, key="shares_table")
 
     st.subheader("The catalogue")
+    branches = ui.category_tree()
+    within = st.selectbox(
+        "Open an A category down to level C",
+        sorted(branches["category_a"].unique()),
+        index=None,
+        placeholder="All of A → B",
+        key="catalogue_within",
+    )
     st.caption("Sized by views, coloured by the male share of labelled views: white is the overall share.")
-    tree = explore.catalogue_tree(ui.category_tree())
+    tree = explore.catalogue_tree(branches, within)
     counts_now = ui.counts()
     st.plotly_chart(plots.category_treemap(tree, counts_now["male"] / max(counts_now["labelled"], 1)), key="treemap")
 

@@ -1,8 +1,11 @@
 """Every page through Streamlit's AppTest, against a real SQLite database and trained models."""
 
+import base64
 import json
 import shutil
 
+import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -43,6 +46,13 @@ def texts(at):
 
 def charts(at):
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def array(value):
+    """A figure's array as sent: a list, or plotly's typed array of numbers (dtype, base64 bytes)."""
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+    return value
 
 
 @pytest.fixture
@@ -131,6 +141,40 @@ def test_population_level_switch(app):
     assert not at.exception
     bars = next(c for c in charts(at) if c["data"][0]["type"] == "bar" and c["data"][0].get("name") == "female")
     assert all(str(x).startswith("C") for x in bars["data"][0]["x"])
+
+
+def test_the_catalogue_shows_a_to_b_and_opens_one_a_category_to_c(app, engine):
+    def treemap(at):
+        trace = next(c for c in charts(at) if c["data"][0]["type"] == "treemap")["data"][0]
+        columns = (array(trace[key]) for key in ("parents", "values", "customdata"))
+        nodes = dict(zip(array(trace["ids"]), zip(*columns, strict=True), strict=True))
+        for node, (_, views, _) in nodes.items():  # every node's views are those of its children, summed
+            children = [below for parent, below, _ in nodes.values() if parent == node]
+            assert not children or sum(children) == views
+        return nodes
+
+    with engine.connect() as conn:
+        views = pd.read_sql(
+            "SELECT p.category_a, p.category_b, p.category_c, s.gender FROM product p "
+            "JOIN session s ON s.session_id = p.session_id",
+            conn,
+        )
+    at = app("categories")
+    everything = treemap(at)
+    assert max(node.count("/") for node in everything) == 1  # A and A/B only
+    assert sum(v for parent, v, _ in everything.values() if parent == "") == len(views)
+
+    busiest = views["category_a"].value_counts().index[0]
+    at.selectbox(key="catalogue_within").set_value(busiest).run()
+    assert not at.exception
+    branch = treemap(at)
+    inside = views[views["category_a"] == busiest]
+    assert branch[busiest][:2] == ("", len(inside))
+    assert all(node.split("/")[0] == busiest for node in branch)
+    deepest = {node for node in branch if node.count("/") == 2}
+    assert deepest == {f"{busiest}/{b}/{c}" for b, c in zip(inside["category_b"], inside["category_c"])}
+    labelled = inside["gender"].dropna()
+    assert branch[busiest][2] == pytest.approx((labelled == "male").mean())  # male share of labelled views
 
 
 def test_model_page_threshold_slider(app, trained_demo):
