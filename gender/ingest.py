@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select
@@ -110,13 +111,31 @@ def write_chunk(conn: Connection, sessions: list[dict], views: list[dict], repor
     if existing:
         sessions = [row for row in sessions if row["session_id"] not in existing]
         views = [row for row in views if row["session_id"] not in existing]
-    if sessions:
-        conn.execute(insert(db.session), sessions)
-    if views:
-        conn.execute(insert(db.product), views)
+    _insert_many(conn, db.session, sessions)
+    _insert_many(conn, db.product, views)
     report.skipped_sessions += len(existing)
     report.new_sessions += len(sessions)
     report.new_views += len(views)
+
+
+def _insert_many(conn: Connection, table, rows: list[dict]) -> None:
+    """INSERT every row, handed to the driver's executemany at once: the statement and the values
+    of `conn.execute(insert(table), rows)`, whose per-row parameter handling took two thirds of a
+    million-session import. The values are converted a column at a time (datetimes, on SQLite)."""
+    if not rows:
+        return
+    dialect = conn.dialect
+    statement = insert(table).compile(dialect=dialect)
+    names = [column.name for column in table.columns]  # the statement's order
+    columns = list(zip(*map(itemgetter(*names), rows)))
+    for i, name in enumerate(names):
+        convert = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if convert:
+            columns[i] = list(map(convert, columns[i]))
+    values = list(zip(*columns))
+    if not dialect.positional:  # named parameters, as pymysql takes them
+        values = [dict(zip(names, row)) for row in values]
+    conn.exec_driver_sql(str(statement), values)
 
 
 def write_all(engine: Engine, chunks: Iterable[tuple[list[dict], list[dict]]]) -> ImportReport:
