@@ -5,7 +5,6 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
-from plotly.subplots import make_subplots
 
 from gender.explain import Explanation, top_contributions
 from gender.features import WEEKDAY_NAMES
@@ -105,21 +104,6 @@ def hierarchy_sunburst(rows: pd.DataFrame) -> go.Figure:
         )
     )
     return laid_out(figure, height=460, margin=HIERARCHY_MARGIN)
-
-
-def session_category_bars(counts: pd.DataFrame) -> go.Figure:
-    """Views per category of one session, a panel per level: columns level, category, views."""
-    levels = sorted(counts["level"].unique())
-    figure = make_subplots(
-        rows=1, cols=max(len(levels), 1), subplot_titles=[f"level {level}" for level in levels], horizontal_spacing=0.08
-    )
-    for column, level in enumerate(levels, start=1):
-        part = counts[counts["level"] == level]
-        figure.add_bar(x=part["views"], y=part["category"], orientation="h", marker_color="#4a5568", row=1, col=column)
-    figure.update_yaxes(autorange="reversed")
-    figure.update_xaxes(dtick=1)
-    height = 160 + 22 * counts.groupby("level").size().max() if len(counts) else 160
-    return laid_out(figure, height=height, showlegend=False)
 
 
 def category_by_gender(shares: pd.DataFrame, top: int) -> go.Figure:

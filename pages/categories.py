@@ -16,10 +16,7 @@ with ui.banners():
     if session_id and record is None:
         st.warning(f"No session {ui.shown(session_id)} in this database.", icon=":material/search_off:")
     if record is not None:
-        counts = explore.session_category_counts(record.views)
-        table_col, chart_col = st.columns([1, 2])
-        table_col.dataframe(counts, hide_index=True, key="session_counts", height=360)
-        chart_col.plotly_chart(plots.session_category_bars(counts), key="session_bars")
+        st.dataframe(explore.session_category_counts(record.views), hide_index=True, key="session_counts", width=480)
 
     st.markdown("**Count one category** — the original `/count` query: views of the session in a category of any level")
     with st.form("count_form"):
