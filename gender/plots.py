@@ -24,7 +24,7 @@ LAYOUT = {"margin": MARGIN, "legend": {"orientation": "h", "yanchor": "bottom", 
 pio.templates.default = "plotly_white"
 
 
-def laid_out(figure: go.Figure, **layout) -> go.Figure:
+def _laid_out(figure: go.Figure, **layout) -> go.Figure:
     """The shared layout, then this figure's own."""
     return figure.update_layout(**{**LAYOUT, **layout})
 
@@ -54,7 +54,7 @@ def p_male_bar(p_male: float, base_rate: float, threshold: float) -> go.Figure:
         xanchor="left",
         text=f"grey band: base rate {base_rate:.0%} · black line: threshold {threshold:.0%}",
     )
-    return laid_out(figure, height=140, margin={"l": 10, "r": 10, "t": 40, "b": 10})  # no axis titles
+    return _laid_out(figure, height=140, margin={"l": 10, "r": 10, "t": 40, "b": 10})  # no axis titles
 
 
 def waterfall(explanation: Explanation, top: int = 12) -> go.Figure:
@@ -78,7 +78,7 @@ def waterfall(explanation: Explanation, top: int = 12) -> go.Figure:
     )
     figure.update_yaxes(autorange="reversed")  # read top to bottom, like the sum
     figure.update_xaxes(title=f"{explanation.units} of male: right towards male, left towards female")
-    return laid_out(figure, height=140 + 26 * len(labels), showlegend=False)
+    return _laid_out(figure, height=140 + 26 * len(labels), showlegend=False)
 
 
 def hierarchy_sunburst(rows: pd.DataFrame) -> go.Figure:
@@ -103,7 +103,7 @@ def hierarchy_sunburst(rows: pd.DataFrame) -> go.Figure:
             hovertemplate="%{label}<br>net %{customdata[0]:+.3f}<br>own %{customdata[1]:+.3f}<extra></extra>",
         )
     )
-    return laid_out(figure, height=460, margin=HIERARCHY_MARGIN)
+    return _laid_out(figure, height=460, margin=HIERARCHY_MARGIN)
 
 
 def category_by_gender(shares: pd.DataFrame, top: int) -> go.Figure:
@@ -121,7 +121,7 @@ def category_by_gender(shares: pd.DataFrame, top: int) -> go.Figure:
         mode="lines+markers",
         line={"color": "black"},
     )
-    return laid_out(
+    return _laid_out(
         figure,
         barmode="stack",
         height=420,
@@ -153,7 +153,7 @@ def category_treemap(tree: pd.DataFrame, base_rate: float) -> go.Figure:
             hovertemplate="%{label}<br>%{value:,} views<br>male share %{customdata:.0%}<extra></extra>",
         )
     )
-    return laid_out(figure, height=560, margin=HIERARCHY_MARGIN)
+    return _laid_out(figure, height=560, margin=HIERARCHY_MARGIN)
 
 
 def activity_by_hour(activity: pd.DataFrame) -> go.Figure:
@@ -166,7 +166,7 @@ def activity_by_hour(activity: pd.DataFrame) -> go.Figure:
         )
     figure.update_xaxes(title="hour")
     figure.update_yaxes(tickformat=".0%", title="share of the gender's sessions")
-    return laid_out(figure, height=340)
+    return _laid_out(figure, height=340)
 
 
 def activity_by_weekday(activity: pd.DataFrame) -> go.Figure:
@@ -178,7 +178,7 @@ def activity_by_weekday(activity: pd.DataFrame) -> go.Figure:
         figure.add_bar(x=names, y=part["share"], name=gender, marker_color=GENDER_COLOURS[gender])
     figure.update_xaxes(categoryorder="array", categoryarray=[w[:3] for w in WEEKDAY_NAMES])
     figure.update_yaxes(tickformat=".0%", title="share of the gender's sessions")
-    return laid_out(figure, height=340, barmode="group")
+    return _laid_out(figure, height=340, barmode="group")
 
 
 def _shares_of_gender(activity: pd.DataFrame, by: str) -> pd.DataFrame:
@@ -198,7 +198,7 @@ def sessions_per_day(activity: pd.DataFrame) -> go.Figure:
         )
     figure.update_xaxes(title="date")
     figure.update_yaxes(title="sessions")
-    return laid_out(figure, height=340)
+    return _laid_out(figure, height=340)
 
 
 def roc_curves(candidates: dict, chosen: str, threshold: float | None = None) -> go.Figure:
@@ -228,7 +228,7 @@ def roc_curves(candidates: dict, chosen: str, threshold: float | None = None) ->
         )
     figure.update_xaxes(title="false positive rate (women called men)", range=[0, 1])
     figure.update_yaxes(title="true positive rate (men found)", range=[0, 1.01])
-    return laid_out(figure, height=480, legend={"x": 0.45, "y": 0.05})
+    return _laid_out(figure, height=480, legend={"x": 0.45, "y": 0.05})
 
 
 def pr_curves(candidates: dict, chosen: str, base_rate: float) -> go.Figure:
@@ -241,7 +241,7 @@ def pr_curves(candidates: dict, chosen: str, base_rate: float) -> go.Figure:
         )
     figure.update_xaxes(title="recall (men found)", range=[0, 1])
     figure.update_yaxes(title="precision (men among those called men)", range=[0, 1.01])
-    return laid_out(figure, height=420)
+    return _laid_out(figure, height=420)
 
 
 def confusion_heatmap(tn: int, fp: int, fn: int, tp: int) -> go.Figure:
@@ -258,7 +258,7 @@ def confusion_heatmap(tn: int, fp: int, fn: int, tp: int) -> go.Figure:
         )
     )
     figure.update_yaxes(autorange="reversed", title="true gender")
-    return laid_out(figure, height=300)
+    return _laid_out(figure, height=300)
 
 
 def predictions_per_day(daily: pd.DataFrame) -> go.Figure:
@@ -268,7 +268,7 @@ def predictions_per_day(daily: pd.DataFrame) -> go.Figure:
         figure.add_bar(x=part["date"], y=part["predictions"], name=group, marker_color=AB_COLOURS.get(group))
     figure.update_xaxes(tickformat="%b %d", dtick=86_400_000)  # one tick per day, no clock time
     figure.update_yaxes(title="predictions")
-    return laid_out(figure, height=320, barmode="group", legend_title_text="group")
+    return _laid_out(figure, height=320, barmode="group", legend_title_text="group")
 
 
 def score_distributions(trained, served) -> go.Figure:
@@ -291,4 +291,4 @@ def score_distributions(trained, served) -> go.Figure:
         marker_color=UP,
     )
     figure.update_xaxes(title="P(male)", range=[0, 1])
-    return laid_out(figure, barmode="overlay", height=300)
+    return _laid_out(figure, barmode="overlay", height=300)
