@@ -13,7 +13,9 @@ from `os.wait4`'s resource usage of that child):
    step 2's matrix, no cross-validation: together with step 2 exactly
    `boosted_pipeline().fit(frame, y)`, whose first step is that feature build;
 4. scoring: every session (labelled or not) streamed from the database in chunks of --chunk
-   sessions, each chunk `session_frame` + `predict.score`, written to one CSV file.
+   sessions (`db.session_chunks`) and scored by `predict.score_chunks`, which builds the next
+   chunk's features while the model scores this one, written to one CSV file (as
+   `python -m gender score` does).
 
 Targets: at most 5 minutes in all and at most 4 GB peak RSS in any step. The original-style
 baseline (a scan of the whole product table per session, benchmarks/original_style.py) is not
@@ -112,53 +114,20 @@ def step_train(engine, work: Path) -> None:
 
 def step_score(engine, work: Path, chunk: int) -> None:
     import joblib
-    import pandas as pd
-    from sqlalchemy import select
 
     from gender import db, predict
-    from gender.features import session_frame
 
     pipeline = joblib.load(work / "pipeline.joblib")
     base_rate = json.loads((work / "train.json").read_text())["base_rate"]
     model = common.wrap_model(pipeline, base_rate)
-    out = work / "scores.csv"
-    read_s = frame_s = score_s = 0.0
-    scored, male, last = 0, 0, ""
-    with out.open("w") as f:
+    scored = male = 0
+    with (work / "scores.csv").open("w") as f:  # as `python -m gender score` writes its file
         f.write("session_id,p_male,prediction\n")
-        while True:
-            started = time.perf_counter()
-            sessions_query = (
-                select(db.session).where(db.session.c.session_id > last).order_by(db.session.c.session_id).limit(chunk)
-            )
-            with engine.connect() as conn:
-                sessions = pd.read_sql(sessions_query, conn, parse_dates=["start_time", "end_time"])
-                if sessions.empty:
-                    break
-                first, last = sessions["session_id"].iloc[0], sessions["session_id"].iloc[-1]
-                views_query = (
-                    select(db.product)
-                    .where(db.product.c.session_id.between(first, last))
-                    .order_by(db.product.c.session_id, db.product.c.sequence_order)
-                )
-                views = pd.read_sql(views_query, conn)
-            read_s += time.perf_counter() - started
-            seconds, frame = common.timed(session_frame, sessions, views)
-            frame_s += seconds
-            seconds, scores = common.timed(predict.score, model, frame)
-            score_s += seconds
+        for scores in predict.score_chunks(model, db.session_chunks(engine, "all", chunk)):
             scores.to_csv(f, header=False, index=False)
             scored += len(scores)
             male += int((scores["prediction"] == "male").sum())
-    emit(
-        parts={
-            f"read sessions + views in chunks of {chunk:,}": read_s,
-            "session_frame": frame_s,
-            "predict.score (features + logistic + trees)": score_s,
-        },
-        scored=scored,
-        male=male,
-    )
+    emit(scored=scored, male=male)
 
 
 def step_sample(engine, work: Path) -> None:

@@ -128,22 +128,30 @@ def cmd_count(args) -> None:
 def cmd_score(args) -> None:
     settings = load_settings(db=args.db, model_dir=args.model_dir)
     model = predict.load_model(settings.model_dir)
+    progress = StderrProgress()
     if args.pakdd:
-        frame = predict.pakdd_frame(args.pakdd, StderrProgress())
+        chunks, total = predict.pakdd_chunks(args.pakdd, progress), None  # the file reports its own progress
     else:
         engine = db.connect(settings.db_url)
         db.check_schema(engine)
-        frame = predict.unlabelled_frame(engine)
-    scores = predict.score(model, frame)
+        chunks, total = db.session_chunks(engine, "unlabelled"), db.table_counts(engine)["unknown"]
     out = Path(args.out)
     tmp = out.with_name(f".{out.name}.tmp")
+    scored = 0
     try:
-        scores.to_csv(tmp, index=False)
+        with tmp.open("w", newline="") as f:
+            f.write("session_id,p_male,prediction\n")
+            for scores in predict.score_chunks(model, chunks):
+                scores.to_csv(f, header=False, index=False)
+                scored += len(scores)
+                if total:
+                    progress(scored / total, f"{scored:,} of {total:,} sessions scored")
         tmp.replace(out)  # a reader never sees half a file
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise GenderError(f"cannot write {out}: {exc.strerror}") from None
-    print(f"scored {len(scores):,} sessions with {model.model_id} into {out}", file=sys.stderr)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"scored {scored:,} sessions with {model.model_id} into {out}", file=sys.stderr)
 
 
 def parser() -> argparse.ArgumentParser:

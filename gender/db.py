@@ -241,6 +241,30 @@ def read_sessions(engine: Engine, which: str = "labelled") -> tuple[pd.DataFrame
     return sessions, views
 
 
+def session_chunks(
+    engine: Engine, which: str = "all", size: int = 250_000
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """read_sessions in chunks of at most `size` sessions, in session-id order: memory bounded
+    by the chunk, not the table. Each chunk starts after the last id of the one before it."""
+    where, last = SESSION_FILTERS[which], None
+    while True:
+        after = True if last is None else session.c.session_id > last
+        sessions_query = select(session).where(where, after).order_by(session.c.session_id).limit(size)
+        with reporting(engine), engine.connect() as conn:
+            sessions = pd.read_sql(sessions_query, conn, parse_dates=["start_time", "end_time"])
+            if sessions.empty:
+                return
+            first, last = sessions["session_id"].iloc[0], sessions["session_id"].iloc[-1]
+            views_query = (
+                select(product)
+                .join(session, session.c.session_id == product.c.session_id)
+                .where(where, product.c.session_id.between(first, last))
+                .order_by(product.c.session_id, product.c.sequence_order)
+            )
+            views = pd.read_sql(views_query, conn)
+        yield sessions, views
+
+
 def table_counts(engine: Engine) -> dict:
     """Sessions (labelled, unknown gender) and views in the database."""
     query = select(

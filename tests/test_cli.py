@@ -78,6 +78,19 @@ def test_score_a_file_and_the_unlabelled_sessions(tmp_path, trained_demo):
     assert len(rows) == db.table_counts(db.connect(url))["unknown"] > 0
 
 
+def test_scoring_a_file_with_a_bad_line_writes_nothing(tmp_path, trained_demo):
+    _, model_dir = trained_demo
+    good = [f"n{i},2014-11-20 10:00:00,2014-11-20 10:05:00,A00001/B00001/C00001/D{i:05d}/" for i in range(6_000)]
+    data = write_pakdd(tmp_path / "new.csv", [*good, "n-bad,yesterday,x,A/B/C/D/"])  # after the first chunk
+    out = tmp_path / "scores.csv"
+    out.write_text("an earlier file\n")
+    result = run("score", "--pakdd", data, "--out", out, "--model-dir", model_dir, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: new.csv, line 6001: bad start_time")
+    assert out.read_text() == "an earlier file\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["new.csv", "scores.csv"]  # no temporary file left
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

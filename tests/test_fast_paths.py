@@ -7,8 +7,9 @@ counts, so the speed-ups change nothing:
 - the batch session frame and `OriginalFeatures` equal the original-style per-session scan;
 - `SessionFeatures` on the whole batch equals one session at a time through `predict.lookup`;
 - `db.count_category` equals the original's UNION of four GROUP BYs, present and absent pairs;
-- batch scoring (`predict.score`) equals one lookup at a time (`predict.predict`), and the
-  original's forest predicts the same from our batch features as from its per-session scan.
+- batch scoring (`predict.score`) equals one lookup at a time (`predict.predict`) and scoring
+  in streamed chunks (`predict.score_chunks`), and the original's forest predicts the same from
+  our batch features as from its per-session scan.
 """
 
 import random
@@ -141,15 +142,25 @@ def fitted(real_db):
     return frame.iloc[chosen], y[chosen]
 
 
-def test_batch_scoring_equals_one_lookup_at_a_time(real_db, everyone, sample_ids, fitted):
+@pytest.fixture(scope="module")
+def boosted(fitted):
     frame, y = fitted
-    model = wrap_model(train.boosted_pipeline().fit(frame, y), base_rate=float(y.mean()))
+    return wrap_model(train.boosted_pipeline().fit(frame, y), base_rate=float(y.mean()))
+
+
+def test_batch_scoring_equals_one_lookup_at_a_time(real_db, everyone, sample_ids, boosted):
+    model = boosted
     scores = predict.score(model, everyone).set_index("session_id")
     assert scores["prediction"].nunique() == 2
     for session_id in sample_ids:
         single = predict.predict(real_db, model, session_id)
         assert single.prediction == scores.at[session_id, "prediction"], session_id
         assert single.p_male == pytest.approx(scores.at[session_id, "p_male"], abs=1e-6), session_id
+
+
+def test_scoring_in_chunks_equals_scoring_at_once(real_db, everyone, boosted):
+    in_chunks = predict.score_chunks(boosted, db.session_chunks(real_db, "all", size=4_000))
+    pd.testing.assert_frame_equal(pd.concat(in_chunks, ignore_index=True), predict.score(boosted, everyone))
 
 
 def test_original_forest_predicts_the_same_from_batch_features_as_from_the_scan(real_db, everyone, sample_ids, fitted):

@@ -52,6 +52,16 @@ def test_importing_again_changes_nothing(engine, pakdd_sample):
     pd.testing.assert_frame_equal(before[1], after[1])
 
 
+@pytest.mark.parametrize("which", ["all", "labelled", "unlabelled"])
+def test_the_session_chunks_together_are_read_sessions(engine, which):
+    synth.create_demo(engine, sessions=500, seed=5)
+    sessions, views = db.read_sessions(engine, which)
+    chunks = list(db.session_chunks(engine, which, size=64))
+    assert len(chunks) == -(-len(sessions) // 64) > 1
+    pd.testing.assert_frame_equal(pd.concat([part for part, _ in chunks], ignore_index=True), sessions)
+    pd.testing.assert_frame_equal(pd.concat([part for _, part in chunks], ignore_index=True), views)
+
+
 GOOD = "u20001,2014-11-14 00:02:14,2014-11-14 00:02:20,A00001/B00001/C00001/D00001/"
 
 
