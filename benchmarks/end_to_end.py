@@ -195,7 +195,7 @@ def main() -> None:
     parser = common.parser(__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", default="1M", help="synthetic sessions (e.g. 100k, 1M)")
     parser.add_argument("--keep", action="store_true", help="keep the database and the work files (for dashboard.py)")
-    parser.add_argument("--chunk", type=int, default=250_000, help="sessions per chunk when scoring")
+    parser.add_argument("--chunk", type=int, default=100_000, help="sessions per chunk when scoring")
     parser.add_argument("--step", choices=(*STEPS[1:], "sample"), help=argparse.SUPPRESS)  # in a child
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)

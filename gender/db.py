@@ -242,7 +242,7 @@ def read_sessions(engine: Engine, which: str = "labelled") -> tuple[pd.DataFrame
 
 
 def session_chunks(
-    engine: Engine, which: str = "all", size: int = 250_000
+    engine: Engine, which: str = "all", size: int = 100_000
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """read_sessions in chunks of at most `size` sessions, in session-id order: memory bounded
     by the chunk, not the table. Each chunk starts after the last id of the one before it."""

@@ -143,9 +143,11 @@ class SessionFeatures(TransformerMixin, BaseEstimator):
         tokens = _tokens(X)
         self.vocabulary_ = {}
         for kind, (rows, texts) in tokens.items():
-            sessions_with = pd.DataFrame({"row": rows, "text": texts}).drop_duplicates()
-            frequency = sessions_with["text"].value_counts()
-            self.vocabulary_[kind] = pd.Index(sorted(frequency.index[frequency >= self.min_df]))
+            codes, distinct = pd.factorize(texts)
+            n = max(len(distinct), 1)
+            pairs = pd.unique(rows * n + codes)  # each (session, token) once
+            sessions_with = np.bincount(pairs % n, minlength=len(distinct))
+            self.vocabulary_[kind] = pd.Index(sorted(distinct[sessions_with >= self.min_df]))
         self.n_features_out_ = sum(map(len, self.vocabulary_.values())) + len(NUMBER_NAMES)
         matrix = self._matrix(X, tokens)
         self.reference_ = column_medians(matrix)
@@ -159,7 +161,8 @@ class SessionFeatures(TransformerMixin, BaseEstimator):
         all_rows, all_columns, offset = [], [], 0
         for kind, (rows, texts) in tokens.items():
             vocabulary = self.vocabulary_[kind]
-            column = vocabulary.get_indexer(texts)
+            codes, distinct = pd.factorize(texts)  # each distinct token looked up once
+            column = vocabulary.get_indexer(distinct)[codes]
             known = column >= 0
             all_rows.append(rows[known])
             all_columns.append(column[known] + offset)
