@@ -1,6 +1,6 @@
 """End to end at a million sessions: generate + import, features, training, scoring.
 
-    .venv/bin/python benchmarks/end_to_end.py [--sessions 1M] [--keep] [--mysql] [--chunk 250000]
+    .venv/bin/python benchmarks/end_to_end.py [--sessions 1M] [--keep] [--mysql] [--chunk 100000]
 
 Each step runs in its own process, so its wall time, CPU time and peak RSS are its own (read
 from `os.wait4`'s resource usage of that child):
