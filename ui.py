@@ -5,11 +5,17 @@ the session picker and error banners. Pages call `gender/` through here and only
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.resources
 import logging
+import os
 import random
 import re
+import shutil
 from pathlib import Path
 
+import plotly.graph_objects as go
+import plotly.offline
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
@@ -19,6 +25,8 @@ from gender.config import Settings, load_settings
 from gender.errors import DatabaseUnavailable, GenderError, ModelUnavailable
 
 QUERY_TTL = 300  # seconds a cached query result is reused; imports show up after this at the latest
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"  # served at /app/static/ (server.enableStaticServing in .streamlit/config.toml)
 log = logging.getLogger("gender.ui")
 
 
@@ -185,6 +193,44 @@ def train_here() -> None:
     st.cache_data.clear()
     st.success(f"trained: {metadata['chosen']} chosen in {metadata['seconds']} s")
     st.rerun()
+
+
+# -- charts -------------------------------------------------------------------------------------
+# Drawn by the plotly.js that ships with the plotly package, copied into static/ and loaded by URL:
+# the browser keeps that script compiled, while Streamlit's own plotly chunk is compiled again in
+# every new tab (0.7 s per tab here; BENCHMARKS.md).
+
+_draw_chart = st.components.v2.component("gender_lens.chart", js=(HERE / "chart.js").read_text(), isolate_styles=False)
+
+
+@functools.cache
+def _plotly_js_url() -> str | None:
+    """Where the browser gets plotly.js, copied into static/ on the first call in this process;
+    None when it cannot be served from there."""
+    if not st.get_option("server.enableStaticServing"):
+        return None
+    name = f"plotly-{plotly.offline.get_plotlyjs_version()}.min.js"  # a new version, a new URL
+    source, target = importlib.resources.files("plotly") / "package_data" / "plotly.min.js", STATIC / name
+    try:
+        if not target.is_file() or target.stat().st_size != source.stat().st_size:
+            STATIC.mkdir(exist_ok=True)
+            partial = target.with_name(f".{name}.{os.getpid()}")  # never a half-written script
+            shutil.copyfile(source, partial)
+            os.replace(partial, target)
+    except OSError as exc:
+        log.warning("cannot copy plotly.js into %s (%s): charts use Streamlit's own plotly", STATIC, exc)
+        return None
+    base = st.get_option("server.baseUrlPath").strip("/")
+    return f"/{base}/app/static/{name}" if base else f"/app/static/{name}"
+
+
+def chart(figure: go.Figure, key: str, config: dict | None = None) -> None:
+    """A plotly figure across its container, drawn with the cached plotly.js where it is served."""
+    url = _plotly_js_url()
+    if url is None:
+        st.plotly_chart(figure, key=key, config=config)
+    else:
+        _draw_chart(data={"figure": figure.to_json(), "plotlyUrl": url, "config": config or {}}, key=key)
 
 
 # -- shared widgets -----------------------------------------------------------------------------

@@ -41,7 +41,7 @@ with ui.banners():
     )
     top = top_col.slider("Categories shown", 5, 60, 20, key="top")
     shares = explore.category_shares(ui.category_counts(level))
-    st.plotly_chart(plots.category_by_gender(shares, top), key="category_by_gender")
+    ui.chart(plots.category_by_gender(shares, top), key="category_by_gender")
     with st.expander(f"Male share per category at level {level.upper()}, with counts"):
         st.dataframe(shares, key="shares_table")
 
@@ -57,11 +57,13 @@ with ui.banners():
     st.caption("Sized by views, coloured by the male share of labelled views: white is the overall share.")
     tree = explore.catalogue_tree(branches, within)
     counts_now = ui.counts()
-    st.plotly_chart(plots.category_treemap(tree, counts_now["male"] / max(counts_now["labelled"], 1)), key="treemap")
+    ui.chart(plots.category_treemap(tree, counts_now["male"] / max(counts_now["labelled"], 1)), key="treemap")
 
     st.subheader("When people browse")
     activity = ui.activity()
     hour_col, weekday_col = st.columns(2)
-    hour_col.plotly_chart(plots.activity_by_hour(activity), key="by_hour")
-    weekday_col.plotly_chart(plots.activity_by_weekday(activity), key="by_weekday")
-    st.plotly_chart(plots.sessions_per_day(activity), key="per_day")
+    with hour_col:
+        ui.chart(plots.activity_by_hour(activity), key="by_hour")
+    with weekday_col:
+        ui.chart(plots.activity_by_weekday(activity), key="by_weekday")
+    ui.chart(plots.sessions_per_day(activity), key="per_day")

@@ -50,7 +50,7 @@ threshold = st.slider(
 at = metrics.confusion_from_roc(candidates[chosen]["roc"], threshold, training["male"], training["female"])
 matrix_col, rates_col = st.columns([3, 2])
 with matrix_col:
-    st.plotly_chart(plots.confusion_heatmap(at["tn"], at["fp"], at["fn"], at["tp"]), key="confusion")
+    ui.chart(plots.confusion_heatmap(at["tn"], at["fp"], at["fn"], at["tp"]), key="confusion")
 with rates_col:
     st.metric("Balanced accuracy", f"{at['balanced_accuracy']:.3f}")
     st.metric("Precision (men among those called men)", f"{at['precision']:.3f}")
@@ -59,9 +59,9 @@ with rates_col:
 
 roc_col, pr_col = st.columns(2)
 with roc_col:
-    st.plotly_chart(plots.roc_curves(candidates, chosen, threshold), key="roc")
+    ui.chart(plots.roc_curves(candidates, chosen, threshold), key="roc")
 with pr_col:
-    st.plotly_chart(plots.pr_curves(candidates, chosen, training["male_share"]), key="pr")
+    ui.chart(plots.pr_curves(candidates, chosen, training["male_share"]), key="pr")
 
 st.subheader("Training facts")
 facts = st.columns(4)

@@ -18,7 +18,7 @@ if log.empty:
     st.stop()
 
 st.subheader("Predictions per day")
-st.plotly_chart(plots.predictions_per_day(monitor.daily_counts(log)), key="per_day")
+ui.chart(plots.predictions_per_day(monitor.daily_counts(log)), key="per_day")
 
 st.subheader("Is the P(male) served like the P(male) at training?")
 drift_cols = st.columns(2)
@@ -34,7 +34,7 @@ for column, group in zip(drift_cols, ("treatment", "control")):
         index = monitor.psi(trained, current)
         st.metric("Population stability index", f"{index:.3f}")
         st.markdown(monitor.psi_verdict(index).capitalize() + ".")
-        st.plotly_chart(plots.score_distributions(trained, current), key=f"drift_{group}")
+        ui.chart(plots.score_distributions(trained, current), key=f"drift_{group}")
 
 st.subheader("Right or wrong, per group")
 st.caption(

@@ -54,7 +54,7 @@ def answer(model: predict.Model, prediction: predict.Prediction, group: str, ser
         else:
             st.metric("True gender", "unknown")
             st.markdown("Not recorded for this session.")
-    st.plotly_chart(
+    ui.chart(
         plots.p_male_bar(prediction.p_male, model.base_rate, model.threshold),
         key=f"p_male_{group}",
         config={"displayModeBar": False},
@@ -69,10 +69,10 @@ else:
     served_col, other_col = st.columns(2)
     with served_col:
         answer(model, served.prediction, served.group, served_here=True)
-        st.plotly_chart(plots.waterfall(explanation), key="waterfall")
+        ui.chart(plots.waterfall(explanation), key="waterfall")
     with other_col:
         answer(other, other_assessment.prediction, other_group, served_here=False)
-        st.plotly_chart(plots.waterfall(other_assessment.explanation), key="waterfall_other")
+        ui.chart(plots.waterfall(other_assessment.explanation), key="waterfall_other")
 
 # -- the session --------------------------------------------------------------------------------
 st.subheader("The session")
@@ -92,11 +92,11 @@ st.caption(
     "Blue pushes towards male, pink towards female."
 )
 if other_assessment is None:
-    st.plotly_chart(plots.waterfall(explanation), key="waterfall")
+    ui.chart(plots.waterfall(explanation), key="waterfall")
 tree_col, table_col = st.columns([3, 2])
 with tree_col:
     st.markdown("**Up the catalogue**: contributions summed over A → B → C → D (colour: net push)")
-    st.plotly_chart(plots.hierarchy_sunburst(explain.hierarchy(explanation, record.views)), key="sunburst")
+    ui.chart(plots.hierarchy_sunburst(explain.hierarchy(explanation, record.views)), key="sunburst")
 with table_col:
     st.markdown("**Every contribution**")
     st.dataframe(

@@ -7,6 +7,7 @@ download is not available on these machines).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -92,3 +93,8 @@ def page_text(at) -> str:
 
     walk(at._tree)
     return "\n".join(parts)
+
+
+def charts(at) -> list[dict]:
+    """The plotly figures an AppTest page drew with ui.chart, in page order, as sent to the browser."""
+    return [json.loads(json.loads(element.proto.json)["figure"]) for element in at.get("bidi_component")]

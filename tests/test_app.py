@@ -6,11 +6,14 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import plotly.offline
 import pytest
+from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from gender import artifact, db, metrics, synth
 from tests.conftest import PROJECT
+from tests.live import charts
 
 TIMEOUT = 120  # the first run loads the model and shap
 
@@ -42,10 +45,6 @@ def texts(at):
     return " ".join(
         str(element.value) for kind in ("markdown", "warning", "info", "error") for element in getattr(at, kind)
     )
-
-
-def charts(at):
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
 
 
 def array(value):
@@ -228,3 +227,41 @@ def test_a_tampered_model_is_refused_on_every_page(trained_demo, monkeypatch, tm
         at = make_app(page, session="u10001")
         assert any("does not match its recorded sha256" in w.value for w in at.warning), page
         assert not at.metric or page == "model" and not any(m.label == "Predicted gender" for m in at.metric)
+
+
+# -- charts: plotly.js served from static/, Streamlit's own plotly where it cannot be ------------
+
+
+@pytest.fixture
+def plotly_js(monkeypatch, tmp_path):
+    """ui's plotly.js copy pointed at a fresh static/ folder, static serving on, forgotten afterwards."""
+    import ui
+
+    monkeypatch.setattr(ui, "STATIC", tmp_path / "static")
+    serving = config.get_option("server.enableStaticServing")
+    config.set_option("server.enableStaticServing", True)
+    ui._plotly_js_url.cache_clear()
+    yield ui
+    config.set_option("server.enableStaticServing", serving)
+    ui._plotly_js_url.cache_clear()
+
+
+def test_plotly_js_is_copied_whole_into_static_named_by_its_version(plotly_js):
+    name = f"plotly-{plotly.offline.get_plotlyjs_version()}.min.js"
+    assert plotly_js._plotly_js_url() == f"/app/static/{name}"
+    assert [path.name for path in plotly_js.STATIC.iterdir()] == [name]  # no partial copy left behind
+    assert (plotly_js.STATIC / name).read_text() == plotly.offline.get_plotlyjs()
+
+
+def test_charts_fall_back_to_streamlits_plotly_when_static_cannot_be_written(plotly_js, tmp_path, caplog):
+    (tmp_path / "a file").write_text("")
+    plotly_js.STATIC = tmp_path / "a file" / "static"  # no folder can be made inside a file
+    assert plotly_js._plotly_js_url() is None
+    assert "cannot copy plotly.js" in caplog.text
+
+
+def test_charts_fall_back_to_streamlits_plotly_without_static_serving(app, plotly_js):
+    config.set_option("server.enableStaticServing", False)
+    at = app("model")
+    assert not at.get("bidi_component") and len(at.get("plotly_chart")) == 3  # confusion, ROC, PR
+    assert not plotly_js.STATIC.exists()

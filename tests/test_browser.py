@@ -3,6 +3,7 @@
 Screenshots of every page land in tests/screenshots/ (gitignored).
 """
 
+import plotly.offline
 import pytest
 
 from gender import db
@@ -128,3 +129,52 @@ def test_monitoring_page_shows_what_was_served(server, page, trained_demo):
     assert "Predictions per day" in body and "Right or wrong, per group" in body
     no_exceptions(page)
     shoot(page, "monitoring")
+
+
+def test_charts_are_drawn_by_the_plotly_js_served_from_static(server, page):
+    """ui.chart: the plotly.js of the plotly package from /app/static/ (kept compiled by the
+    browser), never Streamlit's own plotly chunk; a chart follows its container's width and is
+    drawn again when its figure changes."""
+    responses = []
+    page.on("response", lambda response: responses.append((response.url, response.status)))
+    page.goto(f"{server}/model")
+    settle(page)
+    page.wait_for_selector(".js-plotly-plot .heatmaplayer", timeout=60_000)
+    assert (f"{server}/app/static/plotly-{plotly.offline.get_plotlyjs_version()}.min.js", 200) in responses
+    assert not [url for url, _ in responses if "PlotlyChart" in url]
+    assert page.locator(".js-plotly-plot").count() == 3  # confusion matrix, ROC, PR
+
+    confusion = page.locator(".js-plotly-plot").first
+    cells = confusion.locator(".heatmaplayer").text_content()
+    slider = page.get_by_role("slider")
+    slider.focus()
+    for _ in range(10):
+        slider.press("ArrowRight")
+    settle(page)
+    page.wait_for_function(
+        "cells => document.querySelector('.js-plotly-plot .heatmaplayer').textContent !== cells", arg=cells
+    )
+
+    def svg_width():
+        return confusion.locator(".main-svg").first.bounding_box()["width"]
+
+    wide = svg_width()
+    page.set_viewport_size({"width": 1000, "height": 2400})
+    page.wait_for_function(
+        "wide => document.querySelector('.js-plotly-plot .main-svg').getBoundingClientRect().width < wide - 100",
+        arg=wide,
+    )
+    assert svg_width() < wide
+    no_exceptions(page)
+
+
+def test_a_chart_whose_plotly_js_does_not_load_says_so(server, page):
+    page.route("**/app/static/plotly-*", lambda route: route.abort())
+    page.goto(f"{server}/model")
+    settle(page)
+    page.wait_for_selector(".gender-chart", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('.gender-chart').textContent.includes('could not be drawn')")
+    message = page.locator(".gender-chart").first.inner_text()
+    assert message.startswith("The chart could not be drawn: plotly.js did not load from /app/static/plotly-")
+    assert "Candidates" in page.inner_text("body")  # the rest of the page is there
+    no_exceptions(page)

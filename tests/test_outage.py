@@ -195,7 +195,7 @@ def assert_works(page: str, at: AppTest) -> None:
         assert metrics.get("Predicted gender") in ("male", "female"), metrics
     elif page == "categories":
         assert at.dataframe[0].value["views"].sum() > 0  # the session's categories
-        assert len(at.get("plotly_chart")) >= 5
+        assert len(live.charts(at)) >= 5
     elif page == "model":
         assert "Candidates" in subheaders and "Balanced accuracy" in metrics
     else:
@@ -210,7 +210,7 @@ def assert_one_clear_banner(at: AppTest, port: int, reason: str) -> None:
     assert errors[0].startswith(f"database mysql+pymysql://{USER}:***@127.0.0.1:{port}/ftp failed: "), errors[0]
     assert reason in errors[0], errors[0]
     assert "Traceback" not in live.page_text(at)
-    assert not at.metric and not at.get("plotly_chart")
+    assert not at.metric and not live.charts(at)
 
 
 def assert_no_secret_logged(caplog, *secrets: str) -> None:

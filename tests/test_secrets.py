@@ -146,7 +146,7 @@ def test_pages_never_show_the_password(secret, trained_demo, monkeypatch, caplog
                 assert not at.error, [e.value for e in at.error]
                 if page == "predict":
                     assert secret.redacted in shown  # the sidebar's data source, password hidden
-                    assert len(at.get("plotly_chart")) >= 4  # both models' answers and explanations
+                    assert len(live.charts(at)) >= 4  # both models' answers and explanations
             elif page != "model":
                 assert len(at.error) == 1 and f"{secret.user}:***@" in at.error[0].value, [e.value for e in at.error]
             assert_clean(f"the {page} page ({state})", shown)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from gender import artifact, db, monitor, serve, synth
+from tests import live
 from tests.test_app import make_app
 
 
@@ -149,7 +150,7 @@ def test_predict_page_says_who_answered_and_compares(app):
     at.toggle(key="compare").set_value(True).run()
     assert not at.exception
     assert len([m for m in at.metric if m.label == "Predicted gender"]) == 2
-    kinds = [json.loads(chart.proto.spec)["data"][0]["type"] for chart in at.get("plotly_chart")]
+    kinds = [chart["data"][0]["type"] for chart in live.charts(at)]
     assert kinds.count("waterfall") == 2
 
 
@@ -165,7 +166,7 @@ def test_monitoring_page_after_some_lookups(app, trained_demo):
     monitoring = make_app("monitoring")
     table = monitoring.dataframe[0].value
     assert set(table["group"]) <= {"treatment", "control"} and table["served"].sum() >= 12
-    charts = [json.loads(chart.proto.spec)["data"][0]["type"] for chart in monitoring.get("plotly_chart")]
+    charts = [chart["data"][0]["type"] for chart in live.charts(monitoring)]
     assert charts[0] == "bar"  # predictions per day
     served = db.served_predictions(source)
     for group in table["group"]:
