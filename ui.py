@@ -197,8 +197,12 @@ def train_here() -> None:
 
 # -- charts -------------------------------------------------------------------------------------
 # Drawn by the plotly.js that ships with the plotly package, copied into static/ and loaded by URL:
-# the browser keeps that script compiled, while Streamlit's own plotly chunk is compiled again in
-# every new tab (0.7 s per tab here; BENCHMARKS.md).
+# the browser keeps that script compiled, while Streamlit's own plotly chunk costs every new tab
+# 0.7 s here, cached or not (BENCHMARKS.md). Streamlit serves static/ with no caching
+# headers, so the browser judges freshness by the file's age: the copy is dated long ago (its name
+# holds the version, so its content never changes) and is reused without asking the server again.
+# Asked again, Chromium often compiled it anew.
+_PLOTLY_JS_MTIME = 946_684_800  # 2000-01-01
 
 _draw_chart = st.components.v2.component("gender_lens.chart", js=(HERE / "chart.js").read_text(), isolate_styles=False)
 
@@ -212,10 +216,12 @@ def _plotly_js_url() -> str | None:
     name = f"plotly-{plotly.offline.get_plotlyjs_version()}.min.js"  # a new version, a new URL
     source, target = importlib.resources.files("plotly") / "package_data" / "plotly.min.js", STATIC / name
     try:
-        if not target.is_file() or target.stat().st_size != source.stat().st_size:
+        copied = target.stat() if target.is_file() else None
+        if not copied or (copied.st_size, copied.st_mtime) != (source.stat().st_size, _PLOTLY_JS_MTIME):
             STATIC.mkdir(exist_ok=True)
             partial = target.with_name(f".{name}.{os.getpid()}")  # never a half-written script
             shutil.copyfile(source, partial)
+            os.utime(partial, (_PLOTLY_JS_MTIME, _PLOTLY_JS_MTIME))
             os.replace(partial, target)
     except OSError as exc:
         log.warning("cannot copy plotly.js into %s (%s): charts use Streamlit's own plotly", STATIC, exc)

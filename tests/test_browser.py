@@ -3,6 +3,8 @@
 Screenshots of every page land in tests/screenshots/ (gitignored).
 """
 
+import urllib.request
+
 import plotly.offline
 import pytest
 
@@ -140,8 +142,12 @@ def test_charts_are_drawn_by_the_plotly_js_served_from_static(server, page):
     page.goto(f"{server}/model")
     settle(page)
     page.wait_for_selector(".js-plotly-plot .heatmaplayer", timeout=60_000)
-    assert (f"{server}/app/static/plotly-{plotly.offline.get_plotlyjs_version()}.min.js", 200) in responses
+    script = f"{server}/app/static/plotly-{plotly.offline.get_plotlyjs_version()}.min.js"
+    assert (script, 200) in responses
     assert not [url for url, _ in responses if "PlotlyChart" in url]
+    with urllib.request.urlopen(script) as served:  # dated long ago: browsers reuse it without asking
+        assert served.headers["Last-Modified"] == "Sat, 01 Jan 2000 00:00:00 GMT"
+        assert served.read().decode() == plotly.offline.get_plotlyjs()
     assert page.locator(".js-plotly-plot").count() == 3  # confusion matrix, ROC, PR
 
     confusion = page.locator(".js-plotly-plot").first
