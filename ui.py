@@ -1,5 +1,5 @@
-"""Streamlit glue shared by every page: settings, cached engine, model and queries, the sidebar,
-the session picker and error banners. Pages call `gender/` through here and only display.
+"""Streamlit glue shared by every page: settings, cached engine, model and queries, charts, the
+sidebar, the session picker and error banners. Pages call `gender/` through here and only display.
 """
 
 from __future__ import annotations
