@@ -12,6 +12,7 @@ import os
 import random
 import re
 import shutil
+import threading
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -203,6 +204,7 @@ def train_here() -> None:
 # holds the version, so its content never changes) and is reused without asking the server again.
 # Asked again, Chromium often compiled it anew.
 _PLOTLY_JS_MTIME = 946_684_800  # 2000-01-01
+_copying_plotly_js = threading.Lock()  # the first pages of several sessions may arrive at once
 
 _draw_chart = st.components.v2.component("gender_lens.chart", js=(HERE / "chart.js").read_text(), isolate_styles=False)
 
@@ -216,13 +218,14 @@ def _plotly_js_url() -> str | None:
     name = f"plotly-{plotly.offline.get_plotlyjs_version()}.min.js"  # a new version, a new URL
     source, target = importlib.resources.files("plotly") / "package_data" / "plotly.min.js", STATIC / name
     try:
-        copied = target.stat() if target.is_file() else None
-        if not copied or (copied.st_size, copied.st_mtime) != (source.stat().st_size, _PLOTLY_JS_MTIME):
-            STATIC.mkdir(exist_ok=True)
-            partial = target.with_name(f".{name}.{os.getpid()}")  # never a half-written script
-            shutil.copyfile(source, partial)
-            os.utime(partial, (_PLOTLY_JS_MTIME, _PLOTLY_JS_MTIME))
-            os.replace(partial, target)
+        with _copying_plotly_js:
+            copied = target.stat() if target.is_file() else None
+            if not copied or (copied.st_size, copied.st_mtime) != (source.stat().st_size, _PLOTLY_JS_MTIME):
+                STATIC.mkdir(exist_ok=True)
+                partial = target.with_name(f".{name}.{os.getpid()}")  # never a half-written script
+                shutil.copyfile(source, partial)
+                os.utime(partial, (_PLOTLY_JS_MTIME, _PLOTLY_JS_MTIME))
+                os.replace(partial, target)
     except OSError as exc:
         log.warning("cannot copy plotly.js into %s (%s): charts use Streamlit's own plotly", STATIC, exc)
         return None
