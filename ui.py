@@ -197,12 +197,12 @@ def train_here() -> None:
 
 
 # -- charts -------------------------------------------------------------------------------------
-# Drawn by the plotly.js that ships with the plotly package, copied into static/ and loaded by URL:
-# the browser keeps that script compiled, while Streamlit's own plotly chunk costs every new tab
-# 0.7 s here, cached or not (BENCHMARKS.md). Streamlit serves static/ with no caching
-# headers, so the browser judges freshness by the file's age: the copy is dated long ago (its name
-# holds the version, so its content never changes) and is reused without asking the server again.
-# Asked again, Chromium often compiled it anew.
+# Drawn by the plotly.js that ships with the plotly package, copied into static/ and loaded as a
+# plain script, which the browser keeps compiled from one tab to the next; Streamlit's own plotly
+# chunk costs every new tab 0.7 s here, cached or not (BENCHMARKS.md). Streamlit serves static/
+# without caching headers, so the browser judges freshness by the file's date: the copy is dated
+# long ago (its name holds the version, so its content never changes) and is reused without asking
+# the server; asked again, Chromium often compiled it anew.
 _PLOTLY_JS_MTIME = 946_684_800  # 2000-01-01
 _copying_plotly_js = threading.Lock()  # the first pages of several sessions may arrive at once
 
