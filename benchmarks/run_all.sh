@@ -23,8 +23,8 @@ run() {
 run features benchmarks/features.py
 run count benchmarks/count.py
 run count-mysql benchmarks/count.py --mysql
+run training benchmarks/training.py  # writes the models lookup.py uses
 run lookup benchmarks/lookup.py
-run training benchmarks/training.py
 run end_to_end benchmarks/end_to_end.py --keep
 run dashboard benchmarks/dashboard.py
 echo "== done: reports in benchmarks/results/" >&2
