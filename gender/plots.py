@@ -54,7 +54,7 @@ def p_male_bar(p_male: float, base_rate: float, threshold: float) -> go.Figure:
         xanchor="left",
         text=f"grey band: base rate {base_rate:.0%} · black line: threshold {threshold:.0%}",
     )
-    return _laid_out(figure, height=140, margin={"l": 10, "r": 10, "t": 40, "b": 10})  # no axis titles
+    return _laid_out(figure, height=165, margin={"l": 15, "r": 15, "t": 40, "b": 35})  # room for the tick labels
 
 
 def waterfall(explanation: Explanation, top: int = 12) -> go.Figure:

@@ -32,6 +32,15 @@ def page(browser):
     page.close()
 
 
+# The P(male) bar (the page's first chart) shows its 0-100 % scale inside the chart, not cut off below.
+TICKS_INSIDE_THE_P_MALE_BAR = """() => {
+    const chart = document.querySelector('.js-plotly-plot');
+    const bottom = chart.querySelector('.main-svg').getBoundingClientRect().bottom;
+    const ticks = [...chart.querySelectorAll('.xbulletaxistick text')];
+    return ticks.length === 6 && ticks.every(tick => tick.getBoundingClientRect().bottom <= bottom);
+}"""
+
+
 def settle(page):
     page.wait_for_selector(live.IDLE, timeout=120_000)
     page.wait_for_timeout(500)  # let plotly finish drawing
@@ -61,6 +70,7 @@ def test_predict_page_typing_a_session(server, page, trained_demo):
     assert "→ male" in body or "→ female" in body
     assert page.locator(".js-plotly-plot .waterfalllayer .trace").count() >= 1
     assert f"session={session_id}" in page.url
+    assert page.evaluate(TICKS_INSIDE_THE_P_MALE_BAR)
     no_exceptions(page)
     shoot(page, "predict")
 
