@@ -1,7 +1,7 @@
 // One plotly figure, drawn in the page by the plotly.js the server serves from static/ (ui.chart).
 // A script loaded by URL is kept compiled in the browser's cache, so a new tab draws at once;
-// Streamlit's own plotly chunk is compiled again in every tab. Streamlit calls this function when
-// the chart first appears and again whenever its figure changes.
+// Streamlit's own plotly chunk costs every new tab about 0.7 s, cached or not. Streamlit calls this
+// function when the chart first appears and again whenever its figure changes.
 
 function loadPlotly(url) {
   // One script element per page, however many charts ask for it.

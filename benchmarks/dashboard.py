@@ -25,7 +25,7 @@ The browser keeps its profile in a temporary directory, as a visitor's browser k
 Chromium's cache there holds the scripts already compiled, which a new tab reuses (Chromium keeps a
 script compiled from its second load on, so the first warm load compiles plotly.js once more).
 The pages draw their charts with the plotly.js the app serves from static/ (ui.chart), which that
-cache keeps; Streamlit's own plotly chunk is compiled again in every tab (the last floor row).
+cache keeps; Streamlit's own plotly chunk costs every new tab, cached or not (the last floor row).
 --incognito measures with an in-memory profile instead (no such cache).
 """
 
