@@ -20,14 +20,16 @@ DEMO_SESSIONS = 6_000  # the default demo: ready (data and models) in well under
 
 
 class StderrProgress:
-    """Progress lines on stderr, at most one a second (and the last one always)."""
+    """Progress lines on stderr, at most one every `interval` seconds (and the last one always)."""
+
+    interval = 1.0
 
     def __init__(self):
         self.last = 0.0
 
     def __call__(self, fraction: float, message: str) -> None:
         now = time.monotonic()
-        if fraction >= 1.0 or now - self.last >= 1.0:
+        if fraction >= 1.0 or now - self.last >= self.interval:
             self.last = now
             print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
 
