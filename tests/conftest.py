@@ -69,7 +69,8 @@ def engine(db_url):
 
 @pytest.fixture(scope="session")
 def demo_db(tmp_path_factory):
-    """A SQLite file with 3,000 synthetic sessions (seed 1), shared read-only by many tests."""
+    """A SQLite file with 3,000 synthetic sessions (seed 1), shared by many tests: they leave its
+    sessions as they are, while the dashboard's tests add to its prediction log."""
     path = tmp_path_factory.mktemp("demo") / "demo.db"
     engine = db.connect(f"sqlite:///{path}")
     synth.create_demo(engine, sessions=3_000, seed=1)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import sqlite3
 import time
 
 import numpy as np
@@ -135,7 +136,10 @@ def test_cli_predict_names_group_and_model_and_logs_it(trained_demo, tmp_path):
 
     url, model_dir = trained_demo
     copy = tmp_path / "copy.db"
-    copy.write_bytes(open(url.removeprefix("sqlite:///"), "rb").read())
+    # A consistent copy (its WAL included) with an empty log: the dashboard's tests log to the demo's.
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as demo, sqlite3.connect(copy) as fresh:
+        demo.backup(fresh)
+        fresh.execute("DROP TABLE IF EXISTS prediction_log")
     answer = json.loads(run("predict", "u10003", "--db", f"sqlite:///{copy}", "--model-dir", model_dir).stdout)
     assert answer["GROUP"] in ("control", "treatment")
     slot = serve.load_models(model_dir).of(answer["GROUP"])
