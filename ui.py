@@ -298,23 +298,38 @@ CHOSEN_SESSION = "chosen_session"  # the session id last chosen on any page
 def session_picker(key: str) -> str:
     """A session id box (filled from ?session=… on arrival) with two random-pick buttons.
 
-    Returns the id as typed, without surrounding blanks; keeps ?session= in step for sharing and
-    remembers it for the other pages (a widget's own state is dropped when its page is left).
+    Returns the id as typed ("" when blank; blanks around an id are dropped only when the database
+    has no id with them, see `db.as_typed`); keeps ?session= in step for sharing and remembers it
+    for the other pages (a widget's own state is dropped when its page is left).
     """
     if key not in st.session_state:
         st.session_state[key] = st.query_params.get("session", st.session_state.get(CHOSEN_SESSION, ""))
     typed, labelled, unknown = st.columns([3, 1.3, 1.6], vertical_alignment="bottom")
-    typed.text_input("Session id", key=key, placeholder="e.g. u10003", max_chars=200)
+    typed.text_input("Session id", key=key, placeholder="e.g. u10003", max_chars=MAX_TYPED)
     labelled.button("Random labelled session", key=f"{key}_labelled", on_click=_pick_random, args=(key, True))
     unknown.button("Random session with unknown gender", key=f"{key}_unknown", on_click=_pick_random, args=(key, False))
     if note := st.session_state.pop(f"{key}_note", None):
         st.info(note)
-    value = st.session_state[CHOSEN_SESSION] = st.session_state[key].strip()
+    value = st.session_state[key] if st.session_state[key].strip() else ""
+    st.session_state[CHOSEN_SESSION] = value
     if value and st.query_params.get("session") != value:
         st.query_params["session"] = value
     elif not value and "session" in st.query_params:
         del st.query_params["session"]
     return value
+
+
+# A box holds more than an id column, so that a longer paste is told why it finds nothing.
+MAX_TYPED = 4 * db.SESSION_ID_LENGTH
+
+
+def no_session(session_id: str) -> None:
+    """The warning for a session id the database does not hold, saying why when it cannot."""
+    typed = session_id.strip()
+    reason = "in this database"
+    if len(typed) > db.SESSION_ID_LENGTH:
+        reason = f"(a session id has at most {db.SESSION_ID_LENGTH} characters, and this one has {len(typed):,})"
+    st.warning(f"No session {shown(typed)} {reason}.", icon=":material/search_off:")
 
 
 WORD_JOINER = "\u2060"

@@ -67,7 +67,7 @@ def scan_frame(products: np.ndarray, sessions: np.ndarray) -> pd.DataFrame:
     records = []
     for session_id, start, end, *_ in sessions:
         paths = scan_session(products, session_id)
-        records.append((session_id, _as_datetime(start), _as_datetime(end), ";".join("/".join(path) for path in paths)))
+        records.append((session_id, _as_datetime(start), _as_datetime(end), tuple(paths)))
     frame = pd.DataFrame(records, columns=["session_id", "start_time", "end_time", "paths"]).set_index("session_id")
     frame["start_time"] = pd.to_datetime(frame["start_time"])
     frame["end_time"] = pd.to_datetime(frame["end_time"])

@@ -1,15 +1,16 @@
 """The FTP database: its schema, the engine, and every query the project runs.
 
-The schema is the CTU "ftp" database's, with the identifier columns wider than its char(6)
-so that synthetic databases of a million sessions fit. Every query here uses bound
-parameters; column names chosen by users are looked up in a fixed table, never spliced in.
+The schema is the CTU "ftp" database's, with the id and category columns wider than its char(6):
+a shop keys sessions by UUIDs, long tokens, numbers or "shop:12345", and its category codes may
+be names ("Women's shoes"). Any text that fits a column is a legal id or code: every query here
+binds its parameters, so safety never depends on what the text holds. Column names chosen by
+users are looked up in a fixed table, never spliced in.
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from sqlalchemy import (
     inspect,
     or_,
     select,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
@@ -52,9 +54,11 @@ def _exact(length: int):
     )
 
 
-SESSION_ID = _exact(32)  # CTU uses char(6) ("u10003"); a million synthetic sessions need more
-CATEGORY = _exact(16)
-IDENTIFIER = re.compile(r"[A-Za-z0-9_.-]{1,32}")  # session ids; category codes are up to 16 of these
+# CTU uses char(6) ("u10003"); shops use UUIDs (36), long tokens and names. 255 characters keep
+# MariaDB's keys within their 3,072 bytes in utf8mb4 and leave room for all of them.
+SESSION_ID_LENGTH = CATEGORY_LENGTH = 255
+SESSION_ID = _exact(SESSION_ID_LENGTH)
+CATEGORY = _exact(CATEGORY_LENGTH)
 LEVELS = ("a", "b", "c", "d")  # category_a is the top of the hierarchy, category_d the product
 GENDERS = ("female", "male")
 
@@ -94,6 +98,9 @@ prediction_log = Table(
     Column("prediction", String(6), nullable=False),
     Column("threshold", Float, nullable=False),
     Column("served_at", DateTime, nullable=False),
+    # page, api or cli: where the (first) answer for this session and model went. NULL in rows
+    # written before the column existed (`upgrade_prediction_log` adds it to older databases).
+    Column("served_via", String(8), nullable=True),
     UniqueConstraint("session_id", "model_id", name="uq_prediction_log_session_model"),
 )
 
@@ -166,6 +173,7 @@ def create_schema(engine: Engine) -> None:
     """Create the FTP tables (and the project's own) where missing."""
     with reporting(engine):
         metadata.create_all(engine)
+    upgrade_prediction_log(engine)
 
 
 def check_schema(engine: Engine) -> None:
@@ -183,12 +191,38 @@ def check_schema(engine: Engine) -> None:
 # -- one session -------------------------------------------------------------------------------
 
 
-def get_session(engine: Engine, session_id: str) -> dict | None:
-    """The session row (start_time, end_time, gender), or None when there is none."""
-    query = select(session).where(session.c.session_id == session_id)
+def fits(text: object, length: int) -> bool:
+    """Whether `text` could be stored in a text column of `length` characters. Anything else (too
+    long, empty, not text, not encodable as UTF-8) matches no row: the caller need not ask."""
+    if not isinstance(text, str) or not 0 < len(text) <= length:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: what Python makes of non-UTF-8 bytes in argv
+        return False
+    return True
+
+
+def as_typed(text: str) -> list[str]:
+    """What typed text may stand for, in the order to try: exactly as typed, then without the
+    blanks around it (pasted text often brings a space or a newline; a stored id with blanks of
+    its own is still found, as it is tried first)."""
+    stripped = text.strip()
+    return [text] if stripped == text or not stripped else [text, stripped]
+
+
+def get_session(engine: Engine, session_id: object) -> dict | None:
+    """The session row (session_id as stored, start_time, end_time, gender) of an id as typed,
+    or None when there is none (see `as_typed`)."""
+    if not isinstance(session_id, str):
+        return None
     with reporting(engine), engine.connect() as conn:
-        row = conn.execute(query).mappings().first()
-    return dict(row) if row else None
+        for candidate in as_typed(session_id):
+            if fits(candidate, SESSION_ID_LENGTH):
+                row = conn.execute(select(session).where(session.c.session_id == candidate)).mappings().first()
+                if row:
+                    return dict(row)
+    return None
 
 
 def get_views(engine: Engine, session_id: str) -> pd.DataFrame:
@@ -205,10 +239,11 @@ def get_views(engine: Engine, session_id: str) -> pd.DataFrame:
 def count_category(engine: Engine, session_id: str, category: str) -> int:
     """How many of the session's views have `category` at any level (the original's /count).
 
-    The session's views are found through the primary key, so the cost follows the session,
-    not the table. Text that cannot be an id or a code counts 0 without a query.
+    Both are taken exactly as given (see `get_session` for ids as typed). The session's views are
+    found through the primary key, so the cost follows the session, not the table. Text that no
+    column could hold counts 0 without a query.
     """
-    if not all(isinstance(v, str) and IDENTIFIER.fullmatch(v) for v in (session_id, category)):
+    if not (fits(session_id, SESSION_ID_LENGTH) and fits(category, CATEGORY_LENGTH)):
         return 0
     matches = or_(*(column == category for column in CATEGORY_COLUMNS.values()))
     query = select(func.count()).select_from(product).where(and_(product.c.session_id == session_id, matches))
@@ -341,13 +376,40 @@ def activity_counts(engine: Engine) -> pd.DataFrame:
 # -- the prediction log ------------------------------------------------------------------------
 
 
+_upgraded: set[str] = set()  # databases whose prediction_log this process has seen up to date
+
+
+def upgrade_prediction_log(engine: Engine) -> None:
+    """Add the columns a prediction_log of an older version lacks (served_via). A nullable column
+    added in place: old rows stay as they were, and nothing else is touched."""
+    key = engine.url.render_as_string(hide_password=False)
+    if key in _upgraded:
+        return
+    with reporting(engine):
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("prediction_log"):
+                return
+            present = {column["name"] for column in inspect(conn).get_columns("prediction_log")}
+        if "served_via" not in present:
+            try:
+                with engine.begin() as conn:  # a fixed statement: nothing typed by anyone in it
+                    conn.execute(text("ALTER TABLE prediction_log ADD COLUMN served_via VARCHAR(8) NULL"))
+            except DBAPIError:  # another process added it first (duplicate column): fine if it is there now
+                with engine.connect() as conn:
+                    if "served_via" not in {c["name"] for c in inspect(conn).get_columns("prediction_log")}:
+                        raise
+    _upgraded.add(key)
+
+
 def log_predictions(engine: Engine, rows: list[dict]) -> None:
     """Add served predictions to `prediction_log`, skipping (session, model) pairs already there."""
-    prediction_log.create(engine, checkfirst=True)
     statement = insert(prediction_log).prefix_with("OR IGNORE", dialect="sqlite")
     statement = statement.prefix_with("IGNORE", dialect="mysql").prefix_with("IGNORE", dialect="mariadb")
-    with reporting(engine), engine.begin() as conn:
-        conn.execute(statement, rows)
+    with reporting(engine):  # creating the table fails like the insert on a database we cannot write
+        prediction_log.create(engine, checkfirst=True)
+        upgrade_prediction_log(engine)
+        with engine.begin() as conn:
+            conn.execute(statement, rows)
 
 
 def served_predictions(engine: Engine) -> pd.DataFrame:
@@ -358,4 +420,9 @@ def served_predictions(engine: Engine) -> pd.DataFrame:
     with reporting(engine), engine.connect() as conn:
         if not inspect(conn).has_table("prediction_log"):
             return pd.DataFrame(columns=[*prediction_log.c.keys(), "gender"])
+        present = {column["name"] for column in inspect(conn).get_columns("prediction_log")}
+        if "served_via" not in present:  # an older log, read as it is (a reader does not migrate)
+            columns = [column for column in prediction_log.c if column.name != "served_via"]
+            query = query.with_only_columns(*columns, session.c.gender)
+            return pd.read_sql(query, conn, parse_dates=["served_at"]).assign(served_via=None)
         return pd.read_sql(query, conn, parse_dates=["served_at"])

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import shap
+from scipy.special import expit
 
-from gender.features import describe
+from gender.features import JOIN, describe
 from gender.model import BoostedLogistic
 
 OTHER_UP, OTHER_DOWN = "other (+)", "other (−)"
@@ -39,7 +39,7 @@ class Explanation:
     def p_male(self) -> float:
         if self.units == "probability":
             return self.output
-        return float(1 / (1 + np.exp(-self.output)))
+        return float(expit(self.output))
 
 
 def _male_part(values, base) -> tuple[float, np.ndarray]:
@@ -60,6 +60,8 @@ class Explainer:
     """
 
     def __init__(self, pipeline):
+        import shap  # heavy (numba and more): loaded by the first explanation, not by every chart
+
         self.estimator = estimator = pipeline[-1]
         features = pipeline.named_steps["features"]
         reference = features.reference_
@@ -151,16 +153,18 @@ def hierarchy(explanation: Explanation, views: pd.DataFrame) -> pd.DataFrame:
     times each get a group of their own. Returns id, parent, label, own, net (own plus all below)
     and weight (|own| plus all below, for sizing).
     """
-    parent_of: dict[str, str] = {}
+    parent_of: dict[str, str] = {}  # node (its path's codes joined by JOIN, as in feature names) -> parent
+    label_of: dict[str, str] = {}
     for path in views[["category_a", "category_b", "category_c", "category_d"]].itertuples(index=False):
         parent = ""
         for depth in range(len(path)):
-            node = "/".join(path[: depth + 1])
+            node = JOIN.join(path[: depth + 1])
             parent_of.setdefault(node, parent)
+            label_of[node] = path[depth]
             parent = node
     node_of_code = {}
-    for node in parent_of:  # a code's node in this session (the first path it appears on)
-        node_of_code.setdefault(node.rsplit("/", 1)[-1], node)
+    for node, code in label_of.items():  # a code's node in this session (the first path it appears on)
+        node_of_code.setdefault(code, node)
 
     own: dict[str, float] = {}
     for feature, shap_value in zip(explanation.contributions["feature"], explanation.contributions["shap"]):
@@ -179,9 +183,10 @@ def hierarchy(explanation: Explanation, views: pd.DataFrame) -> pd.DataFrame:
     for group in (TIME_AND_ACTIVITY, STEPS, NOT_VIEWED):
         if group in own:
             parent_of[group] = ""
+            label_of[group] = group
 
     rows = pd.DataFrame({"id": list(parent_of), "parent": list(parent_of.values())})
-    rows["label"] = rows["id"].str.rsplit("/", n=1).str[-1]
+    rows["label"] = rows["id"].map(label_of)
     rows["own"] = rows["id"].map(own).fillna(0.0)
     rows["net"], rows["weight"] = rows["own"], rows["own"].abs()
     # Children come after their parents, so one backward pass adds every subtree up.

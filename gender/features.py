@@ -1,8 +1,10 @@
 """From a session's views and times to a feature row: the only place features are defined.
 
 A batch of sessions is a *session frame*: one row per session, indexed by session id, with
-`start_time`, `end_time` and `paths` (the views in order, ``A/B/C/D;A/B/C/D;...``, as in the
-PAKDD files). One session is a frame of one row: batch and single lookups share one code path.
+`start_time`, `end_time` and `paths` (the views in order, each the tuple of its category codes
+A, B, C, D). One session is a frame of one row: batch and single lookups share one code path.
+Codes are kept as tuples, never joined into text, so a code may hold any character ("Women's
+shoes/boots"); where a feature's name needs several codes, they are joined by `JOIN`.
 
 Every feature comes from the session's own views and times, never from other sessions' labels
 or from the order of session ids. Tokens come from one pass over all views, linear in the views
@@ -26,7 +28,11 @@ from sklearn.utils.validation import check_is_fitted
 from gender.db import CATEGORY_NAMES
 
 # Bump when the features change meaning: saved models record it and are refused when it differs.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: codes in path and step names joined by JOIN, not "/" and ">"
+
+# Joins the codes of a path or a step in a feature's name: the ASCII unit separator, which no
+# category name holds, where "/" or ">" may stand in a name.
+JOIN = "\x1f"
 
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -38,16 +44,16 @@ def session_frame(sessions: pd.DataFrame, views: pd.DataFrame) -> pd.DataFrame:
     of one session (the Predict page), and its groupby calls a Python join per session anyway.
     """
     views = views.sort_values(["session_id", "sequence_order"], kind="stable")
-    codes = views[list(CATEGORY_NAMES)].to_numpy(dtype=object)
+    codes = map(tuple, views[list(CATEGORY_NAMES)].to_numpy(dtype=object).tolist())
     paths = {
-        session_id: ";".join("/".join(view) for _, view in group)
-        for session_id, group in groupby(zip(views["session_id"].tolist(), codes.tolist()), key=itemgetter(0))
+        session_id: tuple(path for _, path in group)
+        for session_id, group in groupby(zip(views["session_id"].tolist(), codes), key=itemgetter(0))
     }
     frame = sessions.set_index("session_id")[["start_time", "end_time"]].copy()
     frame["start_time"] = pd.to_datetime(frame["start_time"])
     frame["end_time"] = pd.to_datetime(frame["end_time"])
     frame["paths"] = pd.Series(
-        [paths.get(session_id, "") for session_id in frame.index], index=frame.index, dtype=object
+        [paths.get(session_id, ()) for session_id in frame.index], index=frame.index, dtype=object
     )
     return frame
 
@@ -69,27 +75,24 @@ def _tokens(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """
     kinds = {kind: ([], []) for kind in ("view", "path", "step")}
     (view_rows, views), (path_rows, paths), (step_rows, steps) = kinds.values()
-    for row, text in enumerate(frame["paths"].tolist()):
+    for row, session_paths in enumerate(frame["paths"].tolist()):
         before = None  # the session's previous view: (category_c, category_d)
-        for view in text.split(";") if text else ():
-            if not view:
-                continue
-            a, b, c, d = (view.split("/", 3) + [None] * 3)[:4]  # a short path lacks the deep levels
-            for code in (a, b, c, d):
-                if code is not None:
-                    view_rows.append(row)
-                    views.append(code)
+        for path in session_paths:
+            a, b, c, d = (*path, None, None, None)[:4]  # a short path lacks the deep levels
+            for code in path:
+                view_rows.append(row)
+                views.append(code)
             if b is not None:
                 path_rows.append(row)
-                paths.append(f"{a}/{b}")
+                paths.append(f"{a}{JOIN}{b}")
                 if c is not None:
                     path_rows.append(row)
-                    paths.append(f"{a}/{b}/{c}")
+                    paths.append(f"{a}{JOIN}{b}{JOIN}{c}")
             if before is not None:
                 for previous, code in zip(before, (c, d)):
                     if previous is not None and code is not None:
                         step_rows.append(row)
-                        steps.append(f"{previous}>{code}")
+                        steps.append(f"{previous}{JOIN}{code}")
             before = (c, d)
     tokens = {
         kind: (np.array(rows, dtype=np.int64), np.array(texts, dtype=object)) for kind, (rows, texts) in kinds.items()
@@ -103,7 +106,7 @@ def _tokens(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def session_numbers(frame: pd.DataFrame) -> pd.DataFrame:
     """The per-session numbers: views, duration, seconds per view, start hour, weekday and day."""
-    n_views = np.array([text.count(";") + 1 if text else 0 for text in frame["paths"].tolist()], dtype=np.float64)
+    n_views = np.array([len(paths) for paths in frame["paths"].tolist()], dtype=np.float64)
     start, end = (frame[name].to_numpy(dtype="datetime64[ns]") for name in ("start_time", "end_time"))
     duration = np.clip((end - start) / np.timedelta64(1, "s"), 0, None)
     day, weekday, hour = _start_parts(frame)
@@ -126,7 +129,8 @@ TOKEN_KINDS = ("view", "path", "step", "hour", "weekday", "day")
 
 class SessionFeatures(TransformerMixin, BaseEstimator):
     """Counts of the session's categories at every level (`view:C00007`), of its path prefixes
-    (`path:A00002/B00002`) and of its steps from one view to the next (`step:C00002>C00007`);
+    (`path:A00002␟B00002`) and of its steps from one view to the next (`step:C00002␟C00007`; ␟ is
+    `JOIN`);
     its start hour, weekday and day of month one-hot (`hour:14`); then the session numbers.
     Tokens seen in fewer than `min_df` training sessions are dropped.
     """
@@ -186,7 +190,7 @@ class OriginalFeatures(TransformerMixin, BaseEstimator):
     """
 
     def fit(self, X: pd.DataFrame, y=None):
-        self.words_ = CountVectorizer(ngram_range=(1, 3), token_pattern=r"[^ ]+", lowercase=False).fit(_words(X))
+        self.words_ = CountVectorizer(ngram_range=(1, 3), token_pattern=f"[^{JOIN}]+", lowercase=False).fit(_words(X))
         self.times_ = OneHotEncoder(handle_unknown="ignore").fit(np.column_stack(_start_parts(X)))
         self.reference_ = column_medians(self.transform(X))
         return self
@@ -228,8 +232,10 @@ def column_medians(matrix: sp.spmatrix) -> np.ndarray:
     return medians
 
 
-def _words(X: pd.DataFrame) -> pd.Series:
-    return X["paths"].str.replace("/", " ", regex=False).str.replace(";", " ", regex=False)
+def _words(X: pd.DataFrame) -> list[str]:
+    """Each session's codes in order, as the original's text of words (joined by JOIN, as a code
+    may hold blanks)."""
+    return [JOIN.join(code for path in paths for code in path) for paths in X["paths"].tolist()]
 
 
 def describe(name: str, value: float) -> str:
@@ -239,10 +245,10 @@ def describe(name: str, value: float) -> str:
     if kind == "view":
         return f"viewed {text} ×{count}" if count else f"no view of {text}"
     if kind == "path":
-        shown = text.replace("/", " › ")
+        shown = text.replace(JOIN, " › ")
         return f"viewed {shown} ×{count}" if count else f"nothing in {shown}"
     if kind == "step":
-        shown = text.replace(">", " → ")
+        shown = text.replace(JOIN, " → ")
         return f"went {shown} ×{count}" if count else f"never went {shown}"
     if kind == "hour":
         return f"started at {int(text):02d}:00" if count else f"not started at {int(text):02d}:00"

@@ -19,7 +19,6 @@ from gender import db
 from gender.errors import ImportFailed
 
 CHUNK_SESSIONS = 5_000
-TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d")  # one end_time in the real logs is a bare date
 
 Progress = Callable[[float, str], None]
 
@@ -49,21 +48,30 @@ def _shown(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def check_session_id(value: object) -> str:
-    if not isinstance(value, str) or not db.IDENTIFIER.fullmatch(value):
-        raise Invalid(f"bad session id {_shown(value)}: expected 1-32 letters, digits, '_', '.' or '-'")
+def _text(value: object, what: str, length: int) -> str:
+    """A session id or category code as stored: any text that fits its column (a number, as
+    some shops key sessions, becomes its digits)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not db.fits(value, length):
+        raise Invalid(f"bad {what} {_shown(value)}: expected text of 1 to {length} characters")
     return value
 
 
+def check_session_id(value: object) -> str:
+    return _text(value, "session id", db.SESSION_ID_LENGTH)
+
+
 def parse_time(value: object, name: str) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    for fmt in TIME_FORMATS:
+    """An ISO 8601 time: `2014-11-14 00:02:41`, a bare date (one end_time in the real logs is
+    one), `2014-11-14T00:02:41.5+01:00`. A time with an offset is kept as the wall time it
+    names, where it was logged: the hour of day is what a session's features read."""
+    if not isinstance(value, datetime):
         try:
-            return datetime.strptime(str(value), fmt)
+            value = datetime.fromisoformat(str(value))
         except ValueError:
-            pass
-    raise Invalid(f"bad {name} {_shown(value)}: expected YYYY-MM-DD HH:MM:SS")
+            raise Invalid(f"bad {name} {_shown(value)}: expected YYYY-MM-DD HH:MM:SS (ISO 8601)") from None
+    return value.replace(tzinfo=None)
 
 
 def check_gender(value: object) -> str | None:
@@ -89,10 +97,7 @@ def check_path(codes: list) -> tuple[str, ...]:
     """Four category codes A→B→C→D, or Invalid."""
     if len(codes) != len(db.LEVELS):
         raise Invalid(f"category path {_shown('/'.join(map(str, codes)))} has {len(codes)} levels, expected 4")
-    for code in codes:
-        if not isinstance(code, str) or not db.IDENTIFIER.fullmatch(code) or len(code) > 16:
-            raise Invalid(f"bad category code {_shown(code)}")
-    return tuple(codes)
+    return tuple(_text(code, "category code", db.CATEGORY_LENGTH) for code in codes)
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -158,7 +163,7 @@ def view_rows(session_id: str, paths: Iterable[tuple[str, ...]]) -> list[dict]:
 # -- PAKDD'15 CSV ------------------------------------------------------------------------------
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str, int]]:
+def text_lines(path: Path) -> Iterator[tuple[int, str, int]]:
     """(line number, text, bytes read so far) for each line of a UTF-8 text file."""
     done = 0
     try:
@@ -191,7 +196,7 @@ def parse_pakdd_line(text: str, gender: str | None) -> tuple[dict, list[tuple[st
 
 
 def _labels(path: Path) -> Iterator[str | None]:
-    for number, text, _ in _lines(path):
+    for number, text, _ in text_lines(path):
         label = text.strip()
         if label not in db.GENDERS:
             raise ImportFailed(path.name, f"bad label {_shown(label)}: expected male or female", number)
@@ -210,7 +215,7 @@ def pakdd_chunks(data: Path, labels: Path | None = None, progress: Progress | No
     seen: dict[str, int] = {}
     sessions: list[dict] = []
     views: list[dict] = []
-    for number, text, done in _lines(data):
+    for number, text, done in text_lines(data):
         gender = next(label_of) if label_of else None
         try:
             if gender == "missing":
@@ -264,10 +269,16 @@ def _source_chunks(source: Engine, progress: Progress | None):
             with source.connect() as views_conn:  # the first connection is busy streaming
                 for view in views_conn.execute(views_of, {"ids": ids}).mappings():
                     try:
-                        check_path([view[name] for name in db.CATEGORY_NAMES])
-                    except Invalid as exc:
-                        raise ImportFailed(label, f"session {view['session_id']}: {exc}") from None
-                    views.append(dict(view))
+                        path = check_path([view[name] for name in db.CATEGORY_NAMES])
+                        views.append(
+                            {
+                                "session_id": check_session_id(view["session_id"]),  # numbers become text
+                                "sequence_order": int(view["sequence_order"]),
+                                **dict(zip(db.CATEGORY_NAMES, path)),
+                            }
+                        )
+                    except (Invalid, TypeError, ValueError) as exc:
+                        raise ImportFailed(label, f"session {_shown(view['session_id'])}: {exc}") from None
             done += len(sessions)
             yield sessions, views
             if progress:

@@ -60,14 +60,6 @@ def load_model(model_dir: Path, slot: str = "treatment") -> Model:
     return Model(pipeline, metadata, slot)
 
 
-def clean_session_id(text: object) -> str | None:
-    """The id as typed, without surrounding blanks; None when it cannot be a session id."""
-    if not isinstance(text, str):
-        return None
-    text = text.strip()
-    return text if db.IDENTIFIER.fullmatch(text) else None
-
-
 @dataclass(frozen=True)
 class SessionRecord:
     """One session as stored: its row and its views in order."""
@@ -86,14 +78,17 @@ class SessionRecord:
 
 
 def lookup(engine: Engine, session_id: object) -> SessionRecord | None:
-    """The session with this id, or None (also for text that cannot be an id: no query is sent)."""
-    session_id = clean_session_id(session_id)
-    if session_id is None:
-        return None
+    """The session of an id as typed (exactly, else without the blanks around it), or None;
+    text no id column could hold is None without a query."""
     row = db.get_session(engine, session_id)
     if row is None:
         return None
-    return SessionRecord(views=db.get_views(engine, session_id), **row)
+    return SessionRecord(views=db.get_views(engine, row["session_id"]), **row)
+
+
+def typed(text: object) -> str:
+    """Typed text as an answer echoes it: without the blanks around it."""
+    return text.strip() if isinstance(text, str) else str(text)
 
 
 @dataclass(frozen=True)
@@ -103,6 +98,11 @@ class Prediction:
     p_male: float | None = None
     threshold: float | None = None
     model: str | None = None
+
+    @classmethod
+    def unknown(cls, session_id: object) -> Prediction:
+        """The answer for a session the database does not hold, echoing the id as typed."""
+        return cls(typed(session_id), UNKNOWN)
 
     def as_json(self) -> dict:
         """The original service's keys, plus P_MALE, THRESHOLD and MODEL."""
@@ -123,19 +123,25 @@ class Assessment:
 
     record: SessionRecord
     prediction: Prediction
-    explanation: object  # gender.explain.Explanation
+    explanation: object  # gender.explain.Explanation; None when served without one
 
 
 def assess(engine: Engine, model: Model, session_id: object) -> Assessment | None:
-    """Look a session up, predict and explain it with one pass over its features; None if unknown."""
-    from gender.explain import explain_row
-
+    """Look a session up, predict and explain it; None if unknown."""
     record = lookup(engine, session_id)
-    if record is None:
-        return None
+    return None if record is None else assess_record(model, record)
+
+
+def assess_record(model: Model, record: SessionRecord, explain: bool = True) -> Assessment:
+    """Predict and explain a session with one pass over its features; without `explain` the
+    explanation is None (an API answer needs none, and SHAP is most of the time a page costs)."""
     row = model.features(record.frame)
     p_male = float(model.p_male_of(row)[0])
     prediction = Prediction(record.session_id, model.decide(p_male), p_male, model.threshold, model.model_id)
+    if not explain:
+        return Assessment(record, prediction, None)
+    from gender.explain import explain_row  # shap is heavy; only explanations need it
+
     return Assessment(record, prediction, explain_row(model, row))
 
 
@@ -143,9 +149,31 @@ def predict(engine: Engine, model: Model, session_id: object) -> Prediction:
     """The prediction for one session id, UNKNOWN_SESSION_ID when the database has no such session."""
     record = lookup(engine, session_id)
     if record is None:
-        shown = session_id.strip() if isinstance(session_id, str) else str(session_id)
-        return Prediction(shown, UNKNOWN)
+        return Prediction.unknown(session_id)
     return predict_record(model, record)
+
+
+@dataclass(frozen=True)
+class Count:
+    """The original /count answer: how many of a session's views have a category at any level."""
+
+    session_id: str
+    category: str
+    count: int
+
+    def as_json(self) -> dict:
+        return {"SESSION_ID": self.session_id, "CATEGORY": self.category, "COUNT": self.count}
+
+
+def count(engine: Engine, session_id: object, category: object) -> Count:
+    """The session's views in a category of any level, ids and codes as typed (exactly, else
+    without the blanks around them); COUNT 0 for a session or category the database lacks."""
+    row = db.get_session(engine, session_id)
+    if row is not None and isinstance(category, str):
+        for code in db.as_typed(category):
+            if found := db.count_category(engine, row["session_id"], code):
+                return Count(row["session_id"], code, found)
+    return Count(row["session_id"] if row else typed(session_id), typed(category), 0)
 
 
 def score(model: Model, frame: pd.DataFrame) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from sqlalchemy import Engine
 
 from gender import db
 from gender.errors import GenderError, ModelUnavailable
-from gender.predict import Assessment, Model, Prediction, assess, clean_session_id, load_model
+from gender.predict import Assessment, Model, Prediction, assess_record, load_model, lookup
 
 GROUPS = ("control", "treatment")
 log = logging.getLogger("gender.serve")
@@ -54,7 +55,18 @@ def load_models(model_dir: Path) -> Models:
         control = load_model(model_dir, "control")
     except ModelUnavailable:
         control = None
+    for model in (treatment, control):
+        if model is not None:
+            _one_row_at_a_time(model)
     return Models(treatment, control)
+
+
+def _one_row_at_a_time(model: Model) -> None:
+    """Serving predicts one session at a time: a forest trained with n_jobs=-1 would send each row
+    through joblib's thread pool, whose polling costs ~10 ms a call, more than the trees take."""
+    estimator = model.pipeline[-1]
+    if getattr(estimator, "n_jobs", 1) != 1:  # read at each predict by sklearn's forests
+        estimator.n_jobs = 1
 
 
 @dataclass(frozen=True)
@@ -70,19 +82,22 @@ class Served:
         return self.prediction.as_json() | {"GROUP": self.group}
 
 
-def serve(engine: Engine, models: Models, session_id: object, salt: str, treatment_share: float) -> Served | None:
-    """Answer one session with its group's model; None when there is no such session."""
-    cleaned = clean_session_id(session_id)
-    if cleaned is None:
+def serve(
+    engine: Engine, models: Models, session_id: object, salt: str, treatment_share: float, explain: bool = True
+) -> Served | None:
+    """Answer one session with its group's model; None when there is no such session. Without
+    `explain` the answer carries no explanation (the HTTP routes: SHAP would triple their time)."""
+    record = lookup(engine, session_id)
+    if record is None:
         return None
-    group = group_of(cleaned, salt, treatment_share)
-    if models.control is None:
-        group = "treatment"
-    assessment = assess(engine, models.of(group), cleaned)
-    return Served(group, assessment) if assessment else None
+    group = group_of(record.session_id, salt, treatment_share) if models.control else "treatment"
+    return Served(group, assess_record(models.of(group), record, explain))
 
 
-def log_row(served: Served) -> dict:
+SERVED_VIA = ("page", "api", "cli")  # where a prediction was served, as prediction_log.served_via says
+
+
+def log_row(served: Served, via: str) -> dict:
     prediction = served.prediction
     return {
         "session_id": prediction.session_id,
@@ -92,25 +107,38 @@ def log_row(served: Served) -> dict:
         "prediction": prediction.prediction,
         "threshold": prediction.threshold,
         "served_at": datetime.now(UTC).replace(tzinfo=None),
+        "served_via": via,
     }
 
 
-def write_log(engine: Engine, served: Served) -> None:
+def write_log(engine: Engine, served: Served, via: str = "cli") -> None:
     """Log a served prediction now (the CLI: it is about to exit anyway)."""
-    db.log_predictions(engine, [log_row(served)])
+    db.log_predictions(engine, [log_row(served, via)])
 
 
 _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prediction-log")
 atexit.register(_writer.shutdown, wait=True)
 
 
-def log_in_background(engine: Engine, served: Served) -> None:
+# Rows waiting for the writer, by engine. Under an API's load a write per answer would queue
+# without end; the writer takes every waiting row in one statement instead.
+_waiting: dict[Engine, list[dict]] = {}
+_waiting_lock = threading.Lock()
+
+
+def log_in_background(engine: Engine, served: Served, via: str = "page") -> None:
     """Log a served prediction without making the page wait; a failure is logged, never raised."""
-    row = log_row(served)
+    with _waiting_lock:
+        rows = _waiting.setdefault(engine, [])
+        rows.append(log_row(served, via))
+        if len(rows) > 1:
+            return  # a write of this engine's rows is already scheduled and will take this one too
 
     def write() -> None:
+        with _waiting_lock:
+            rows = _waiting.pop(engine, [])
         try:
-            db.log_predictions(engine, [row])
+            db.log_predictions(engine, rows)
         except GenderError as exc:  # e.g. a read-only database: serving goes on without the log
             log.warning("prediction log not written: %s", exc)
         except Exception:  # a bug must not take a page down either

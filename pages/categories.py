@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from gender import db, explore, plots, predict
+from gender import explore, plots, predict
 
 st.title("Categories")
 
@@ -14,25 +14,23 @@ with ui.banners():
     session_id = ui.session_picker("categories_session")
     record = predict.lookup(engine, session_id) if session_id else None
     if session_id and record is None:
-        st.warning(f"No session {ui.shown(session_id)} in this database.", icon=":material/search_off:")
+        ui.no_session(session_id)
     if record is not None:
         st.dataframe(explore.session_category_counts(record.views), hide_index=True, key="session_counts", width=480)
 
     st.markdown("**Count one category** — the original `/count` query: views of the session in a category of any level")
     with st.form("count_form"):
         count_session, count_category = st.columns(2)
-        count_session.text_input("Session id", value=session_id, key="count_session", max_chars=200)
+        count_session.text_input("Session id", value=session_id, key="count_session", max_chars=ui.MAX_TYPED)
         count_category.text_input(
-            "Category (any level)", key="count_category", placeholder="e.g. B00002", max_chars=200
+            "Category (any level)", key="count_category", placeholder="e.g. B00002", max_chars=ui.MAX_TYPED
         )
         asked = st.form_submit_button("Count")
     if asked:
-        asked_session = predict.clean_session_id(st.session_state["count_session"])
-        category = st.session_state["count_category"].strip()
-        count = db.count_category(engine, asked_session, category) if asked_session and category else 0
-        shown_session, shown_category = ui.shown(st.session_state["count_session"].strip()), ui.shown(category)
-        st.metric(f"Views of {shown_category or '(no category)'} in {shown_session or '(no session)'}", count)
-        st.json({"SESSION_ID": st.session_state["count_session"].strip(), "CATEGORY": category, "COUNT": count})
+        answer = predict.count(engine, st.session_state["count_session"], st.session_state["count_category"])
+        shown_session, shown_category = ui.shown(answer.session_id), ui.shown(answer.category)
+        st.metric(f"Views of {shown_category or '(no category)'} in {shown_session or '(no session)'}", answer.count)
+        st.json(answer.as_json())
 
     st.header("Everyone")
     level_col, top_col = st.columns(2)

@@ -19,9 +19,8 @@ with ui.banners():
     settings = ui.settings()
     served = serve.serve(engine, models, session_id, settings.ab_salt, settings.treatment_share)
     if served is None:
-        answer = predict.Prediction(session_id, predict.UNKNOWN)
-        st.warning(f"No session {ui.shown(session_id)} in this database.", icon=":material/search_off:")
-        st.json(answer.as_json())
+        ui.no_session(session_id)
+        st.json(predict.Prediction.unknown(session_id).as_json())
         st.stop()
     ui.log_served(served)
     record, explanation = served.assessment.record, served.assessment.explanation
@@ -31,7 +30,7 @@ with ui.banners():
         f"Compare with the {'control' if served.group == 'treatment' else 'treatment'} model ({other.model_id})",
         key="compare",
     )
-    other_assessment = predict.assess(engine, other, session_id) if compare else None
+    other_assessment = predict.assess_record(other, served.assessment.record) if compare else None
 
 
 def answer(model: predict.Model, prediction: predict.Prediction, group: str, served_here: bool) -> None:

@@ -81,7 +81,7 @@ HOSTILE = [
     # sizes
     Hostile("long_10000", "u" * 10_000),
     Hostile("long_10000_after_valid", VALID_ID + "x" * (10_000 - len(VALID_ID))),
-    Hostile("long_33", "u" + "1" * 32),  # one more than the longest id
+    Hostile("long_256", "u" + "1" * 255),  # one more than the longest id
     Hostile("empty", ""),
     Hostile("whitespace", "   "),
     # paths and URLs

@@ -12,6 +12,7 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from gender import artifact, db, metrics, synth
+from gender.features import JOIN
 from tests.conftest import PROJECT
 from tests.live import charts
 
@@ -160,7 +161,7 @@ def test_the_catalogue_shows_a_to_b_and_opens_one_a_category_to_c(app, engine):
         )
     at = app("categories")
     everything = treemap(at)
-    assert max(node.count("/") for node in everything) == 1  # A and A/B only
+    assert max(node.count(JOIN) for node in everything) == 1  # A and A/B only
     assert sum(v for parent, v, _ in everything.values() if parent == "") == len(views)
 
     busiest = views["category_a"].value_counts().index[0]
@@ -169,9 +170,9 @@ def test_the_catalogue_shows_a_to_b_and_opens_one_a_category_to_c(app, engine):
     branch = treemap(at)
     inside = views[views["category_a"] == busiest]
     assert branch[busiest][:2] == ("", len(inside))
-    assert all(node.split("/")[0] == busiest for node in branch)
-    deepest = {node for node in branch if node.count("/") == 2}
-    assert deepest == {f"{busiest}/{b}/{c}" for b, c in zip(inside["category_b"], inside["category_c"])}
+    assert all(node.split(JOIN)[0] == busiest for node in branch)
+    deepest = {node for node in branch if node.count(JOIN) == 2}
+    assert deepest == {JOIN.join((busiest, b, c)) for b, c in zip(inside["category_b"], inside["category_c"])}
     labelled = inside["gender"].dropna()
     assert branch[busiest][2] == pytest.approx((labelled == "male").mean())  # male share of labelled views
 

@@ -121,6 +121,6 @@ def test_a_bad_import_names_the_line_and_writes_nothing(tmp_path, pakdd_sample):
     assert result.returncode == 1
     assert (
         result.stderr.strip().splitlines()[-1]
-        == "error: bad.csv, line 2: bad start_time 'yesterday': expected YYYY-MM-DD HH:MM:SS"
+        == "error: bad.csv, line 2: bad start_time 'yesterday': expected YYYY-MM-DD HH:MM:SS (ISO 8601)"
     )
     assert db.table_counts(db.connect(url))["sessions"] == 3

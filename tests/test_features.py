@@ -60,7 +60,7 @@ def test_session_frame_joins_views_in_order():
         ]
     )
     frame = session_frame(sessions, views)
-    assert frame.loc["s1", "paths"] == "A1/B1/C1/D1;A1/B1/C2/D2"
+    assert frame.loc["s1", "paths"] == (("A1", "B1", "C1", "D1"), ("A1", "B1", "C2", "D2"))
 
 
 def test_counts_of_a_hand_made_session():
@@ -73,13 +73,13 @@ def test_counts_of_a_hand_made_session():
         "view:C2": 1,
         "view:D1": 2,
         "view:D2": 1,
-        "path:A1/B1": 3,
-        "path:A1/B1/C1": 2,
-        "path:A1/B1/C2": 1,
-        "step:C1>C2": 1,
-        "step:C2>C1": 1,
-        "step:D1>D2": 1,
-        "step:D2>D1": 1,
+        "path:A1\x1fB1": 3,
+        "path:A1\x1fB1\x1fC1": 2,
+        "path:A1\x1fB1\x1fC2": 1,
+        "step:C1\x1fC2": 1,
+        "step:C2\x1fC1": 1,
+        "step:D1\x1fD2": 1,
+        "step:D2\x1fD1": 1,
         "hour:14": 1,
         "weekday:0": 1,
         "day:17": 1,
@@ -145,8 +145,8 @@ def test_original_features_are_words_with_one_to_three_grams():
     [
         ("view:C00007", 3, "viewed C00007 ×3"),
         ("view:C00007", 0, "no view of C00007"),
-        ("path:A00002/B00002", 2, "viewed A00002 › B00002 ×2"),
-        ("step:C00002>C00007", 1, "went C00002 → C00007 ×1"),
+        ("path:A00002\x1fB00002", 2, "viewed A00002 › B00002 ×2"),
+        ("step:C00002\x1fC00007", 1, "went C00002 → C00007 ×1"),
         ("hour:14", 1, "started at 14:00"),
         ("weekday:0", 1, "started on a Monday"),
         ("start_hour", 14, "started at 14:00"),

@@ -238,9 +238,9 @@ def app(data, model_dir, apps, monkeypatch):
 
 
 def typed_in(at: AppTest, key: str, hostile: Hostile) -> str:
-    """What the box holds, without blanks: the input, cut to the box's 200 characters."""
+    """What the box holds, without blanks: the input, cut to the box's ui.MAX_TYPED characters."""
     value = at.text_input(key=key).value
-    assert hostile.text.startswith(value) and len(value) in (len(hostile.text), 200), (len(value), value[:40])
+    assert hostile.text.startswith(value) and len(value) in (len(hostile.text), ui.MAX_TYPED), (len(value), value[:40])
     return value.strip()
 
 

@@ -1,5 +1,7 @@
 """Getting data in: PAKDD files and other FTP databases, on SQLite and on MariaDB."""
 
+from datetime import datetime
+
 import pandas as pd
 import pytest
 
@@ -31,7 +33,11 @@ def test_pakdd_round_trip(engine, pakdd_sample):
     sessions, all_views = db.read_sessions(engine, "all")
     frame = session_frame(sessions, all_views)
     original = pd.read_csv(data, header=None, names=["id", "start", "end", "products"]).set_index("id")
-    assert frame["paths"].to_dict() == original["products"].str.replace("/;", ";").str.rstrip("/").to_dict()
+    expected = {
+        session_id: tuple(tuple(view.split("/")) for view in products.rstrip("/").split("/;"))
+        for session_id, products in original["products"].items()
+    }
+    assert frame["paths"].to_dict() == expected
 
 
 def test_without_labels_gender_is_unknown(engine, pakdd_sample):
@@ -74,8 +80,10 @@ GOOD = "u20001,2014-11-14 00:02:14,2014-11-14 00:02:20,A00001/B00001/C00001/D000
         ("u20002,2014-11-14 00:02:14,2014-11-14 00:02:20,A1/B1/C1/D1/E1/", "has 5 levels, expected 4"),
         ("u20002,2014-11-14 00:02:14,2014-11-14 00:02:20", "expected 4 fields"),
         ("u20002,2014-11-14 00:02:14,2014-11-14 00:02:20,", "no product views"),
-        ("u2 0002,2014-11-14 00:02:14,2014-11-14 00:02:20,A1/B1/C1/D1/", "bad session id"),
-        ("u20002,2014-11-14 00:02:14,2014-11-14 00:02:20,A1/B'1/C1/D1/", "bad category code"),
+        ("u" * 256 + ",2014-11-14 00:02:14,2014-11-14 00:02:20,A1/B1/C1/D1/", "bad session id"),  # too long
+        (",2014-11-14 00:02:14,2014-11-14 00:02:20,A1/B1/C1/D1/", "bad session id"),  # empty
+        ("u20002,2014-11-14 00:02:14,2014-11-14 00:02:20,A1//C1/D1/", "bad category code"),  # empty
+        ("u20002,2014-11-14 00:02:14,2014-11-14 00:02:20,A1/" + "B" * 256 + "/C1/D1/", "bad category code"),
         (GOOD, "duplicate session id u20001 (first on line 1)"),
         ("", "expected 4 fields"),
     ],
@@ -145,3 +153,23 @@ def test_synthetic_data_is_deterministic_and_shaped_like_the_shop():
     assert views["category_a"].nunique() == 11 and views["category_b"].nunique() > 60
     assert (sessions["end_time"] >= sessions["start_time"]).all()
     assert list(synth.generate(10, seed=8))[0] != list(synth.generate(10, seed=7))[0]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2014-11-14 00:02:41", datetime(2014, 11, 14, 0, 2, 41)),
+        ("2014-11-20", datetime(2014, 11, 20)),  # a bare date, as in the real logs
+        ("2014-11-14T00:02:41", datetime(2014, 11, 14, 0, 2, 41)),
+        ("2014-11-14T21:02:41.250+09:00", datetime(2014, 11, 14, 21, 2, 41, 250_000)),  # the wall time it names
+        ("2014-11-14T00:02:41Z", datetime(2014, 11, 14, 0, 2, 41)),
+    ],
+)
+def test_times_are_iso_8601_kept_as_the_wall_time_they_name(text, expected):
+    assert ingest.parse_time(text, "start_time") == expected
+
+
+@pytest.mark.parametrize("text", ["2014-13-14 00:00:00", "2014-11-14 24:00:00", "14/11/2014", "", "yesterday"])
+def test_other_times_are_refused(text):
+    with pytest.raises(ingest.Invalid, match="bad start_time"):
+        ingest.parse_time(text, "start_time")
