@@ -21,46 +21,33 @@ st.subheader("Predictions per day")
 ui.chart(plots.predictions_per_day(monitor.daily_counts(log)), key="per_day")
 
 st.subheader("Is the P(male) served like the P(male) at training?")
-drift_cols = st.columns(2)
-for column, group in zip(drift_cols, ("treatment", "control")):
-    model = models.of(group)
-    current = log[(log["ab_group"] == group) & (log["model_id"] == model.model_id)]["p_male"].to_numpy()
+for column, drift in zip(st.columns(2), monitor.drift(log, models)):
     with column:
-        st.markdown(f"**{group}** · `{model.model_id}` · {len(current):,} served")
-        if len(current) < 10:
-            st.info("Too few predictions from this model yet to compare distributions (10 needed).")
-            continue
-        trained = model.metadata["slots"][model.slot]["oof_p_male"]
-        index = monitor.psi(trained, current)
-        st.metric("Population stability index", f"{index:.3f}")
-        st.markdown(monitor.psi_verdict(index).capitalize() + ".")
-        ui.chart(plots.score_distributions(trained, current), key=f"drift_{group}")
+        st.markdown(f"**{drift.group}** · `{drift.model_id}` · {len(drift.served):,} served")
+        if drift.psi is not None:
+            st.metric("Population stability index", f"{drift.psi:.3f}")
+        st.markdown(drift.verdict.capitalize() + ".")
+        if len(drift.served):
+            ui.chart(plots.score_distributions(drift.trained, drift.served), key=f"drift_{drift.group}")
 
 st.subheader("Right or wrong, per group")
 st.caption(
-    "On logged sessions whose gender is known, with 95 % intervals. Sessions the models were trained "
+    "On logged sessions whose gender is known, with 95 % bootstrap intervals (none below "
+    f"{monitor.MIN_PER_GENDER} sessions of either gender: too few to say). Sessions the models were trained "
     "on score better than new ones: read these figures on sessions labelled after training."
 )
 groups = monitor.group_metrics(log)
-
-
-def shown(metric: dict) -> str:
-    if metric["value"] is None:
-        return "needs both genders"
-    return f"{metric['value']:.3f} [{metric['low']:.3f}, {metric['high']:.3f}]"
-
-
 st.dataframe(
     pd.DataFrame(
         [
             {
                 "group": group,
-                "models": ", ".join(figures["models"]),
-                "served": figures["served"],
-                "known gender": figures["known"],
-                "of them male": figures["male"],
-                "ROC-AUC [95 % CI]": shown(figures["auc"]),
-                "balanced accuracy [95 % CI]": shown(figures["balanced_accuracy"]),
+                "models": ", ".join(figures.models),
+                "served": figures.served,
+                "known gender": figures.known,
+                "of them male": figures.male,
+                "ROC-AUC [95 % CI]": str(figures.auc),
+                "balanced accuracy [95 % CI]": str(figures.balanced_accuracy),
             }
             for group, figures in groups.items()
         ]
@@ -70,12 +57,16 @@ st.dataframe(
 )
 if {"treatment", "control"} <= set(groups):
     for name, key in (("ROC-AUC", "auc"), ("Balanced accuracy", "balanced_accuracy")):
-        test = monitor.difference(groups["treatment"][key], groups["control"][key])
-        if test["difference"] is None:
+        test = monitor.difference(getattr(groups["treatment"], key), getattr(groups["control"], key))
+        if test.value is None:
             st.markdown(f"**{name}**: not enough labelled sessions of both genders in both groups yet.")
-        else:
-            verdict = "a significant difference" if test["significant"] else "no significant difference"
+        elif test.significant is None:
             st.markdown(
-                f"**{name}**: treatment − control = {test['difference']:+.3f} "
-                f"(z = {test['z']:.2f}, p = {test['p_value']:.3f}): {verdict} at the 5 % level."
+                f"**{name}**: treatment − control = {test.value:+.3f}: too few sessions to say whether it is real."
+            )
+        else:
+            verdict = "a significant difference" if test.significant else "no significant difference"
+            st.markdown(
+                f"**{name}**: treatment − control = {test.value:+.3f} "
+                f"[{test.low:+.3f}, {test.high:+.3f}]: {verdict} at the 5 % level."
             )

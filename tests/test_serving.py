@@ -8,8 +8,9 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from gender import artifact, db, monitor, serve, synth
+from gender import artifact, db, monitor, predict, serve, synth
 from tests import live
 from tests.test_app import make_app
 
@@ -58,41 +59,37 @@ def test_each_served_prediction_is_logged_once(engine, models):
         assert (gender if isinstance(gender, str) else None) == db.get_session(engine, session_id)["gender"]
 
     other = models.other(served[0].group)  # the same session from the other model is a new row
-    serve.write_log(engine, serve.Served("comparison", serve.assess(engine, other, session_ids[0])))
+    serve.write_log(engine, serve.Served("comparison", predict.assess(engine, other, session_ids[0])))
     assert len(db.served_predictions(engine)) == len(session_ids) + 1
 
     serve.log_in_background(engine, serve.serve(engine, models, "u10100", "salt", 0.5))
     assert len(wait_for_rows(engine, len(session_ids) + 2)) == len(session_ids) + 2
 
 
-def test_a_failing_log_never_breaks_serving(tmp_path, models, trained_demo):
+def test_a_failing_log_never_breaks_serving(tmp_path, models, trained_demo, caplog):
     source = db.connect(trained_demo[0])
     answer = serve.serve(source, models, "u10001", "salt", 0.5)
     read_only = db.connect(f"sqlite:///file:{tmp_path / 'absent.db'}?mode=ro&uri=true")
-    serve.log_in_background(read_only, answer)  # cannot even open: logged as a warning, not raised
-    serve._writer.submit(lambda: None).result(timeout=10)
+    with caplog.at_level("WARNING", logger="gender.serve"):
+        serve.log_in_background(read_only, answer)  # cannot even open: logged as a warning, not raised
+        serve._writer.submit(lambda: None).result(timeout=10)  # the writer has run
+    assert [record.levelname for record in caplog.records] == ["WARNING"]
+    assert caplog.records[0].getMessage().startswith("prediction log not written: database ")
+    assert answer.prediction.prediction in ("male", "female")  # the answer stands
 
 
 def test_monitoring_figures_match_a_hand_computed_example():
     y = np.array([1, 1, 0, 0, 0])
     p = np.array([0.9, 0.4, 0.5, 0.2, 0.1])
-    auc = monitor.auc_with_ci(y, p)
-    # 5 of the 6 (male, female) pairs are ordered right; Hanley & McNeil with A = 5/6, 2 men, 3 women:
-    # q1 = A/(2-A) = 0.714286, q2 = 2A²/(1+A) = 0.757576,
-    # var = (A(1-A) + 1·(q1-A²) + 2·(q2-A²)) / 6 = 0.284993 / 6, se = 0.217943
-    assert auc["value"] == pytest.approx(5 / 6)
-    assert auc["se"] == pytest.approx(0.217943, abs=1e-6)
-    assert auc["low"] == pytest.approx(5 / 6 - 1.959964 * 0.217943, abs=1e-5) and auc["high"] == 1.0
+    auc = monitor.auc(y, p)
+    # 5 of the 6 (male, female) pairs are ordered right; 2 men and 3 women are too few for an interval
+    assert auc.value == pytest.approx(5 / 6) and auc.low is None and auc.high is None
+    assert str(auc) == "0.833 (too few to say how sure)"
 
-    ba = monitor.balanced_accuracy_with_ci(y, p >= 0.45)  # calls: male, female, male, female, female
-    # TPR = 1/2, TNR = 2/3: BA = 7/12; se = ½·sqrt(¼/2 + (2/9)/3) = 0.221478
-    assert ba["value"] == pytest.approx(7 / 12)
-    assert ba["se"] == pytest.approx(0.5 * math.sqrt(0.25 / 2 + (2 / 9) / 3))
-
-    test = monitor.difference({"value": 0.80, "se": 0.03}, {"value": 0.70, "se": 0.04})
-    # z = 0.10 / 0.05 = 2.0, two-sided p = 0.0455
-    assert test["z"] == pytest.approx(2.0) and test["p_value"] == pytest.approx(0.0455, abs=1e-4)
-    assert test["significant"]
+    ba = monitor.balanced_accuracy(y, p >= 0.45)  # calls: male, female, male, female, female
+    assert ba.value == pytest.approx(7 / 12) and ba.low is None  # TPR 1/2, TNR 2/3
+    assert str(monitor.auc([1, 0], [0.9, 0.1])) == "1.000 (too few to say how sure)"  # was "1.000 [1.000, 1.000]"
+    assert str(monitor.auc([1, 1], [0.9, 0.1])) == "needs both genders"
 
     expected = np.linspace(0, 1, 1_000, endpoint=False)  # deciles of width 0.1
     same = monitor.psi(expected, expected)
@@ -101,7 +98,9 @@ def test_monitoring_figures_match_a_hand_computed_example():
     # top decile: (1 - 0.1)·ln(1/0.1); the other nine: (0.0001 - 0.1)·ln(0.0001/0.1)
     assert shifted == pytest.approx(0.9 * math.log(10) + 9 * (0.0001 - 0.1) * math.log(0.001), rel=1e-6)
     assert "stable" in monitor.psi_verdict(same) and "major" in monitor.psi_verdict(shifted)
-
+    # Training scores all alike: one bin, nothing to tell a shift by; never "stable".
+    assert monitor.psi(np.full(500, 0.3), np.full(100, 0.9)) is None
+    assert "cannot say" in monitor.psi_verdict(None)
     log = pd.DataFrame(
         {
             "ab_group": ["treatment"] * 5 + ["control"],
@@ -113,12 +112,40 @@ def test_monitoring_figures_match_a_hand_computed_example():
         }
     )
     groups = monitor.group_metrics(log)
-    assert groups["treatment"]["auc"]["value"] == pytest.approx(5 / 6)
-    assert (groups["control"]["served"], groups["control"]["known"]) == (1, 0)
-    assert groups["control"]["auc"]["value"] is None
+    assert groups["treatment"].auc.value == pytest.approx(5 / 6)
+    assert (groups["control"].served, groups["control"].known) == (1, 0)
+    assert groups["control"].auc.value is None
     daily = monitor.daily_counts(log)
     rows = {(str(day.date()), group): n for day, group, n in daily.itertuples(index=False)}
     assert rows == {("2026-11-01", "treatment"): 3, ("2026-11-02", "treatment"): 2, ("2026-11-02", "control"): 1}
+
+
+def test_bootstrap_intervals_agree_with_scikit_learn_on_every_resample():
+    rng = np.random.default_rng(7)
+    y = np.r_[np.ones(40, bool), np.zeros(60, bool)]
+    p = np.clip(rng.normal(0.35 + 0.2 * y, 0.15), 0, 1).round(2)  # ties included
+    called = p >= 0.45
+    for men, women in monitor._resamples(y):
+        for i in range(0, len(men), 97):
+            rows = np.r_[men[i], women[i]]
+            assert monitor._auc_of(p[men[i : i + 1]], p[women[i : i + 1]])[0] == pytest.approx(
+                roc_auc_score(y[rows], p[rows])
+            )
+            assert balanced_accuracy_score(y[rows], called[rows]) == pytest.approx(
+                (called[men[i]].mean() + (~called[women[i]]).mean()) / 2
+            )
+    auc = monitor.auc(y, p)
+    assert auc.value == pytest.approx(roc_auc_score(y, p))
+    assert 0 <= auc.low < auc.value < auc.high <= 1 and len(auc.draws) == monitor.RESAMPLES
+    assert monitor.auc(y, p) == auc  # the same log, the same interval on every rerun
+    ba = monitor.balanced_accuracy(y, called)
+    assert ba.value == pytest.approx(balanced_accuracy_score(y, called)) and ba.low < ba.value < ba.high
+
+    random_scores = monitor.auc(y, rng.permutation(p))
+    better = monitor.difference(auc, random_scores)
+    assert better.value == pytest.approx(auc.value - random_scores.value) and better.significant
+    assert not monitor.difference(auc, monitor.auc(y, p)).significant  # the same figures: no difference
+    assert monitor.difference(auc, monitor.auc([1, 0], [0.9, 0.1])).significant is None  # too few: unknown
 
 
 def test_training_runs_are_recorded(trained_demo):
