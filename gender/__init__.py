@@ -5,6 +5,7 @@ The package is the pipeline, one module a stage:
     config    where the database and the models are
     db        the FTP schema (session, product) and every query
     ingest    PAKDD'15 CSV files and other FTP databases into the tables
+    events    a shop's event log (CSV or Parquet, one row a view) into the tables
     synth     synthetic FTP-like logs for the demo and scale tests
     features  a session's views and times as a feature row
     train     candidates compared by cross-validated ROC-AUC; the best one saved

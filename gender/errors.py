@@ -15,8 +15,8 @@ class DatabaseUnavailable(GenderError):
 class ImportFailed(GenderError):
     """An import stopped on bad input; nothing was written."""
 
-    def __init__(self, source: str, reason: str, line: int | None = None):
-        where = f"{source}, line {line}" if line is not None else source
+    def __init__(self, source: str, reason: str, line: int | None = None, unit: str = "line"):
+        where = f"{source}, {unit} {line}" if line is not None else source  # unit: "row" in a Parquet file
         super().__init__(f"{where}: {reason}")
         self.source, self.line, self.reason = source, line, reason
 

@@ -1,0 +1,377 @@
+"""A shop's event log into the FTP tables.
+
+An event log has one row a product view: the session id, the time, the category path (one column
+`A/B/C/D`, or a column per level) and maybe the gender, when the visitor told it. It comes as CSV
+or Parquet, in any order: a session's views may be anywhere in the file.
+
+The file is streamed: each row is checked as it is read, with ingest's checks (so the rules and
+messages are the PAKDD import's), and staged in a temporary table. Sessions (first and last view,
+the label) and their views in time order are then built from that table in SQL, so no more than a
+chunk of rows is ever in memory. It is all one transaction: an error anywhere, in any row, writes
+nothing. Sessions already in the database are
+left as they are, so importing the same log twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    Table,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.exc import SQLAlchemyError
+
+from gender import db, ingest
+from gender.errors import GenderError, ImportFailed
+
+CHUNK_EVENTS = 20_000  # rows checked and staged at a time: the memory an import needs
+FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
+UNKNOWN_GENDER = ("", "NULL", "unknown")  # what a gender column says when the visitor did not tell
+
+
+@dataclass(frozen=True)
+class EventColumns:
+    """Which of the file's columns hold what: the category path in one column (`path`, split at
+    `sep`) or in one column a level (`levels`, top level first)."""
+
+    session: str
+    time: str
+    path: str | None = None
+    levels: tuple[str, ...] | None = None
+    gender: str | None = None
+    sep: str = "/"
+
+    def __post_init__(self):
+        if (self.path is None) == (self.levels is None):
+            raise GenderError("name the category path column or the columns of its levels, not both or neither")
+        if self.levels is not None and len(self.levels) != len(db.LEVELS):
+            raise GenderError(f"expected {len(db.LEVELS)} level columns (top level first), got {len(self.levels)}")
+        if not self.sep:
+            raise GenderError("the path separator cannot be empty")
+
+    @property
+    def names(self) -> list[str]:
+        """The columns to read, in the order `_checked` takes their values."""
+        categories = [self.path] if self.path is not None else list(self.levels)
+        return [self.session, self.time, *categories, *([self.gender] if self.gender else [])]
+
+
+@dataclass
+class EventReport(ingest.ImportReport):
+    viewless_sessions: int = 0  # only other events (with --other-events): not a session of the FTP tables
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.viewless_sessions:
+            text += f"; {self.viewless_sessions:,} sessions without a product view were left out"
+        return text
+
+
+# The staged events. Ids and codes have the FTP tables' own types, so that they compare (and group)
+# exactly as the tables' keys do on every database. `position` is the line (CSV) or row (Parquet):
+# file order, for views of the same time and for naming the line of a disagreement.
+_staging_metadata = MetaData()
+staging = Table(
+    "gender_staged_events",
+    _staging_metadata,
+    Column("session_id", db.SESSION_ID, primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("time", DateTime, nullable=False),  # to the second, like the FTP tables
+    Column("microsecond", Integer, nullable=False),  # Parquet times may be finer: they still order views
+    *(Column(name, db.CATEGORY, nullable=True) for name in db.CATEGORY_NAMES),  # NULL: not a view
+    Column("gender", db.session.c.gender.type, nullable=True),
+    prefixes=["TEMPORARY"],
+)
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    """Rows read from the file: `values[i]` holds the values of `EventColumns.names`, found at
+    `positions[i]`; `done` is the share of the file read so far."""
+
+    positions: list[int]
+    values: list[tuple]
+    done: float
+
+
+class _Lines:
+    """The file's lines (through ingest's reader: UTF-8 or a failure naming the line) for the csv
+    module, remembering the number of the last line handed out."""
+
+    def __init__(self, path: Path):
+        self.lines = ingest.text_lines(path)
+        self.number, self.done = 0, 0
+
+    def __iter__(self) -> Iterator[str]:
+        for number, text, done in self.lines:
+            self.number, self.done = number, done
+            yield text + "\n"  # ingest's reader strips it; the csv module needs it inside quoted fields
+
+
+def csv_batches(path: Path, columns: EventColumns, delimiter: str = ",") -> Iterator[Batch]:
+    """The file's rows in batches, each with the number of the line it starts on (the header is line 1)."""
+    total = max(path.stat().st_size, 1)
+    lines = _Lines(path)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise ImportFailed(path.name, "empty file: no header line")
+        header = [name.strip() for name in header]
+        header[0] = header[0].removeprefix("\ufeff")  # a byte-order mark, as spreadsheets write it
+        at = [_index(header, name, path) for name in columns.names]
+        batch, start = Batch([], [], 0.0), lines.number + 1
+        for record in reader:
+            if len(record) != len(header):
+                raise ImportFailed(path.name, f"expected {len(header)} fields, found {len(record)}", start)
+            batch.positions.append(start)
+            batch.values.append(tuple(record[i] for i in at))
+            start = lines.number + 1
+            if len(batch.positions) == CHUNK_EVENTS:
+                batch.done = lines.done / total
+                yield batch
+                batch = Batch([], [], 0.0)
+    except csv.Error as exc:
+        raise ImportFailed(path.name, f"not valid CSV: {exc}", lines.number) from None
+    batch.done = 1.0
+    yield batch
+
+
+def _index(header: list[str], name: str, path: Path) -> int:
+    if name not in header:
+        raise ImportFailed(path.name, f"no column {name!r} (the columns are {', '.join(map(repr, header))})")
+    return header.index(name)
+
+
+def parquet_batches(path: Path, columns: EventColumns) -> Iterator[Batch]:
+    """The file's rows in batches, each with its row number (the first row is row 1)."""
+    import pyarrow as pa  # only Parquet files need it
+    import pyarrow.parquet as pq
+
+    try:
+        file = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ImportFailed(path.name, f"not a Parquet file: {exc}") from None
+    names = file.schema_arrow.names
+    for name in columns.names:
+        if name not in names:
+            raise ImportFailed(path.name, f"no column {name!r} (the columns are {', '.join(map(repr, names))})")
+    total, row = max(file.metadata.num_rows, 1), 0
+    wanted = list(dict.fromkeys(columns.names))  # a column named twice (session and gender?) is read once
+    try:
+        for record_batch in file.iter_batches(batch_size=CHUNK_EVENTS, columns=wanted):
+            values = {name: _python(record_batch.column(name)) for name in wanted}
+            n = record_batch.num_rows
+            positions = list(range(row + 1, row + n + 1))
+            row += n
+            yield Batch(positions, list(zip(*(values[c] for c in columns.names))), row / total)
+    except (pa.ArrowException, OSError) as exc:
+        raise ImportFailed(path.name, f"unreadable Parquet data after row {row}: {exc}") from None
+    yield Batch([], [], 1.0)
+
+
+def _python(column) -> list:
+    """A Parquet column's values as Python objects; times as datetimes (of microseconds: Python's
+    datetime has no nanoseconds, and pyarrow would give pandas Timestamps for them)."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(column.type) and column.type.unit == "ns":
+        column = column.cast(pa.timestamp("us", column.type.tz), safe=False)
+    return column.to_pylist()
+
+
+# -- checking ----------------------------------------------------------------------------------
+
+
+def _text(value: object) -> object:
+    """A cell with the blanks around it ignored, as the PAKDD import does; anything other than text
+    (a number, a null from Parquet) as it is, for ingest's checks to take or refuse."""
+    return value.strip() if isinstance(value, str) else value
+
+
+def _time(value: object, name: str) -> datetime:
+    return ingest.parse_time(_text(value), name)
+
+
+def _gender(value: object) -> str | None:
+    value = _text(value)
+    return ingest.check_gender(None if value is None or value in UNKNOWN_GENDER else value)
+
+
+def _checked(values: tuple, position: int, columns: EventColumns, other_events: bool) -> dict:
+    """One row as a staged event, or Invalid saying what is wrong with it."""
+    session_id, time, *rest = values
+    categories, gender = (rest[:-1], rest[-1]) if columns.gender else (rest, None)
+    session_id = ingest.check_session_id(_text(session_id))
+    when = _time(time, columns.time)
+    codes = [_text(code) for code in categories]
+    if columns.path is not None and isinstance(codes[0], str):
+        # "A/B/C/D/", as PAKDD writes paths, is "A/B/C/D"
+        codes = [code.strip() for code in codes[0].removesuffix(columns.sep).split(columns.sep)]
+    if all(code in ("", None) for code in codes):
+        if not other_events:
+            raise ingest.Invalid("no category path (with --other-events such a row is an event other than a view)")
+        path = (None,) * len(db.LEVELS)
+    else:
+        path = ingest.check_path(codes)
+    return {
+        "session_id": session_id,
+        "position": position,
+        "time": when.replace(microsecond=0),
+        "microsecond": when.microsecond,
+        **dict(zip(db.CATEGORY_NAMES, path)),
+        "gender": _gender(gender),
+    }
+
+
+# -- building the tables -----------------------------------------------------------------------
+
+
+def _stage(conn: Connection, batches, columns: EventColumns, other_events: bool, source: str, unit: str, progress):
+    events = 0
+    for batch in batches:
+        rows = []
+        for position, values in zip(batch.positions, batch.values):
+            try:
+                rows.append(_checked(values, position, columns, other_events))
+            except ingest.Invalid as exc:
+                raise ImportFailed(source, str(exc), position, unit) from None
+        if rows:
+            conn.execute(insert(staging), rows)
+        events += len(rows)
+        if progress and batch.done < 1.0:
+            progress(batch.done, f"{source}: {events:,} events read")
+    if not events:
+        raise ImportFailed(source, "no events in file")
+    return events
+
+
+def _first_disagreement(conn: Connection, unit: str) -> tuple[str, int] | None:
+    """Where a session's events first disagree on its gender, if anywhere: (what, line).
+
+    From each session's first line of each gender: where it has both, the later one disagrees.
+    (Each query names the temporary table once: MariaDB cannot open one twice in a query.)"""
+    female, male = (func.min(case((staging.c.gender == g, staging.c.position))) for g in ("female", "male"))
+    query = (
+        select(staging.c.session_id, female.label("female"), male.label("male"))
+        .group_by(staging.c.session_id)
+        .having(female.is_not(None), male.is_not(None))
+        .order_by(case((female > male, female), else_=male))
+        .limit(1)
+    )
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    (earlier, first), (later, line) = sorted([("female", row.female), ("male", row.male)], key=lambda pair: pair[1])
+    return f"gender {later} of session {row.session_id!r}, which is {earlier} on {unit} {first}", line
+
+
+def _build(conn: Connection, report: EventReport) -> None:
+    """Sessions and views from the staged events, for the sessions not in the database yet."""
+    known = select(db.session.c.session_id)
+    report.skipped_sessions = conn.execute(
+        select(func.count(staging.c.session_id.distinct())).where(staging.c.session_id.in_(known))
+    ).scalar_one()
+    conn.execute(delete(staging).where(staging.c.session_id.in_(known)))
+
+    views = func.count(staging.c.category_a)  # other events have no category
+    by_session = select(staging.c.session_id).group_by(staging.c.session_id).having(views == 0).subquery()
+    report.viewless_sessions = conn.execute(select(func.count()).select_from(by_session)).scalar_one()
+
+    told = func.max(staging.c.gender)  # the one gender the session's events give, or NULL (they agree: checked)
+    sessions = (
+        select(staging.c.session_id, func.min(staging.c.time), func.max(staging.c.time), told)
+        .group_by(staging.c.session_id)
+        .having(views > 0)
+    )
+    names = ["session_id", "start_time", "end_time", "gender"]
+    report.new_sessions = conn.execute(insert(db.session).from_select(names, sessions)).rowcount
+
+    order = func.row_number().over(
+        partition_by=staging.c.session_id, order_by=(staging.c.time, staging.c.microsecond, staging.c.position)
+    )
+    ordered = select(staging.c.session_id, order, *(staging.c[name] for name in db.CATEGORY_NAMES)).where(
+        staging.c.category_a.is_not(None)
+    )
+    names = ["session_id", "sequence_order", *db.CATEGORY_NAMES]
+    report.new_views = conn.execute(insert(db.product).from_select(names, ordered)).rowcount
+
+
+def _drop_staging(conn: Connection) -> None:
+    """Outside the transaction, so that MariaDB does not commit it; a temporary table that cannot
+    be dropped goes with its connection."""
+    temporary = "TEMPORARY " if conn.dialect.name in ("mysql", "mariadb") else ""
+    try:
+        conn.exec_driver_sql(f"DROP {temporary}TABLE IF EXISTS {staging.name}")  # a fixed name: nothing from the user
+        conn.commit()
+    except SQLAlchemyError:
+        conn.invalidate()
+
+
+def import_events(
+    engine: Engine,
+    path: str | Path,
+    columns: EventColumns,
+    file_format: str | None = None,
+    csv_delimiter: str | None = None,
+    other_events: bool = False,
+    progress: ingest.Progress | None = None,
+) -> EventReport:
+    """Import an event log (CSV or Parquet, by `file_format` or the file's extension) into the FTP tables.
+
+    The CSV delimiter is a comma unless given (a tab for .tsv files).
+    With `other_events`, rows with no category are events other than views (a page, a search):
+    they count for the session's start, end and gender but are not views, and a session that has
+    only such events is left out. Without it, such a row is an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImportFailed(str(path), "no such file")
+    file_format = file_format or FORMATS.get(path.suffix.lower())
+    if file_format == "csv":
+        delimiter = csv_delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
+        delimiter = "\t" if delimiter in ("\\t", "tab") else delimiter  # a tab is hard to type in a shell
+        if len(delimiter) != 1:
+            raise GenderError(f"the CSV delimiter must be one character, not {delimiter!r}")
+        batches, unit = csv_batches(path, columns, delimiter), "line"
+    elif file_format == "parquet":
+        batches, unit = parquet_batches(path, columns), "row"
+    else:
+        raise ImportFailed(
+            path.name, f"cannot tell the format from {path.suffix or 'no extension'!r}: say csv or parquet"
+        )
+
+    db.create_schema(engine)
+    report = EventReport()
+    with db.reporting(engine), engine.connect() as conn:
+        try:
+            with conn.begin():
+                staging.create(conn)
+                events = _stage(conn, batches, columns, other_events, path.name, unit, progress)
+                if progress:
+                    progress(1.0, f"{path.name}: {events:,} events read; building sessions and views")
+                disagreement = _first_disagreement(conn, unit)
+                if disagreement:
+                    raise ImportFailed(path.name, *disagreement, unit)
+                _build(conn, report)
+        finally:
+            _drop_staging(conn)
+    return report

@@ -1,0 +1,533 @@
+"""A shop's event log into the FTP tables (`python -m gender import-events`), on SQLite and MariaDB.
+
+A generated log (shuffled, sessions interleaved, views of the same second, labels on some events
+only, ids and codes of any text) in CSV and Parquet, with a path column or a column per level,
+must give exactly the tables computed here without the package; the real PAKDD logs turned into
+events must give the tables of the PAKDD import; a bad file stops with the file, the line and the
+reason and writes nothing; importing again changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+from gender import db, events, ingest
+from gender.config import parse_url
+from gender.errors import GenderError, ImportFailed
+from tests.conftest import PAKDD, PROJECT
+from tests.test_import_kill import assert_same, snapshot, wait_until_no_client
+
+T0 = datetime(2014, 11, 14, 9, 30)
+
+
+@dataclass(frozen=True)
+class Event:
+    session_id: str
+    time: datetime
+    codes: tuple[str, ...] | None  # None: an event other than a view
+    gender: str | None
+
+
+# -- a generated event log ------------------------------------------------------------------------
+
+
+def generated_events(sessions: int = 400, seed: int = 3, slash_codes: bool = False) -> list[Event]:
+    """Events of `sessions` sessions in file order: shuffled, so sessions interleave; 1-7 views each,
+    several in the same second; about a third unlabelled; some labelled sessions carry their gender
+    on a few events only. With `slash_codes`, codes contain "/" (only per-level columns can hold them)."""
+    rng = random.Random(seed)
+    names = ["Loja Ténis", "shop:", "名前 ", "Müller & Söhne #", "a b"]
+    slash = "/" if slash_codes else "-"
+    rows = []
+    for i in range(sessions):
+        session_id = str(uuid.UUID(int=rng.getrandbits(128), version=4)) if i % 2 else f"{names[i % 5]}{i}"
+        gender = rng.choice(["female", "female", "male", None])
+        start = T0 + timedelta(seconds=rng.randrange(30 * 86_400))
+        time = start
+        for view in range(rng.choice([1, 1, 2, 3, 5, 7])):
+            time += timedelta(seconds=rng.choice([0, 0, 1, 7, 60]))  # ties in time, often
+            codes = (
+                f"Women{slash}{rng.randrange(3)}",
+                f"Ténis {rng.randrange(5)}",
+                f"C{rng.randrange(10)}",
+                f"Produto {rng.randrange(1000):03d}{slash}ä",
+            )
+            told = gender if (view == 0 or rng.random() < 0.5) else None  # the label on some events
+            rows.append(Event(session_id, time, codes, told))
+    rng.shuffle(rows)  # file order: sessions interleaved, a session's views in any order
+    return rows
+
+
+def expected_tables(rows: list[Event]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The FTP tables these events must give, computed here: sessions span their events, views in
+    time order and, at the same time, file order (Python's sort is stable); other events are no views."""
+    by_session: dict[str, list[Event]] = {}
+    for row in rows:
+        by_session.setdefault(row.session_id, []).append(row)
+    sessions, views = [], []
+    for session_id, own in by_session.items():
+        told = {row.gender for row in own if row.gender}
+        assert len(told) <= 1
+        sessions.append((session_id, min(r.time for r in own), max(r.time for r in own), next(iter(told), None)))
+        in_order = sorted((row for row in own if row.codes), key=lambda row: row.time)
+        views.extend((session_id, order, *row.codes) for order, row in enumerate(in_order, start=1))
+    return (
+        pd.DataFrame(sorted(sessions), columns=["session_id", "start_time", "end_time", "gender"]),
+        pd.DataFrame(sorted(views), columns=["session_id", "sequence_order", *db.CATEGORY_NAMES]),
+    )
+
+
+def tables(engine) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both FTP tables, whole, in key order (sorted here: MariaDB and SQLite agree, but say so)."""
+    sessions, views = db.read_sessions(engine, "all")
+    sessions = sessions.sort_values("session_id", ignore_index=True)
+    views = views.sort_values(["session_id", "sequence_order"], ignore_index=True)
+    return sessions, views
+
+
+def assert_tables(engine, expected: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    sessions, views = tables(engine)
+    pd.testing.assert_frame_equal(sessions, expected[0], check_dtype=False)
+    pd.testing.assert_frame_equal(views, expected[1], check_dtype=False)
+
+
+def event_frame(rows: list[Event], layout: str, sep: str = "/") -> pd.DataFrame:
+    """The events as a shop would export them: one column of paths, or one column a level."""
+    frame = pd.DataFrame(
+        {
+            "visit": [row.session_id for row in rows],
+            "ts": [row.time for row in rows],
+            "sex": [row.gender or "" for row in rows],
+        }
+    )
+    if layout == "path":
+        frame["category path"] = [sep.join(row.codes) + sep if row.codes else "" for row in rows]
+    else:
+        for i, name in enumerate(("top", "second", "third", "item")):
+            frame[name] = [row.codes[i] if row.codes else "" for row in rows]
+    return frame
+
+
+COLUMNS = {
+    "path": events.EventColumns(session="visit", time="ts", path="category path", gender="sex"),
+    "levels": events.EventColumns(session="visit", time="ts", levels=("top", "second", "third", "item"), gender="sex"),
+}
+
+
+def write_events(frame: pd.DataFrame, path: Path) -> Path:
+    if path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)  # times as Parquet timestamps, blanks as ""
+    else:
+        frame.assign(ts=frame["ts"].dt.strftime("%Y-%m-%d %H:%M:%S")).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("layout", ["path", "levels"])
+def test_a_generated_log_gives_exactly_the_expected_tables(engine, tmp_path, suffix, layout):
+    rows = generated_events(slash_codes=layout == "levels")
+    file = write_events(event_frame(rows, layout), tmp_path / f"events{suffix}")
+    report = events.import_events(engine, file, COLUMNS[layout])
+    expected = expected_tables(rows)
+    assert (report.new_sessions, report.new_views, report.skipped_sessions) == (400, len(rows), 0)
+    assert_tables(engine, expected)
+    assert expected[0]["gender"].isna().any() and expected[0]["gender"].notna().any()
+    assert any("/" in code for code in expected[1]["category_d"]) == (layout == "levels")
+
+    again = events.import_events(engine, file, COLUMNS[layout])  # the same file again: nothing changes
+    assert (again.new_sessions, again.new_views, again.skipped_sessions) == (0, 0, 400)
+    assert_tables(engine, expected)
+
+
+def test_more_events_of_known_sessions_leave_them_unchanged(engine, tmp_path):
+    rows = generated_events(sessions=50)
+    events.import_events(engine, write_events(event_frame(rows[:40], "path"), tmp_path / "first.csv"), COLUMNS["path"])
+    before = tables(engine)
+    known = set(before[0]["session_id"])
+    report = events.import_events(
+        engine, write_events(event_frame(rows, "path"), tmp_path / "all.csv"), COLUMNS["path"]
+    )
+    assert report.skipped_sessions == len(known) and report.new_sessions == 50 - len(known)
+    sessions, views = tables(engine)
+    old = sessions["session_id"].isin(known)
+    pd.testing.assert_frame_equal(sessions[old].reset_index(drop=True), before[0])
+    pd.testing.assert_frame_equal(views[views["session_id"].isin(known)].reset_index(drop=True), before[1])
+    new_rows = [row for row in rows if row.session_id not in known]
+    expected = expected_tables(new_rows)
+    pd.testing.assert_frame_equal(sessions[~old].reset_index(drop=True), expected[0], check_dtype=False)
+
+
+def test_other_events_count_for_the_session_but_are_no_views(engine, tmp_path):
+    """With --other-events, a row without a category (a page, a search) stretches its session and
+    may carry its gender; a session of only such events is left out."""
+    t = [T0 + timedelta(seconds=s) for s in range(5)]
+    rows = [
+        Event("s 1", t[0], None, None),
+        Event("s 1", t[1], ("A", "B", "C", "D"), None),
+        Event("s 2", t[1], None, "male"),
+        Event("s 1", t[4], None, "female"),
+        Event("s 3", t[2], ("A", "B", "C", "E"), None),
+    ]
+    file = write_events(event_frame(rows, "path"), tmp_path / "other.csv")
+    with pytest.raises(ImportFailed, match=r"^other.csv, line 2: no category path"):
+        events.import_events(engine, file, COLUMNS["path"])
+    report = events.import_events(engine, file, COLUMNS["path"], other_events=True)
+    assert (report.new_sessions, report.new_views, report.viewless_sessions) == (2, 2, 1)
+    assert str(report) == "imported 2 sessions (2 views); 1 sessions without a product view were left out"
+    assert_tables(engine, expected_tables([row for row in rows if row.session_id != "s 2"]))
+
+
+def test_finer_times_and_numbers(engine, tmp_path):
+    """Parquet may hold integer ids and sub-second times: ids become their digits, views keep the
+    order of their fractions, and the tables keep seconds."""
+    frame = pd.DataFrame(
+        {
+            "visit": [7, 7, 7, 8],
+            "ts": pd.to_datetime(
+                [
+                    "2014-11-14 10:00:00.900",
+                    "2014-11-14 10:00:00.100",
+                    "2014-11-14 10:00:01.000",
+                    "2014-11-14 11:00:00.000",
+                ]
+            ),
+            "category path": ["a/b/c/first-late", "a/b/c/first", "a/b/c/last", "x/y/z/w"],
+        }
+    )
+    frame.to_parquet(tmp_path / "numbers.parquet", index=False)
+    columns = events.EventColumns(session="visit", time="ts", path="category path")
+    events.import_events(engine, tmp_path / "numbers.parquet", columns)
+    assert db.get_views(engine, "7")["category_d"].tolist() == ["first", "first-late", "last"]
+    assert str(db.get_session(engine, "7")["start_time"]) == "2014-11-14 10:00:00"
+
+
+# -- the real logs ------------------------------------------------------------------------------------
+
+
+def pakdd_as_events(path: Path, seed: int = 1) -> int:
+    """The real PAKDD logs (labelled and unknown-gender sessions) as one event log at `path`.
+
+    View i of n is at start + floor(i·(end−start)/(n−1)) s: the first at the start, the last at the
+    end. A session of one view (half of them) has its view at the start and an event other than a
+    view at its end: with one event, its end would be lost. The label is on every event of a
+    labelled session. Sessions interleave at random; a session's own events stay in order, as
+    views of the same second keep file order."""
+    rows = []
+    labels = (PAKDD / "trainingLabels.csv").read_text().split()
+    sources = [(PAKDD / "trainingData.csv", labels), (PAKDD / "testData.csv", None)]
+    for data, genders in sources:
+        for number, line in enumerate(data.read_text().splitlines()):
+            session_id, start, end, products = line.split(",")
+            start, end = ingest.parse_time(start, "start"), ingest.parse_time(end, "end")
+            gender = genders[number] if genders else ""
+            paths = products.split(";")
+            seconds = int((end - start).total_seconds())
+            n = len(paths)
+            for i, category_path in enumerate(paths):
+                offset = timedelta(seconds=seconds * i // (n - 1) if n > 1 else 0)
+                rows.append((session_id, start + offset, category_path, gender))
+            if n == 1:
+                rows.append((session_id, end, "", gender))
+    rng = random.Random(seed)
+    keys = [rng.random() for _ in rows]
+    # The same keys, sorted within each session: sessions interleave, each keeps its own order.
+    by_session: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        by_session.setdefault(row[0], []).append(index)
+    for indexes in by_session.values():
+        for index, key in zip(indexes, sorted(keys[i] for i in indexes)):
+            keys[index] = key
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["session_id", "time", "path", "gender"])
+        for index in sorted(range(len(rows)), key=keys.__getitem__):
+            session_id, time, category_path, gender = rows[index]
+            writer.writerow([session_id, f"{time:%Y-%m-%d %H:%M:%S}", category_path, gender])
+    return len(rows)
+
+
+def test_the_real_logs_as_events_give_the_pakdd_import_tables(engine, real_db, tmp_path):
+    file = tmp_path / "pakdd_events.csv"
+    rows = pakdd_as_events(file)
+    columns = events.EventColumns(session="session_id", time="time", path="path", gender="gender")
+    report = events.import_events(engine, file, columns, other_events=True)
+    assert (report.new_sessions, report.viewless_sessions) == (27_000, 0)
+    assert report.new_views == 26_788 + 33_036 < rows
+    expected = tables(real_db)  # ingest.import_pakdd of the same files (conftest), on SQLite
+    assert_tables(engine, expected)
+
+
+# -- bad files ------------------------------------------------------------------------------------------
+
+HEADER = "visit,ts,category path,sex"
+GOOD = [f"good {i},2014-11-14 10:00:{i % 60:02d},A/B/C/D{i}/,female" for i in range(30)]
+
+
+@dataclass(frozen=True)
+class Bad:
+    name: str
+    body: bytes  # the whole file
+    reason: str
+    line: int | None
+
+
+def csv_bytes(*lines: str) -> bytes:
+    return "".join(line + "\n" for line in lines).encode()
+
+
+BAD_FILES = [
+    Bad("bad_time", csv_bytes(HEADER, *GOOD, "x,2014-13-14 10:00:00,A/B/C/D,"), "bad ts '2014-13-14 10:00:00'", 32),
+    Bad("three_levels", csv_bytes(HEADER, *GOOD, "x,2014-11-14 10:00:00,A/B/C/,"), "has 3 levels, expected 4", 32),
+    Bad("five_levels", csv_bytes(HEADER, "x,2014-11-14 10:00:00,A/B/C/D/E,", *GOOD), "has 5 levels, expected 4", 2),
+    Bad("bad_gender", csv_bytes(HEADER, *GOOD, "x,2014-11-14 10:00:00,A/B/C/D,Male?"), "bad gender 'Male?'", 32),
+    Bad(
+        "conflicting_genders",
+        csv_bytes(HEADER, "x,2014-11-14 10:00:00,A/B/C/D,male", *GOOD, "good 3,2014-11-14 10:00:00,A/B/C/D,male"),
+        "gender male of session 'good 3', which is female on line 6",
+        33,
+    ),
+    Bad("no_path", csv_bytes(HEADER, *GOOD, "x,2014-11-14 10:00:00,,"), "no category path", 32),
+    Bad("no_session_id", csv_bytes(HEADER, *GOOD, " ,2014-11-14 10:00:00,A/B/C/D,"), "bad session id ''", 32),
+    Bad("missing_field", csv_bytes(HEADER, *GOOD, "x,2014-11-14 10:00:00,A/B/C/D"), "expected 4 fields, found 3", 32),
+    Bad("blank_line", csv_bytes(HEADER, *GOOD[:3], "", *GOOD[3:]), "expected 4 fields, found 0", 5),
+    Bad("missing_column", csv_bytes("visit,ts,path,sex", *GOOD), "no column 'category path'", None),
+    Bad("empty_file", b"", "empty file: no header line", None),
+    Bad("header_only", csv_bytes(HEADER), "no events in file", None),
+    Bad(
+        "latin1",
+        csv_bytes(HEADER, *GOOD) + b"x,2014-11-14 10:00:00,A/B/T\xe9nis/D,\n",
+        "not UTF-8 text (byte 28)",
+        32,
+    ),
+    Bad(  # a quoted field may hold a line break: lines are the file's, not records
+        "after_two_lines",
+        csv_bytes(HEADER, *GOOD, 'y,2014-11-14 10:00:00,"A/B/C/D\nE",', "x,2014-11-14 25:00:00,A/B/C/D,"),
+        "bad ts '2014-11-14 25:00:00'",
+        34,
+    ),
+    Bad("two_line_time", csv_bytes(HEADER, *GOOD, 'x,"2014-11-14\n25:00:00",A/B/C/D,'), "bad ts", 32),
+    Bad("unclosed_quote", csv_bytes(HEADER, *GOOD, 'x,2014-11-14 10:00:00,"A/B/C/D,'), "not valid CSV", 32),
+]
+
+
+@pytest.fixture
+def loaded(engine, tmp_path):
+    """A database holding one session from an earlier event log, and its tables."""
+    first = tmp_path / "first.csv"
+    first.write_bytes(csv_bytes(HEADER, "earlier,2014-11-13 08:00:00,A/B/C/D/,male"))
+    events.import_events(engine, first, COLUMNS["path"])
+    return engine, tables(engine)
+
+
+@pytest.mark.parametrize("case", BAD_FILES, ids=lambda case: case.name)
+def test_a_bad_csv_file_is_refused_with_its_line_and_writes_nothing(loaded, tmp_path, case: Bad):
+    engine, before = loaded
+    path = tmp_path / f"{case.name}.csv"
+    path.write_bytes(case.body)
+    with pytest.raises(ImportFailed) as failure:
+        events.import_events(engine, path, COLUMNS["path"])
+    where = f"{case.name}.csv, line {case.line}: " if case.line else f"{case.name}.csv: "
+    assert str(failure.value).startswith(where), str(failure.value)
+    assert case.reason in str(failure.value), str(failure.value)
+    assert failure.value.line == case.line
+    sessions, views = tables(engine)
+    pd.testing.assert_frame_equal(sessions, before[0])
+    pd.testing.assert_frame_equal(views, before[1])
+
+
+def test_a_bad_parquet_file_is_refused_with_its_row(loaded, tmp_path):
+    engine, before = loaded
+    rows = generated_events(sessions=30_000 // 4)  # more than a batch of rows before the bad one
+    frame = event_frame(rows, "path")
+    bad = frame.assign(ts=frame["ts"].dt.strftime("%Y-%m-%d %H:%M:%S"))
+    bad.loc[len(bad) - 1, "ts"] = "yesterday"
+    bad.to_parquet(tmp_path / "bad.parquet", index=False)
+    with pytest.raises(ImportFailed, match=rf"^bad.parquet, row {len(bad)}: bad ts 'yesterday'"):
+        events.import_events(engine, tmp_path / "bad.parquet", COLUMNS["path"])
+    frame.drop(columns="sex").to_parquet(tmp_path / "unlabelled.parquet", index=False)
+    with pytest.raises(ImportFailed, match=r"^unlabelled.parquet: no column 'sex'"):
+        events.import_events(engine, tmp_path / "unlabelled.parquet", COLUMNS["path"])
+    (tmp_path / "not.parquet").write_bytes(csv_bytes(HEADER, *GOOD))
+    with pytest.raises(ImportFailed, match=r"^not.parquet: not a Parquet file"):
+        events.import_events(engine, tmp_path / "not.parquet", COLUMNS["path"])
+    told = frame.head(3).assign(visit="x", sex=["", "female", "male"])
+    told.to_parquet(tmp_path / "told.parquet", index=False)
+    disagreement = r"^told.parquet, row 3: gender male of session 'x', which is female on row 2$"
+    with pytest.raises(ImportFailed, match=disagreement):
+        events.import_events(engine, tmp_path / "told.parquet", COLUMNS["path"])
+    (tmp_path / "events.json").write_text("{}")
+    with pytest.raises(ImportFailed, match=r"^events.json: cannot tell the format from '.json'"):
+        events.import_events(engine, tmp_path / "events.json", COLUMNS["path"])
+    assert tables(engine)[0].equals(before[0]) and tables(engine)[1].equals(before[1])
+
+
+def test_progress_is_reported_as_the_file_is_read(engine, tmp_path, monkeypatch):
+    monkeypatch.setattr(events, "CHUNK_EVENTS", 100)
+    rows = generated_events(sessions=200)
+    file = write_events(event_frame(rows, "path"), tmp_path / "events.csv")
+    reports = []
+    events.import_events(engine, file, COLUMNS["path"], progress=lambda *report: reports.append(report))
+    fractions = [fraction for fraction, _ in reports]
+    assert len(reports) == len(rows) // 100 + 1 and fractions == sorted(fractions)
+    assert 0 < fractions[0] < 1 and fractions[-1] == 1.0
+    assert reports[0][1] == "events.csv: 100 events read"
+    assert reports[-1][1] == f"events.csv: {len(rows):,} events read; building sessions and views"
+
+
+def test_wrong_options_are_refused():
+    with pytest.raises(GenderError, match="expected 4 level columns"):
+        events.EventColumns(session="s", time="t", levels=("a", "b", "c"))
+    with pytest.raises(GenderError, match="not both or neither"):
+        events.EventColumns(session="s", time="t")
+
+
+# -- the command line --------------------------------------------------------------------------------------
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gender", "import-events", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        timeout=300,
+    )
+
+
+def test_the_command_line(db_url, tmp_path):
+    url = db_url.render_as_string(hide_password=False)
+    rows = generated_events(sessions=100, slash_codes=True)
+    frame = event_frame(rows, "levels")
+    file = tmp_path / "shop events.tsv"
+    frame.assign(ts=frame["ts"].dt.strftime("%Y-%m-%d %H:%M:%S")).to_csv(file, index=False, sep="\t")
+    options = ["--session-col", "visit", "--time-col", "ts", "--level-cols", "top, second,third,item"]
+    done = run_cli(file, *options, "--gender-col", "sex", "--db", url)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert done.stderr.strip().splitlines()[-1] == f"imported 100 sessions ({len(rows):,} views)"
+    engine = db.connect(url)
+    try:
+        expected = expected_tables(rows)
+        assert_tables(engine, expected)
+
+        again = run_cli(file, *options, "--gender-col", "sex", "--db", url)
+        assert again.stderr.strip().splitlines()[-1] == (
+            "imported 0 sessions (0 views); 100 already in the database were left unchanged"
+        )
+        failures = [
+            (
+                run_cli(file, *options, "--gender-col", "gender", "--db", url),
+                "error: shop events.tsv: no column 'gender'",
+            ),
+            (run_cli(file, *options, "--format", "parquet", "--db", url), "error: shop events.tsv: not a Parquet file"),
+            (run_cli(file, *options[:4], "--level-cols", "a,b", "--db", url), "error: expected 4 level columns"),
+            (run_cli(tmp_path / "nowhere.csv", *options, "--db", url), f"error: {tmp_path / 'nowhere.csv'}: no such"),
+            (run_cli(file, *options, "--csv-delimiter", ";;", "--db", url), "error: the CSV delimiter must be one"),
+        ]
+        for failed, start in failures:
+            assert failed.returncode == 1, failed.stderr
+            assert "Traceback" not in failed.stderr and failed.stdout == ""
+            errors = [line for line in failed.stderr.splitlines() if line.startswith("error")]
+            assert len(errors) == 1 and errors[0] == failed.stderr.strip().splitlines()[-1], failed.stderr
+            assert errors[0].startswith(start), errors[0]
+        assert_tables(engine, expected)
+    finally:
+        engine.dispose()
+
+
+# -- killed while writing the tables ---------------------------------------------------------------------
+
+KILL_SESSIONS = 20_000  # about 64,000 events: a build of half a second or more
+
+
+class Uncommitted:
+    """Whether an import has begun writing the FTP tables, uncommitted: on SQLite, pages of the
+    database file in its WAL (the staged events are in a temporary file, not there); on MariaDB,
+    rows in them that only a dirty read sees. Asked every few milliseconds."""
+
+    QUERY = select(select(func.count()).select_from(db.session).scalar_subquery() + func.count()).select_from(
+        db.product
+    )
+
+    def __init__(self, url):
+        self.url = parse_url(url)
+        self.engine = None
+        if self.url.get_backend_name() != "sqlite":
+            self.engine = db.connect(self.url).execution_options(isolation_level="READ UNCOMMITTED")
+            self.rows = self.count()
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(self.QUERY).scalar_one()
+
+    def __call__(self) -> bool:
+        if self.engine is None:
+            wal = Path(self.url.database + "-wal")
+            return wal.is_file() and wal.stat().st_size > 0
+        return self.count() > self.rows
+
+
+def test_an_import_killed_while_writing_the_tables_leaves_them_as_they_were(db_url, tmp_path):
+    url = db_url.render_as_string(hide_password=False)
+    engine = db.connect(url)
+    first = tmp_path / "first.csv"
+    first.write_bytes(csv_bytes(HEADER, "earlier,2014-11-13 08:00:00,A/B/C/D/,male"))
+    events.import_events(engine, first, COLUMNS["path"])
+    engine.dispose()
+    before = snapshot(url)
+    if db_url.get_backend_name() == "sqlite":
+        Path(db_url.database + "-wal").unlink(missing_ok=True)  # checkpointed when the engine closed
+
+    rows = generated_events(sessions=KILL_SESSIONS, seed=9)
+    file = write_events(event_frame(rows, "path"), tmp_path / "big.csv")
+    options = ["--session-col", "visit", "--time-col", "ts", "--path-col", "category path", "--gender-col", "sex"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gender", "import-events", str(file), *options, "--db", url],
+        cwd=PROJECT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    uncommitted = Uncommitted(url)
+    try:
+        for line in process.stderr:
+            if "building sessions and views" in line:
+                break
+        while process.poll() is None and not uncommitted():
+            time.sleep(0.002)
+        process.send_signal(signal.SIGSTOP)  # so that it cannot commit while the tables are read
+        assert process.poll() is None, "the import finished before it could be killed"
+        assert uncommitted()
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+        if uncommitted.engine is not None:
+            uncommitted.engine.dispose()
+    if db_url.get_backend_name() != "sqlite":
+        wait_until_no_client(url)
+    assert_same(before, snapshot(url))
+
+    done = run_cli(file, *options, "--db", url)  # again, to the end; then once more: nothing changes
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f"imported {KILL_SESSIONS:,} sessions ({len(rows):,} views)"
+    after = snapshot(url)
+    again = run_cli(file, *options, "--db", url)
+    assert again.stderr.strip().splitlines()[-1].startswith("imported 0 sessions (0 views)")
+    assert_same(after, snapshot(url))
