@@ -7,12 +7,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
+# Empty: .streamlit/config.toml's 127.0.0.1. ADDRESS=0.0.0.0 listens on every interface (README, "Access").
+ADDRESS ?=
 
 .PHONY: app test bench lint
 
 app: $(VENV)/.runtime
 	$(BIN)/python -m gender setup
-	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
+	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT) $(if $(ADDRESS),--server.address $(ADDRESS))
 
 test: $(VENV)/.dev chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,18 +1,79 @@
-"""gender-lens: the dashboard's router. Pages live in pages/; what they share lives in ui.py."""
+"""gender-lens: one server for the dashboard and the original service's HTTP routes.
+
+`streamlit run streamlit_app.py` finds the `app` below and serves it: the HTTP routes of
+gender/api.py (/predict, /count, /api, /metrics) in front of the dashboard, on one port. The same
+file is the dashboard's router: Streamlit runs it as `__main__` for every page view, where it
+checks who may see data and hands over to the pages (pages/; what they share lives in ui.py).
+"""
 
 import streamlit as st
 
-import ui
+if __name__ != "__main__":  # imported by the server (`streamlit run`, or uvicorn): build it once
+    from starlette.middleware import Middleware
 
-st.set_page_config(page_title="gender-lens", page_icon=":material/person_search:", layout="wide")
+    from gender.api import ApiFirst
 
-navigation = st.navigation(
-    [
-        st.Page("pages/predict.py", title="Predict", icon=":material/person_search:", default=True),
-        st.Page("pages/categories.py", title="Categories", icon=":material/category:", url_path="categories"),
-        st.Page("pages/model.py", title="Model", icon=":material/model_training:", url_path="model"),
-        st.Page("pages/monitoring.py", title="Monitoring", icon=":material/monitoring:", url_path="monitoring"),
-    ]
-)
-ui.sidebar()
-navigation.run()
+    app = st.App("streamlit_app.py", middleware=[Middleware(ApiFirst)])
+
+else:  # a page view
+    import ui
+    from gender.access import load_access
+    from gender.errors import GenderError
+
+    st.set_page_config(page_title="gender-lens", page_icon=":material/person_search:", layout="wide")
+
+    def login_configured() -> bool:
+        try:
+            return "auth" in st.secrets
+        except (FileNotFoundError, KeyError, ValueError):  # no secrets file, or one that does not parse
+            return False
+
+    def access_gate() -> None:
+        """Stop here, showing no data, unless the deployment is open or the visitor is allowed."""
+        try:
+            access = load_access()
+        except GenderError as exc:
+            st.error(f"The access settings cannot be read, so no data is shown: {exc}", icon=":material/lock:")
+            st.stop()
+        if not access.restricted:
+            st.sidebar.caption(
+                ":material/lock_open: Open demo: anyone who can reach this server sees every session. "
+                "Name who is allowed in `.streamlit/secrets.toml` to require a login (README, Access)."
+            )
+            return
+        if not login_configured():
+            st.error(
+                "This deployment names who is allowed, but no login is configured (`[auth]` in "
+                "`.streamlit/secrets.toml`), so no data is shown.",
+                icon=":material/lock:",
+            )
+            st.stop()
+        if not st.user.get("is_logged_in"):
+            st.title("gender-lens")
+            st.markdown("This dashboard shows visitors' browsing logs; please log in to see it.")
+            st.button("Log in", on_click=st.login, type="primary", icon=":material/login:")
+            st.stop()
+        if not access.allows_user(st.user.get("email")) or st.user.get("email_verified") is False:
+            st.title("gender-lens")
+            st.warning(
+                f"Sorry, {ui.shown(str(st.user.get('email') or 'this account'), limit=80)} is not on this "
+                "dashboard's list of people allowed to see it. If you should be, ask whoever runs it to add you.",
+                icon=":material/block:",
+            )
+            st.button("Log out", on_click=st.logout)
+            st.stop()
+        with st.sidebar:
+            st.caption(f"Logged in as {ui.shown(str(st.user.email), limit=60)}")
+            st.button("Log out", on_click=st.logout, key="logout")
+
+    access_gate()
+    navigation = st.navigation(
+        [
+            st.Page("pages/predict.py", title="Predict", icon=":material/person_search:", default=True),
+            st.Page("pages/categories.py", title="Categories", icon=":material/category:", url_path="categories"),
+            st.Page("pages/model.py", title="Model", icon=":material/model_training:", url_path="model"),
+            st.Page("pages/monitoring.py", title="Monitoring", icon=":material/monitoring:", url_path="monitoring"),
+        ]
+    )
+    ui.sidebar()
+    navigation.run()

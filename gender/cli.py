@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from gender import db, ingest, predict, serve, synth
+from gender import db, events, ingest, predict, serve, synth
 from gender.config import CTU_URL, load_settings
 from gender.errors import GenderError
 
@@ -46,6 +46,23 @@ def cmd_import_pakdd(args) -> None:
     print(report, file=sys.stderr)
 
 
+def cmd_import_events(args) -> None:
+    columns = events.EventColumns(
+        session=args.session_col,
+        time=args.time_col,
+        path=args.path_col,
+        levels=tuple(name.strip() for name in args.level_cols.split(",")) if args.level_cols else None,
+        gender=args.gender_col,
+        sep=args.sep,
+    )
+    settings, engine = _engine(args)
+    print(f"importing {args.file} into {settings.db_label}", file=sys.stderr)
+    report = events.import_events(
+        engine, args.file, columns, args.format, args.csv_delimiter, args.other_events, StderrProgress()
+    )
+    print(report, file=sys.stderr)
+
+
 def cmd_import_db(args) -> None:
     settings, engine = _engine(args)
     print(f"copying {db.redact(args.source)} into {settings.db_label}", file=sys.stderr)
@@ -68,15 +85,26 @@ def cmd_train(args) -> None:
     db.check_schema(engine)
     print(f"training on {settings.db_label} into {settings.model_dir}", file=sys.stderr)
     metadata = train(engine, settings.model_dir, StderrProgress())
+    cv, labelled = metadata["cv"], metadata["training"]["sessions"]
+    compared = f"a stratified sample of {cv['sessions']:,} of the" if cv["sampled"] else "all"
+    print(f"{cv['folds']}-fold CV on {compared} {labelled:,} labelled sessions:", file=sys.stderr)
     for name, result in metadata["candidates"].items():
         chosen = "  <- chosen" if name == metadata["chosen"] else ""
         print(f"{name:>10}: ROC-AUC {result['auc_mean']:.4f} ± {result['auc_std']:.4f}{chosen}", file=sys.stderr)
-    treatment = metadata["slots"]["treatment"]
-    print(
-        f"threshold {treatment['threshold']:.3f}: balanced accuracy "
-        f"{treatment['confusion']['balanced_accuracy']:.3f} (out of fold); {metadata['seconds']} s",
-        file=sys.stderr,
-    )
+    for slot, entry in metadata["slots"].items():
+        held = entry.get("holdout")
+        measured = (
+            f"held-out ROC-AUC {held['auc']:.4f}, balanced accuracy {entry['confusion']['balanced_accuracy']:.3f} "
+            f"on {held['sessions']:,} sessions used neither to fit nor to calibrate it"
+            if held
+            else f"balanced accuracy {entry['confusion']['balanced_accuracy']:.3f} out of fold"
+        )
+        print(
+            f"{slot} ({entry['candidate']}, fitted on {entry['fitted_sessions']:,} sessions): "
+            f"threshold {entry['threshold']:.3f}, {measured}",
+            file=sys.stderr,
+        )
+    print(f"{metadata['seconds']} s", file=sys.stderr)
 
 
 def cmd_setup(args) -> None:
@@ -108,8 +136,7 @@ def cmd_predict(args) -> None:
     models = serve.load_models(settings.model_dir)
     served = serve.serve(engine, models, args.session_id, settings.ab_salt, settings.treatment_share)
     if served is None:
-        shown = args.session_id.strip()
-        print(json.dumps(predict.Prediction(shown, predict.UNKNOWN).as_json()))
+        print(json.dumps(predict.Prediction.unknown(args.session_id).as_json()))
         return
     print(json.dumps(served.as_json()))
     try:
@@ -121,10 +148,21 @@ def cmd_predict(args) -> None:
 def cmd_count(args) -> None:
     settings, engine = _engine(args)
     db.check_schema(engine)
-    session_id = predict.clean_session_id(args.session_id)
-    category = args.category.strip()
-    count = db.count_category(engine, session_id, category) if session_id and category else 0
-    print(json.dumps({"SESSION_ID": args.session_id.strip(), "CATEGORY": category, "COUNT": count}))
+    print(json.dumps(predict.count(engine, args.session_id, args.category).as_json()))
+
+
+def cmd_api_token(args) -> None:
+    """A new API token: the token for the client (stdout), its hash for the deployment (stderr)."""
+    from gender.access import new_token
+
+    token, digest = new_token()
+    print(token)
+    print(
+        f"give the token above to the client, and store only its hash in the deployment:\n"
+        f'  [gender] api_token_sha256 = ["{digest}"]   (.streamlit/secrets.toml)\n'
+        f"  or GENDER_API_TOKENS_SHA256={digest}",
+        file=sys.stderr,
+    )
 
 
 def cmd_score(args) -> None:
@@ -175,6 +213,24 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("data", type=Path, help="session_id,start_time,end_time,A/B/C/D/;... lines")
     sub.add_argument("--labels", type=Path, help="male/female, one a line, aligned with DATA")
 
+    sub = command("import-events", cmd_import_events, "import a shop's event log (CSV or Parquet) into the FTP tables")
+    sub.add_argument("file", metavar="FILE", type=Path, help="one row a product view, in any order")
+    sub.add_argument("--session-col", required=True, metavar="COLUMN", help="the session id")
+    sub.add_argument("--time-col", required=True, metavar="COLUMN", help="the time of the view: YYYY-MM-DD HH:MM:SS")
+    category = sub.add_mutually_exclusive_group(required=True)
+    category.add_argument("--path-col", metavar="COLUMN", help="the category path, top level first: A/B/C/D")
+    category.add_argument("--level-cols", metavar="A,B,C,D", help="the 4 columns of the category levels, top first")
+    sub.add_argument("--sep", default="/", help="the separator in --path-col's paths (default /)")
+    sub.add_argument("--gender-col", metavar="COLUMN", help="male or female; blank, NULL or unknown: not told")
+    sub.add_argument("--format", choices=["csv", "parquet"], help="default: by the extension (.csv .tsv .parquet .pq)")
+    sub.add_argument("--csv-delimiter", metavar="CHAR", help="between CSV fields (default , or a tab for .tsv)")
+    sub.add_argument(
+        "--other-events",
+        action="store_true",
+        help="rows without a category are events other than views: they count for the session's start, end "
+        "and gender only (sessions without a view are left out); without this they are errors",
+    )
+
     sub = command("import-db", cmd_import_db, "copy session and product from another FTP database")
     sub.add_argument("source", metavar="SOURCE_URL", help=f"e.g. the public CTU server {db.redact(CTU_URL)}")
 
@@ -198,6 +254,11 @@ def parser() -> argparse.ArgumentParser:
     sub = command("count", cmd_count, "count a session's views in a category of any level (JSON)")
     sub.add_argument("session_id", metavar="SESSION_ID")
     sub.add_argument("category", metavar="CATEGORY")
+
+    sub = commands.add_parser(
+        "api-token", help="make an API bearer token and print the hash a deployment stores (not the token)"
+    )
+    sub.set_defaults(function=cmd_api_token)
 
     sub = command("score", cmd_score, "score many sessions into a CSV file: session_id,p_male,prediction")
     source = sub.add_mutually_exclusive_group(required=True)

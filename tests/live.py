@@ -43,11 +43,12 @@ def streamlit_server(
     app: Path = PROJECT / "streamlit_app.py",
     options: tuple[str, ...] = (),
     timeout: float = 90,
+    port: int | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`streamlit run APP` on a free loopback port, with `env` on top of this process's environment
-    and its output in `log_path`; yields (base URL, process) once healthy, stops it and its
-    children afterwards."""
-    port = free_port()
+    """`streamlit run APP` on a free loopback port (or `port`, when a test must know it beforehand),
+    with `env` on top of this process's environment and its output in `log_path`; yields (base
+    URL, process) once healthy, stops it and its children afterwards."""
+    port = port or free_port()
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port)]
     with log_path.open("w") as log:
         process = subprocess.Popen(

@@ -1,0 +1,319 @@
+"""Load on the HTTP service: our one server (`streamlit run streamlit_app.py`: dashboard and API)
+against the original Flask service re-created (benchmarks/flask_original.py), in the same run.
+
+For each server and route (/predict/{id}, /count/{id}/{category}), --clients concurrent clients
+(each one keep-alive connection, a request as soon as the last answer arrived) for --seconds
+seconds, on the real PAKDD'15 logs: requests per second, p50/p99 latency, errors (a status other
+than 200, a timeout or a broken connection) and the server's peak resident memory. Ids are drawn
+at random from every session of the database (a tenth of them unknown ids); categories are one of
+the session's own at a random level, or (a third of the time) one it never viewed.
+
+While our /predict is under load, a headless Chromium opens the dashboard's Predict page on a
+session every few seconds: the dashboard must keep answering (time until "Predicted gender" shows).
+
+    .venv/bin/python benchmarks/api.py                      # 50 clients, 60 s a route and server
+    .venv/bin/python benchmarks/api.py --clients 10 --seconds 10
+
+Loopback only; the database is a copy of the real logs in data/bench/api_pakdd.db, the models
+those `python -m gender train` made in data/bench/models-api (trained first when missing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from common import BENCH_DATA, PROJECT, header, load_average, ms, percentile, real_engine, table, uptime
+
+from gender import db
+from tests import live
+
+MAX_CLIENTS, MAX_SECONDS = 50, 300  # a load on this machine's loopback, not a stress tool
+DB_FILE = BENCH_DATA / "api_pakdd.db"
+MODEL_DIR = BENCH_DATA / "models-api"
+
+
+# -- a small keep-alive HTTP/1.1 client: light enough that the clients leave the cores to the servers
+
+
+class Connection:
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def get(self, path: str, timeout: float = 30) -> int:
+        """The status of GET path (the body read and dropped); reconnects when the server closed."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        request = f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n".encode()
+        self.writer.write(request)
+        async with asyncio.timeout(timeout):
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split()[1])
+            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+            if "content-length" in headers:
+                await self.reader.readexactly(int(headers["content-length"]))
+            else:
+                await self.reader.read()  # until the server closes
+                headers["connection"] = "close"
+        if headers.get("connection", "").lower() == "close" or lines[0].startswith("HTTP/1.0"):
+            self.close()
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+@dataclass
+class Result:
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    seconds: float = 0.0
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (the server's own process here), in MB."""
+    total = 0.0
+    for proc in [pid, *children(pid)]:
+        try:
+            for line in Path(f"/proc/{proc}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return total
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+async def drive(base: str, paths: list[str], clients: int, seconds: float, pid: int) -> Result:
+    host, port = base.removeprefix("http://").split(":")
+    result = Result()
+    stop = time.monotonic() + seconds
+
+    async def client(seed: int):
+        rng, connection = random.Random(seed), Connection(host, int(port))
+        while time.monotonic() < stop:
+            path = rng.choice(paths)
+            started = time.perf_counter()
+            try:
+                status = await connection.get(path)
+                if status != 200:
+                    result.errors.append(f"status {status}")
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
+                result.errors.append(type(exc).__name__)
+                connection.close()
+            result.latencies.append(time.perf_counter() - started)
+        connection.close()
+
+    async def memory():
+        while time.monotonic() < stop:
+            result.peak_rss_mb = max(result.peak_rss_mb, rss_mb(pid))
+            await asyncio.sleep(1)
+
+    started = time.monotonic()
+    await asyncio.gather(memory(), *(client(seed) for seed in range(clients)))
+    result.seconds = time.monotonic() - started
+    return result
+
+
+async def dashboard_checks(base: str, session_id: str, seconds: float) -> list[float | str]:
+    """Open the Predict page on a session in Chromium every few seconds while the load runs:
+    seconds until "Predicted gender" shows, or the error."""
+    from playwright.async_api import async_playwright
+
+    times: list[float | str] = []
+    stop = time.monotonic() + seconds
+    async with async_playwright() as playwright:
+        browser = await live.launch_chromium(playwright)
+        await asyncio.sleep(3)  # let the load start first
+        while time.monotonic() < stop - 5:
+            page = await browser.new_page()
+            started = time.perf_counter()
+            try:
+                await page.goto(f"{base}/?session={quote(session_id)}", timeout=60_000)
+                await page.wait_for_selector('[data-testid="stMetric"]:has-text("Predicted gender")', timeout=60_000)
+                times.append(time.perf_counter() - started)
+            except Exception as exc:  # a timeout or a page error: the dashboard did not answer
+                times.append(f"{type(exc).__name__}")
+            await page.close()
+            await asyncio.sleep(5)
+        await browser.close()
+    return times
+
+
+# -- the servers ------------------------------------------------------------------------------------
+
+
+def prepare(model_dir: Path) -> None:
+    """The copy of the real logs and its models (trained here when missing)."""
+    if not DB_FILE.is_file():
+        source = real_engine()  # data/bench/pakdd.db, imported once
+        path = source.url.database
+        source.dispose()
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as src, sqlite3.connect(DB_FILE) as dst:
+            src.backup(dst)
+    if not (model_dir / "metadata.json").is_file():
+        print("  .. training the models on the real logs (minutes)", file=sys.stderr, flush=True)
+        command = [sys.executable, "-m", "gender", "train", "--db", f"sqlite:///{DB_FILE}", "--model-dir"]
+        subprocess.run([*command, str(model_dir)], check=True, cwd=PROJECT)
+
+
+def fresh_database(tmp: Path) -> str:
+    """A copy of the database per run, so every run starts with an empty prediction log."""
+    target = tmp / "api_pakdd.db"
+    shutil.copyfile(DB_FILE, target)
+    with sqlite3.connect(target) as conn:
+        conn.execute("DROP TABLE IF EXISTS prediction_log")
+    return f"sqlite:///{target}"
+
+
+class FlaskServer:
+    def __init__(self, url: str, model_dir: Path, log: Path):
+        self.port = live.free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, str(PROJECT / "benchmarks" / "flask_original.py"), url, str(model_dir)]
+        self.log = log.open("w")
+        self.process = subprocess.Popen([*command, str(self.port)], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300  # it loads both tables into arrays first
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.base}/count/x/y", timeout=60).read()
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(f"the Flask service did not start: {log.read_text()[-2000:]}") from None
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+def workload(url: str, rng: random.Random) -> dict[str, list[str]]:
+    """Request paths for each route, ids and categories percent-encoded."""
+    engine = db.connect(url)
+    sessions, views = db.read_sessions(engine, "all")
+    engine.dispose()
+    ids = list(sessions["session_id"])
+    by_session = views.groupby("session_id")
+    predict = [f"/predict/{quote(rng.choice(ids), safe='')}" for _ in range(20_000)]
+    predict += [f"/predict/u{rng.randrange(90_000, 99_999)}" for _ in range(2_000)]  # unknown ids
+    count = []
+    for _ in range(20_000):
+        session_id = rng.choice(ids)
+        own = by_session.get_group(session_id)
+        if rng.random() < 2 / 3:
+            category = own.iloc[rng.randrange(len(own))][f"category_{rng.choice('abcd')}"]
+        else:
+            category = f"C{rng.randrange(90_000, 99_999)}"
+        count.append(f"/count/{quote(session_id, safe='')}/{quote(category, safe='')}")
+    return {"predict": predict, "count": count}
+
+
+# -- the run ------------------------------------------------------------------------------------------
+
+
+def row(server: str, route: str, result: Result) -> list[str]:
+    done = len(result.latencies)
+    return [
+        server,
+        f"/{route}",
+        f"{done:,}",
+        f"{done / result.seconds:,.1f}",
+        ms(percentile(result.latencies, 0.5)) if done else "-",
+        ms(percentile(result.latencies, 0.99)) if done else "-",
+        f"{len(result.errors):,}" + (f" ({', '.join(sorted(set(result.errors))[:3])})" if result.errors else ""),
+        f"{result.peak_rss_mb:,.0f} MB",
+    ]
+
+
+def main() -> None:
+    from common import parser
+
+    options = parser("Load on the HTTP service against the original Flask service, on the real logs.")
+    options.add_argument("--clients", type=int, default=50, help=f"concurrent clients (at most {MAX_CLIENTS})")
+    options.add_argument("--seconds", type=float, default=60, help=f"seconds a route (at most {MAX_SECONDS})")
+    options.add_argument("--model-dir", type=Path, default=MODEL_DIR, help="trained models (trained here when missing)")
+    args = options.parse_args()
+    if args.mysql:
+        sys.exit("this benchmark runs on the SQLite copy of the real logs only")
+    clients, seconds = min(args.clients, MAX_CLIENTS), min(args.seconds, MAX_SECONDS)
+    prepare(args.model_dir)
+    header(f"The HTTP service under load: {clients} clients, {seconds:.0f} s a route and server")
+    print(f"uptime at start: {uptime()}\n", flush=True)
+    rng = random.Random(0)
+    results, dashboard = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ours_url, flask_url = fresh_database(tmp), fresh_database(Path(tempfile.mkdtemp(dir=tmp)))
+        paths = workload(ours_url, rng)
+        env = {"GENDER_DB_URL": ours_url, "GENDER_MODEL_DIR": str(args.model_dir)}
+        for name in ("GENDER_ALLOWED_USERS", "GENDER_API_TOKENS_SHA256"):
+            os.environ.pop(name, None)  # the open demo: no token to send
+        with live.streamlit_server(env, tmp / "streamlit.log") as (base, process):
+            for path in paths["predict"][:20] + paths["count"][:20]:  # models loaded, caches warm
+                urllib.request.urlopen(base + path, timeout=120).read()
+            idle_rss = rss_mb(process.pid)
+            for route in ("predict", "count"):
+                print(f"  .. ours /{route}: {load_average()}", file=sys.stderr, flush=True)
+
+                async def both(route=route):
+                    checks = dashboard_checks(base, "u10003", seconds) if route == "predict" else asyncio.sleep(0)
+                    return await asyncio.gather(drive(base, paths[route], clients, seconds, process.pid), checks)
+
+                result, checks = asyncio.run(both())
+                results.append(("ours (one server: dashboard + API)", route, result))
+                if route == "predict":
+                    dashboard = checks
+            logged_tracebacks = "Traceback" in (tmp / "streamlit.log").read_text()
+        flask = FlaskServer(flask_url, args.model_dir, tmp / "flask.log")
+        try:
+            for path in paths["predict"][:5] + paths["count"][:5]:
+                urllib.request.urlopen(flask.base + path, timeout=300).read()
+            for route in ("predict", "count"):
+                print(f"  .. Flask original /{route}: {load_average()}", file=sys.stderr, flush=True)
+                result = asyncio.run(drive(flask.base, paths[route], clients, seconds, flask.process.pid))
+                results.append(("original (Flask, scan and UNION)", route, result))
+        finally:
+            flask.stop()
+
+    headers = ["server", "route", "requests", "req/s", "p50", "p99", "errors", "peak RSS"]
+    print(table(headers, [row(server, route, result) for server, route, result in results]))
+    print()
+    for route in ("predict", "count"):
+        ours = next(r for s, rt, r in results if rt == route and s.startswith("ours"))
+        theirs = next(r for s, rt, r in results if rt == route and s.startswith("original"))
+        ours_rps, theirs_rps = len(ours.latencies) / ours.seconds, len(theirs.latencies) / theirs.seconds
+        print(f"/{route}: {ours_rps / max(theirs_rps, 1e-9):,.1f}× the original's requests per second (target ≥ 10×)")
+    predict_p99 = percentile(next(r for s, rt, r in results if rt == "predict").latencies, 0.99)
+    print(f"/predict p99 at {clients} clients: {ms(predict_p99)} (target ≤ 50 ms)")
+    shown = ", ".join(ms(t) if isinstance(t, float) else t for t in dashboard) or "none"
+    print(f"dashboard during the /predict load (Predict page until the answer shows, Chromium): {shown}")
+    print(f"our server's memory idle after warm-up: {idle_rss:,.0f} MB; a traceback in its log: {logged_tracebacks}")
+    print(f"\nuptime at end: {uptime()}")
+
+
+if __name__ == "__main__":
+    main()

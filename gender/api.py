@@ -1,0 +1,389 @@
+"""The original web service's routes, served beside the dashboard on the same server.
+
+    GET  /predict/{session_id}             {"SESSION_ID","PREDICTION","P_MALE","THRESHOLD","MODEL","GROUP"}
+    GET  /count/{session_id}/{category}    {"SESSION_ID","CATEGORY","COUNT"}
+    POST /api/predict                      a JSON list of up to 1,000 ids -> a list of /predict answers
+    GET  /api/health                       database reachable, models loaded, their ids
+    GET  /api/docs, /api/openapi.json      the OpenAPI description and its page
+    GET  /metrics                          Prometheus: requests, latency, predictions, model, database errors
+
+The answers come from the same builders as the CLI's and the Predict page's (`serve.serve`,
+`Served.as_json`, `Prediction.unknown`, `predict.count`), with the session's A/B group's model,
+and every prediction is logged with `served_via = "api"`. Errors are JSON, {"ERROR", "STATUS"}.
+
+Ids and category codes are any text: a "/" inside one travels as %2F. Servers decode %2F before
+routing, which would make `/count/a%2Fb/C` the three segments a, b, C; the routes here are
+therefore matched on the path as received (`raw_path`) and each segment is decoded afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote, unquote_to_bytes
+
+import anyio
+import anyio.to_thread
+from fastapi import Body, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy import Engine
+from starlette.exceptions import HTTPException
+
+from gender import db, predict, serve
+from gender.access import Access, load_access
+from gender.artifact import METADATA_FILE
+from gender.config import SECRETS_FILE, Settings, load_settings
+from gender.errors import DatabaseUnavailable, GenderError, ModelUnavailable
+
+log = logging.getLogger("gender.api")
+
+API_PREFIXES = ("/predict", "/count", "/api", "/metrics")  # what this app answers; the rest is the dashboard's
+MAX_BATCH = 1_000
+# Threads answering API requests at once. The work is Python holding the GIL most of the time, so
+# more threads than cores add switching, not answers; and Streamlit's pool (28 threads, for its
+# static files) stays free for the dashboard whatever the API's load.
+API_THREADS = 4
+
+
+def is_api_path(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in API_PREFIXES)
+
+
+# -- what the routes share in one process ---------------------------------------------------------
+
+
+class Metrics:
+    """The Prometheus metrics of one app, in its own registry (tests build several apps)."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gender_http_requests",
+            "HTTP requests by route and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gender_http_request_seconds",
+            "Time to answer an HTTP request, by route",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "gender_predictions_served",
+            "Predictions served over HTTP, by model, A/B group and label",
+            ["model", "group", "label"],
+            registry=self.registry,
+        )
+        self.model = Gauge(
+            "gender_model_info",
+            "The models serving (value 1), with their id and training date",
+            ["slot", "model_id", "candidate", "trained_at"],
+            registry=self.registry,
+        )
+        self.trained = Gauge(
+            "gender_model_trained_timestamp_seconds",
+            "When each serving model was trained",
+            ["slot"],
+            registry=self.registry,
+        )
+        self.database_errors = Counter(
+            "gender_database_errors", "Requests that failed on the database", registry=self.registry
+        )
+
+    def show_models(self, models: serve.Models) -> None:
+        self.model.clear()
+        self.trained.clear()
+        for slot, model in (("treatment", models.treatment), ("control", models.control)):
+            if model is None:
+                continue
+            trained_at = str(model.metadata.get("trained_at", ""))
+            self.model.labels(slot, model.model_id, model.candidate, trained_at).set(1)
+            try:
+                self.trained.labels(slot).set(datetime.fromisoformat(trained_at).timestamp())
+            except ValueError:
+                pass
+
+
+class Service:
+    """Settings, access, the engine (one pooled engine per database) and the models, shared by
+    every request of a process. Settings are re-read when the secrets file changes; the models
+    are loaded once and again only when their metadata file changes (a retrain), as the
+    dashboard's `ui.models()` does."""
+
+    def __init__(self, metrics: Metrics | None = None):
+        self.metrics = metrics or Metrics()
+        self._lock = threading.Lock()
+        self._config_key: object = None
+        self._config: tuple[Settings, Access] | None = None
+        self._engines: dict[str, Engine] = {}
+        self._models_key: object = None
+        self._models: serve.Models | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def run(self, function: Callable, *args):
+        """function(*args) on one of the API's own API_THREADS threads."""
+        if self._limiter is None:  # made inside the event loop, as anyio wants
+            self._limiter = anyio.CapacityLimiter(API_THREADS)
+        return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
+
+    def config(self) -> tuple[Settings, Access]:
+        stat = SECRETS_FILE.stat() if SECRETS_FILE.is_file() else None
+        key = (stat.st_mtime_ns, stat.st_size) if stat else None
+        if self._config is None or key != self._config_key:
+            with self._lock:
+                self._config, self._config_key = (load_settings(), load_access()), key
+        return self._config
+
+    @property
+    def settings(self) -> Settings:
+        return self.config()[0]
+
+    @property
+    def access(self) -> Access:
+        return self.config()[1]
+
+    def engine(self) -> Engine:
+        url = self.settings.db_url.render_as_string(hide_password=False)
+        engine = self._engines.get(url)
+        if engine is None:
+            with self._lock:
+                engine = self._engines.get(url) or db.connect(url)
+                self._engines[url] = engine
+        return engine
+
+    def models(self) -> serve.Models:
+        model_dir = self.settings.model_dir
+        metadata = Path(model_dir) / METADATA_FILE
+        stat = metadata.stat() if metadata.is_file() else None
+        key = (str(model_dir), stat.st_mtime_ns, stat.st_size) if stat else None
+        if self._models is None or key != self._models_key:
+            with self._lock:
+                if self._models is None or key != self._models_key:
+                    self._models = serve.load_models(Path(model_dir))  # raises ModelUnavailable
+                    self._models_key = key
+                    self.metrics.show_models(self._models)
+        return self._models
+
+
+# -- ids in the path ------------------------------------------------------------------------------
+
+
+def path_text(segment: str) -> str:
+    """One path segment as the text it stands for: percent-decoded as UTF-8 (bytes that are not
+    UTF-8 become U+FFFD, so no answer carries text that cannot be sent as JSON)."""
+    return unquote_to_bytes(segment.encode("latin-1")).decode("utf-8", "replace")
+
+
+class RawPathRouting:
+    """Routes on the path as received: %2F stays inside its segment (see the module's docstring).
+    Also counts and times every request, labelled by route template (never by the ids in it),
+    and turns an error escaping the app into a JSON 500 unless an answer was already sent."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = scope.get("raw_path")
+        # Without raw_path (a server that does not give it), the decoded path encoded again: the
+        # same text once decoded, only a %2F inside an id is then a separator, as anywhere else.
+        scope["path"] = raw.decode("latin-1") if raw else quote(scope["path"], safe="/")
+        status, started = None, time.perf_counter()
+
+        async def sending(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:  # a bug: logged here, answered in JSON unless an answer is under way
+            log.exception("unexpected error answering an API request")
+            if status is None:
+                await error(500, "internal error; the details are in the server log")(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", None) or "(no route)"
+            self.metrics.requests.labels(label, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(label).observe(time.perf_counter() - started)
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"ERROR": message, "STATUS": status}, status_code=status, headers=headers)
+
+
+def _handlers(metrics: Metrics) -> dict:
+    async def http_error(_request, exc: HTTPException):
+        message = exc.detail if exc.status_code != 404 else "no such route; the routes are listed at /api/docs"
+        return error(exc.status_code, str(message), getattr(exc, "headers", None))
+
+    async def invalid(_request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors()[:5])
+        return error(422, f"invalid request: {problems}")
+
+    async def database(_request, exc: DatabaseUnavailable):
+        metrics.database_errors.inc()
+        return error(503, str(exc))  # the URL in it has its password hidden
+
+    async def no_model(_request, exc: ModelUnavailable):
+        return error(503, str(exc))
+
+    async def misconfigured(_request, exc: GenderError):  # e.g. unreadable settings: no input of a client raises it
+        return error(503, str(exc))
+
+    return {
+        HTTPException: http_error,
+        RequestValidationError: invalid,
+        DatabaseUnavailable: database,
+        ModelUnavailable: no_model,
+        GenderError: misconfigured,
+    }
+
+
+# -- the app -----------------------------------------------------------------------------------------
+
+UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A dependency: lets a request through when the deployment is open, the route is public by
+    setting, or it carries a configured bearer token; otherwise 401 with no data."""
+
+    service: Service
+    public: Callable[[Access], bool] = lambda access: False
+
+    async def __call__(self, request: Request) -> None:
+        access = self.service.access
+        if not access.restricted or self.public(access):
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not access.allows_token(token.strip()):
+            # The same answer for a missing and a wrong token; the token is never logged or echoed.
+            raise HTTPException(401, "a valid bearer token is required (Authorization: Bearer TOKEN)", UNAUTHORIZED)
+
+
+def create_app(service: Service | None = None) -> FastAPI:
+    """The HTTP service as an ASGI app of its own (tests call it directly; the server puts it in
+    front of the dashboard with `ApiFirst`)."""
+    service = service or Service()
+    app = FastAPI(
+        title="gender-lens",
+        summary="The original gender-prediction service's routes, with A/B groups, a batch route and metrics.",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        exception_handlers=_handlers(service.metrics),
+    )
+    app.state.service = service
+    app.add_middleware(RawPathRouting, metrics=service.metrics)
+    data = [Depends(Guard(service))]
+
+    def answer(session_id: str) -> dict:
+        """One /predict answer, logged: the same as the Predict page's and the CLI's."""
+        settings, engine = service.settings, service.engine()
+        models = service.models()
+        served = serve.serve(engine, models, session_id, settings.ab_salt, settings.treatment_share, explain=False)
+        if served is None:
+            return predict.Prediction.unknown(session_id).as_json()
+        serve.log_in_background(engine, served, "api")
+        prediction = served.prediction
+        service.metrics.predictions.labels(prediction.model, served.group, prediction.prediction).inc()
+        return served.as_json()
+
+    def count(session_id: str, category: str) -> dict:
+        return predict.count(service.engine(), session_id, category).as_json()
+
+    def answers(session_ids: list[str]) -> list[dict]:
+        return [answer(session_id) for session_id in session_ids]
+
+    @app.get("/predict/{session_id:path}", dependencies=data, tags=["original"])
+    async def predict_session(session_id: str) -> dict:
+        """The session's predicted gender from its A/B group's model, or PREDICTION
+        UNKNOWN_SESSION_ID when the database holds no such session (status 200, as the original).
+        Percent-encode the id; a "/" inside it as %2F."""
+        return await service.run(answer, path_text(session_id))
+
+    @app.get("/count/{session_id}/{category}", dependencies=data, tags=["original"])
+    async def count_views(session_id: str, category: str) -> dict:
+        """How many of the session's views have the category at any level; COUNT 0 for an unknown
+        session or category. Percent-encode both; a "/" inside either as %2F."""
+        return await service.run(count, path_text(session_id), path_text(category))
+
+    @app.post("/api/predict", dependencies=data, tags=["batch"])
+    async def predict_many(session_ids: Annotated[list[str], Body(max_length=MAX_BATCH)]) -> list[dict]:
+        """/predict for each id of a JSON list (at most 1,000), answers in the same order."""
+        return await service.run(answers, session_ids)
+
+    @app.get("/api/health", dependencies=[Depends(Guard(service, lambda a: a.health_public))], tags=["operations"])
+    async def health() -> JSONResponse:
+        """Whether the database answers and the models are loaded, with their ids (503 if not)."""
+        return await service.run(checked)
+
+    def checked() -> JSONResponse:
+        body: dict = {"STATUS": "ok", "DATABASE": "reachable", "MODEL": None, "CONTROL_MODEL": None}
+        try:
+            db.check_schema(service.engine())
+        except DatabaseUnavailable as exc:
+            service.metrics.database_errors.inc()
+            body |= {"STATUS": "unavailable", "DATABASE": str(exc)}
+        try:
+            models = service.models()
+            control = models.control.model_id if models.control else None
+            body |= {"MODEL": models.treatment.model_id, "CONTROL_MODEL": control}
+            body["TRAINED_AT"] = models.treatment.metadata.get("trained_at")
+        except ModelUnavailable as exc:
+            body |= {"STATUS": "unavailable", "MODEL_ERROR": str(exc)}
+        return JSONResponse(body, status_code=200 if body["STATUS"] == "ok" else 503)
+
+    @app.get("/metrics", dependencies=[Depends(Guard(service, lambda a: a.metrics_public))], tags=["operations"])
+    async def metrics() -> Response:
+        """Prometheus metrics, text format."""
+        return await service.run(exposition)
+
+    def exposition() -> Response:
+        try:
+            service.models()  # the model's info is current even before the first prediction
+        except ModelUnavailable:
+            pass
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+class ApiFirst:
+    """ASGI middleware for the dashboard's server (`st.App(..., middleware=[...])`): the API's paths
+    go straight to the API app, everything else to Streamlit.
+
+    Why a middleware and not `st.App(routes=...)`: Streamlit's own middleware runs before its
+    routes and answers 400 in plain text to any path with a ".." segment once decoded, so an id
+    such as "a/../b" (sent as a%2F..%2Fb), a legal id, could never be looked up, and errors
+    would not be JSON. The API touches no files, so that file-serving guard has nothing to guard
+    here (Streamlit itself exempts its upload route for the same reason).
+    """
+
+    def __init__(self, app, api: FastAPI | None = None):
+        self.app = app
+        self.api = api or create_app()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and is_api_path(scope.get("path", "")):
+            await self.api(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -1,0 +1,404 @@
+"""The HTTP service (gender/api.py) on SQLite and MariaDB: through a real `streamlit run` server and a
+real HTTP client, and, for what needs a broken database or a retrain, FastAPI's TestClient.
+
+The answers must be those of the CLI and the Predict page (the same builders), with ids of any
+text (a "/" inside travels as %2F), every prediction logged with served_via "api", errors JSON,
+and the hostile corpus answered in JSON without a traceback or a changed row.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, MetaData, Table, UniqueConstraint, insert, text
+
+from gender import api, db, predict, serve
+from gender.config import parse_url
+from tests import live
+from tests.conftest import PROJECT, _mysql_database
+from tests.hostile_inputs import HOSTILE, VALID_CATEGORY, VALID_COUNT, VALID_ID, Hostile
+from tests.test_hostile import _load, row_counts
+
+# Ids and a category code as a shop may have them, with URL syntax inside.
+ODD_IDS = ["shop/1 ä?#", "a/../b", "50% off", "会话 2014", "x" * db.SESSION_ID_LENGTH, "./.", "C:foo"]
+ODD_CATEGORY = "Boots/Booties"
+
+
+def url_of(text_value: str) -> str:
+    """A path segment for any text: every reserved character percent-encoded, "/" included, and
+    "." too (clients drop a segment "." or ".." before sending). Text that is not UTF-8 (a lone
+    surrogate) travels as the bytes Python makes of it."""
+    return quote(text_value.encode("utf-8", "surrogateescape"), safe="").replace(".", "%2E")
+
+
+@dataclass
+class Data:
+    backend: str
+    url: str
+    engine: Engine
+    counts: tuple[int, int]
+
+
+def _add_odd_sessions(engine: Engine) -> None:
+    start = datetime(2014, 11, 20, 10, 0, 0)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(db.session),
+            [{"session_id": sid, "start_time": start, "end_time": start, "gender": "male"} for sid in ODD_IDS],
+        )
+        conn.execute(
+            insert(db.product),
+            [
+                {
+                    "session_id": sid,
+                    "sequence_order": order,
+                    "category_a": "Women",
+                    "category_b": ODD_CATEGORY,
+                    "category_c": f"Ankle {order}",
+                    "category_d": f"Item {order}",
+                }
+                for sid in ODD_IDS
+                for order in (1, 2)
+            ],
+        )
+
+
+@pytest.fixture(scope="module", params=["sqlite", "mariadb"])
+def data(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"api-{request.param}")
+    urls = iter([parse_url(f"sqlite:///{tmp / 'api.db'}")]) if request.param == "sqlite" else _mysql_database()
+    url = next(urls)
+    _load(url, tmp)  # the hostile tests' data set: VALID_ID with VALID_CATEGORY, 300 demo sessions
+    engine = db.connect(url)
+    _add_odd_sessions(engine)
+    yield Data(request.param, url.render_as_string(hide_password=False), engine, row_counts(engine))
+    engine.dispose()
+    next(urls, None)
+
+
+@pytest.fixture(scope="module")
+def server(data, trained_demo, tmp_path_factory):
+    """`streamlit run streamlit_app.py` on this data set: the dashboard and the API on one port."""
+    log = tmp_path_factory.mktemp("api-server") / "streamlit.log"
+    env = {"GENDER_DB_URL": data.url, "GENDER_MODEL_DIR": str(trained_demo[1])}
+    with live.streamlit_server(env, log) as (base, _):
+        with httpx.Client(base_url=base, timeout=60) as client:
+            yield client, log
+
+
+@pytest.fixture(scope="module")
+def models(trained_demo):
+    return serve.load_models(trained_demo[1])
+
+
+def expected(data: Data, models, session_id: str) -> dict:
+    """What the Predict page and the CLI answer for an id (the default A/B salt and share)."""
+    served = serve.serve(data.engine, models, session_id, "gender-lens", 0.5, explain=False)
+    return served.as_json() if served else predict.Prediction.unknown(session_id).as_json()
+
+
+def assert_json(response: httpx.Response) -> dict | list:
+    assert response.headers["content-type"].startswith("application/json"), response.text[:300]
+    assert "Traceback" not in response.text
+    return response.json()
+
+
+# -- the answers --------------------------------------------------------------------------------
+
+
+def test_predict_and_count_answer_as_the_page_and_the_cli(data, server, models, trained_demo):
+    client, _ = server
+    for session_id in [VALID_ID, "u10001", "no-such-session", *ODD_IDS]:
+        answer = assert_json(client.get(f"/predict/{url_of(session_id)}"))
+        assert answer == expected(data, models, session_id)
+    assert assert_json(client.get(f"/predict/{VALID_ID}"))["GROUP"] in serve.GROUPS
+    for session_id, category in [(VALID_ID, VALID_CATEGORY), (VALID_ID, "nope"), ("nope", VALID_CATEGORY)]:
+        answer = assert_json(client.get(f"/count/{url_of(session_id)}/{url_of(category)}"))
+        assert answer == predict.count(data.engine, session_id, category).as_json()
+    assert assert_json(client.get(f"/count/{VALID_ID}/{VALID_CATEGORY}"))["COUNT"] > 0
+    assert client.get("/count/nope/B00002").json() == {"SESSION_ID": "nope", "CATEGORY": "B00002", "COUNT": 0}
+
+    # the command line, run as a user would, gives the same JSON
+    cli = subprocess.run(
+        [sys.executable, "-m", "gender", "predict", VALID_ID, "--db", data.url, "--model-dir", str(trained_demo[1])],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout) == client.get(f"/predict/{VALID_ID}").json()
+
+
+def test_ids_with_url_syntax_travel_encoded(data, server):
+    client, _ = server
+    for session_id in ODD_IDS:
+        answer = assert_json(client.get(f"/predict/{url_of(session_id)}"))
+        assert answer["SESSION_ID"] == session_id and answer["PREDICTION"] in ("male", "female"), session_id
+        count = assert_json(client.get(f"/count/{url_of(session_id)}/{url_of(ODD_CATEGORY)}"))
+        assert count == {"SESSION_ID": session_id, "CATEGORY": ODD_CATEGORY, "COUNT": 2}
+    # /predict takes the rest of the path as the id, so an unencoded "/" still finds it
+    assert client.get("/predict/shop/1%20%C3%A4%3F%23").json()["SESSION_ID"] == "shop/1 ä?#"
+    # in /count a "/" must be encoded: unencoded, the path has a segment too many
+    assert assert_json(client.get("/count/shop/1%20%C3%A4%3F%23/Women"))["STATUS"] == 404
+
+
+def test_every_prediction_is_logged_as_served_by_the_api(data, server):
+    client, _ = server
+    ids = ["u10004", ODD_IDS[0]]
+    client.post("/api/predict", json=ids)
+    deadline, logged = time.monotonic() + 20, None
+    while time.monotonic() < deadline:
+        log = db.served_predictions(data.engine)
+        logged = log[log["session_id"].isin(ids)]
+        if len(logged) == len(ids):
+            break
+        time.sleep(0.2)
+    assert sorted(logged["session_id"]) == sorted(ids)
+    assert set(logged["served_via"]) == {"api"}
+
+
+def test_the_batch_route(data, server, models):
+    client, _ = server
+    ids = [VALID_ID, "no-such-session", ODD_IDS[1], f"  {VALID_ID} "]
+    answers = assert_json(client.post("/api/predict", json=ids))
+    assert answers == [expected(data, models, session_id) for session_id in ids]
+    assert assert_json(client.post("/api/predict", json=[])) == []
+    for body, status in [
+        (["u1"] * (api.MAX_BATCH + 1), 422),
+        ([VALID_ID, 3], 422),
+        ({"session_ids": [VALID_ID]}, 422),
+    ]:
+        response = client.post("/api/predict", json=body)
+        assert response.status_code == status and assert_json(response)["STATUS"] == status
+    broken = client.post("/api/predict", content=b"[not json", headers={"content-type": "application/json"})
+    assert broken.status_code == 422 and assert_json(broken)["STATUS"] == 422
+    assert len(assert_json(client.post("/api/predict", json=["u1"] * api.MAX_BATCH))) == api.MAX_BATCH
+
+
+def test_health_docs_metrics_and_the_dashboard_beside_them(data, server, models):
+    client, _ = server
+    health = assert_json(client.get("/api/health"))
+    assert health["STATUS"] == "ok" and health["DATABASE"] == "reachable"
+    assert health["MODEL"] == models.treatment.model_id and health["CONTROL_MODEL"] == models.control.model_id
+
+    spec = assert_json(client.get("/api/openapi.json"))
+    assert {
+        "/predict/{session_id}",
+        "/count/{session_id}/{category}",
+        "/api/predict",
+        "/api/health",
+        "/metrics",
+    } <= set(spec["paths"])
+    docs = client.get("/api/docs")
+    assert docs.status_code == 200 and "/api/openapi.json" in docs.text
+
+    client.get(f"/predict/{VALID_ID}")
+    client.get(f"/predict/{url_of(ODD_IDS[0])}")
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    body = metrics.text
+    assert 'gender_http_requests_total{method="GET",route="/predict/{session_id:path}",status="200"}' in body
+    assert "gender_http_request_seconds_bucket" in body
+    served = serve.serve(data.engine, models, VALID_ID, "gender-lens", 0.5)
+    assert (
+        f'gender_predictions_served_total{{group="{served.group}",label="{served.prediction.prediction}",'
+        f'model="{served.prediction.model}"}}' in body
+    )
+    assert f'model_id="{models.treatment.model_id}"' in body and 'slot="control"' in body
+    assert "gender_model_trained_timestamp_seconds" in body and "gender_database_errors_total" in body
+    assert "shop/1" not in body and VALID_ID not in body  # labelled by route template, never by id
+
+    page = client.get("/")  # the dashboard is still there, on the same port
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    assert client.get("/_stcore/health").text == "ok"
+
+
+def test_errors_are_json_with_a_status(server):
+    client, _ = server
+    for method, path, status in [
+        ("GET", "/api/nothing-here", 404),
+        ("GET", "/count/only-one-segment", 404),
+        ("DELETE", f"/predict/{VALID_ID}", 405),
+        ("POST", f"/count/{VALID_ID}/{VALID_CATEGORY}", 405),
+        ("GET", "/api/predict", 405),
+    ]:
+        response = client.request(method, path)
+        assert response.status_code == status, path
+        assert assert_json(response) == {"ERROR": response.json()["ERROR"], "STATUS": status}
+
+
+# -- the hostile corpus through the routes ----------------------------------------------------------
+
+PATH_TRICKS = [
+    "/predict/..%2f..%2fetc%2fpasswd",
+    "/predict/..%2F..%2F..%2Fstreamlit_app.py",
+    "/predict/%2e%2e/%2e%2e/etc/passwd",
+    "/predict/../../etc/passwd",
+    "/predict/..\\..\\windows",
+    "/predict/%00",
+    "/predict/%ff%fe",
+    "/predict/%",
+    "/predict/%zz",
+    "/count/..%2f..%2f/%2e%2e",
+    "/count/u10003/..%2f..%2fetc",
+    "/api/..%2fpredict%2fu10003",
+    "/api/../predict/u10003",
+    "/metrics/..%2f..%2f",
+    "/predict/" + "a" * 100_000,
+    "/count/" + "b" * 50_000 + "/" + "c" * 50_000,
+    "/predict/" + "%2F" * 20_000,
+]
+
+
+def raw_get(base: str, path: str) -> tuple[int, str, bytes]:
+    """GET a path exactly as written (no client normalising "../" away)."""
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        connection.putrequest("GET", path, skip_accept_encoding=True)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.getheader("content-type", ""), response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=str)
+def test_hostile_ids_through_the_routes(data, server, hostile: Hostile):
+    client, _ = server
+    encoded = url_of(hostile.text)
+    answers = [
+        client.get(f"/predict/{encoded}"),
+        client.get(f"/count/{encoded}/{VALID_CATEGORY}"),
+        client.get(f"/count/{VALID_ID}/{encoded}"),
+        client.post("/api/predict", json=[hostile.text]) if hostile.browser else None,
+    ]
+    predicted, *counts, batch = answers
+    for response in filter(None, answers):
+        assert_json(response)
+    if not hostile.text:  # an empty segment: /predict/ is the unknown id "", /count//X no route
+        assert predicted.json()["PREDICTION"] == predict.UNKNOWN
+        assert counts[0].status_code == counts[1].status_code == 404
+    else:
+        assert predicted.status_code == 200
+        assert (predicted.json()["SESSION_ID"] == VALID_ID) == hostile.resolves
+        assert (predicted.json()["PREDICTION"] == predict.UNKNOWN) != hostile.resolves
+        assert counts[0].json()["COUNT"] == (VALID_COUNT if hostile.resolves else 0)
+        assert counts[1].json()["COUNT"] == 0
+    if batch is not None:
+        assert batch.status_code == 200 and len(batch.json()) == 1
+    assert row_counts(data.engine) == data.counts
+
+
+def test_path_tricks_and_very_long_paths(data, server):
+    client, log = server
+    base = str(client.base_url).rstrip("/")
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda path: (path, *raw_get(base, path)), PATH_TRICKS))
+    for path, status, content_type, body in answers:
+        assert content_type.startswith("application/json"), (path[:80], status, body[:200])
+        assert b"Traceback" not in body
+        answer = json.loads(body)
+        if status == 200:
+            assert answer.get("PREDICTION", predict.UNKNOWN) == predict.UNKNOWN and answer.get("COUNT", 0) == 0
+        else:
+            assert status in (404, 405) and answer["STATUS"] == status, (path[:80], answer)
+    assert row_counts(data.engine) == data.counts
+    assert "Traceback" not in log.read_text()
+
+
+# -- what needs a process of its own: a broken database, a retrain, an old log ------------------------
+
+
+def test_a_database_outage_is_a_json_503_and_counted(trained_demo, monkeypatch):
+    monkeypatch.setenv("GENDER_DB_URL", f"mysql+pymysql://gender:secret-pw@127.0.0.1:{live.free_port()}/ftp")
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(trained_demo[1]))
+    with TestClient(api.create_app()) as client:
+        for path in ("/predict/u10003", "/count/u10003/B00002"):
+            response = client.get(path)
+            assert response.status_code == 503 and response.json()["STATUS"] == 503
+            assert "secret-pw" not in response.text and "127.0.0.1" in response.json()["ERROR"]
+        health = client.get("/api/health")
+        assert health.status_code == 503 and health.json()["MODEL"]  # the model is still loaded
+        assert "gender_database_errors_total 3.0" in client.get("/metrics").text
+
+
+def test_models_are_loaded_once_and_again_after_a_retrain(trained_demo, tmp_path, monkeypatch):
+    import shutil
+
+    model_dir = tmp_path / "models"
+    shutil.copytree(trained_demo[1], model_dir)
+    monkeypatch.setenv("GENDER_DB_URL", trained_demo[0])
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(model_dir))
+    service = api.Service()
+    with TestClient(api.create_app(service)) as client:
+        client.get("/predict/u10001")
+        first = service.models()
+        client.get("/predict/u10002")
+        assert service.models() is first  # loaded once
+        metadata = model_dir / "metadata.json"
+        os.utime(metadata, ns=(metadata.stat().st_atime_ns, metadata.stat().st_mtime_ns + 10**9))
+        assert client.get("/predict/u10001").status_code == 200
+        assert service.models() is not first  # a changed model file: loaded again
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
+def test_an_older_prediction_log_gets_its_served_via_column(backend, tmp_path, models):
+    urls = iter([parse_url(f"sqlite:///{tmp_path / 'old.db'}")]) if backend == "sqlite" else _mysql_database()
+    url = next(urls)
+    try:
+        engine = db.connect(url)
+        db.session.create(engine)  # the log is read joined to the sessions
+        columns = [c for c in db.prediction_log.c if c.name != "served_via"]
+        # the table as the previous version created it
+        old = Table(
+            "prediction_log",
+            MetaData(),
+            *(c._copy() for c in columns),
+            UniqueConstraint("session_id", "model_id", name="uq_prediction_log_session_model"),
+        )
+        old.create(engine)
+        row = {"session_id": "u1", "ab_group": "treatment", "model_id": "m-1", "p_male": 0.5}
+        row |= {"prediction": "male", "threshold": 0.4, "served_at": datetime(2026, 1, 1)}
+        with engine.begin() as conn:
+            conn.execute(insert(old), [row])
+        read = db.served_predictions(engine)  # a reader reads an old log as it is
+        assert list(read["session_id"]) == ["u1"] and read["served_via"].isna().all()
+
+        db.log_predictions(engine, [row | {"session_id": "u2", "served_via": "api"}])
+        db.log_predictions(engine, [row | {"session_id": "u3", "served_via": "cli"}])
+        log = db.served_predictions(engine).set_index("session_id")
+        assert log.loc["u2", "served_via"] == "api" and log.loc["u3", "served_via"] == "cli"
+        assert log["served_via"].isna().sum() == 1  # the old row kept as it was
+        db.create_schema(engine)  # running the upgrade again changes nothing
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM prediction_log")).scalar_one() == 3
+        engine.dispose()
+    finally:
+        next(urls, None)
+
+
+def test_served_via_says_page_api_or_cli(trained_demo, models, tmp_path):
+    engine = db.connect(f"sqlite:///{tmp_path / 'copy.db'}")
+    source = db.connect(trained_demo[0])
+    served = {via: serve.serve(source, models, f"u1000{i}", "s", 0.5) for i, via in enumerate(serve.SERVED_VIA, 1)}
+    db.create_schema(engine)
+    for via, answer in served.items():
+        serve.write_log(engine, answer, via)
+    log = db.served_predictions(engine).set_index("session_id")["served_via"]
+    assert {via: log[answer.prediction.session_id] for via, answer in served.items()} == {
+        v: v for v in serve.SERVED_VIA
+    }
