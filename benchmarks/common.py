@@ -12,7 +12,9 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -161,6 +163,40 @@ def timed(fn: Callable, *args, **kwargs):
     started = time.perf_counter()
     result = fn(*args, **kwargs)
     return time.perf_counter() - started, result
+
+
+def run(name: str, command: list[str]) -> dict:
+    """Run one command as a child process: its wall time, CPU time and peak RSS (os.wait4's usage
+    of that child alone), its stdout and stderr (through files: a pipe could fill and stall it)."""
+    log(f"{name}: {' '.join(command[1:])}")
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(command, cwd=PROJECT, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if child.returncode != 0:
+        sys.exit(f"{name} failed (exit {child.returncode}):\n{stderr[-3000:]}")
+    return {
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "rss_mb": usage.ru_maxrss / 1024,
+        "load": (load_before, os.getloadavg()[0]),
+        "stdout": stdout,
+        "stderr": stderr,
+    }
+
+
+def gender(*arguments: str) -> list[str]:
+    """A `python -m gender` command line, as a user types it (with this project's Python)."""
+    return [sys.executable, "-m", "gender", *arguments]
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def percentile(values: Sequence[float], q: float) -> float:

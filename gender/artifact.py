@@ -108,6 +108,10 @@ def record_run(model_dir: Path, metadata: dict, parameters: dict) -> Path:
         "chosen": metadata["chosen"],
         "slots": {
             slot: {key: entry[key] for key in ("candidate", "sha256", "threshold")}
+            | {
+                "fitted_sessions": entry.get("fitted_sessions"),
+                "holdout_auc": (entry.get("holdout") or {}).get("auc"),  # None: judged out of fold
+            }
             for slot, entry in metadata["slots"].items()
         },
     }

@@ -38,6 +38,7 @@ class BoostedLogistic(ClassifierMixin, BaseEstimator):
         num_leaves: int = 255,
         tree_sessions: int = 24_000,
         random_state: int = 0,
+        n_jobs: int = -1,
     ):
         self.C = C
         self.n_estimators = n_estimators
@@ -45,6 +46,7 @@ class BoostedLogistic(ClassifierMixin, BaseEstimator):
         self.num_leaves = num_leaves
         self.tree_sessions = tree_sessions
         self.random_state = random_state
+        self.n_jobs = n_jobs  # LightGBM's threads: 1 when training runs folds side by side
 
     def linear_input(self, X) -> sp.csr_matrix:
         """What the logistic part sees: log1p of the counts, scaled to unit variance."""
@@ -88,6 +90,7 @@ class BoostedLogistic(ClassifierMixin, BaseEstimator):
                 subsample=0.8,
                 subsample_freq=1,
                 random_state=self.random_state,
+                n_jobs=self.n_jobs,
                 verbose=-1,
             ).fit(X_trees, y_trees, init_score=init_score)
         return self

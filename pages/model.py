@@ -15,10 +15,27 @@ candidates = metadata["candidates"]
 training = metadata["training"]
 chosen = metadata["chosen"]
 
+cv = metadata["cv"]
+slot = metadata["slots"]["treatment"]
+holdout = slot.get("holdout")  # set when the candidates were compared on a sample
+compared_on = (
+    f"a stratified sample of **{cv['sessions']:,}** of the {training['sessions']:,} labelled sessions"
+    if cv.get("sampled")
+    else f"all {training['sessions']:,} labelled sessions"
+)
 st.markdown(
     f"**{model.label}** (`{model.model_id}`) was chosen among {len(candidates)} candidates by "
-    f"{metadata['cv']['folds']}-fold stratified cross-validated ROC-AUC; every curve below is out of fold."
+    f"{cv['folds']}-fold stratified cross-validated ROC-AUC on {compared_on}; every candidate curve below is "
+    "out of fold."
 )
+if holdout:
+    st.markdown(
+        f"The serving model was then fitted on {slot['fitted_sessions']:,} sessions and measured on "
+        f"**{holdout['sessions']:,} held-out sessions** used neither to fit it nor to set its calibration and "
+        f"threshold ({holdout['calibration_sessions']:,} other held-out sessions did that): "
+        f"**ROC-AUC {holdout['auc']:.3f}**, balanced accuracy {slot['confusion']['balanced_accuracy']:.3f}. "
+        "The threshold below is read off that held-out set."
+    )
 
 st.subheader("Candidates")
 table = pd.DataFrame(
@@ -30,6 +47,7 @@ table = pd.DataFrame(
             "± std": result["auc_std"],
             "per fold": ", ".join(f"{auc:.3f}" for auc in result["auc_folds"]),
             "explainable": "yes" if result["explainable"] else "no (baseline)",
+            "each fold fitted on": result.get("fold_fit_sessions"),  # fewer than the others': a stratified sample
         }
         for name, result in candidates.items()
     ]
@@ -45,9 +63,12 @@ threshold = st.slider(
     round(stored, 2),
     0.01,
     key="threshold",
-    help=f"The stored threshold, {stored:.3f}, maximises balanced accuracy out of fold.",
+    help=f"The stored threshold, {stored:.3f}, maximises balanced accuracy "
+    + ("on the held-out calibration sessions." if holdout else "out of fold."),
 )
-at = metrics.confusion_from_roc(candidates[chosen]["roc"], threshold, training["male"], training["female"])
+# The served model's own scores: held out when it was fitted beyond the compared sample, else out of fold.
+scored = holdout or {"roc": candidates[chosen]["roc"], "male": training["male"], "female": training["female"]}
+at = metrics.confusion_from_roc(scored["roc"], threshold, scored["male"], scored["female"])
 matrix_col, rates_col = st.columns([3, 2])
 with matrix_col:
     ui.chart(plots.confusion_heatmap(at["tn"], at["fp"], at["fn"], at["tp"]), key="confusion")
@@ -64,13 +85,46 @@ with pr_col:
     ui.chart(plots.pr_curves(candidates, chosen, training["male_share"]), key="pr")
 
 st.subheader("Training facts")
-facts = st.columns(4)
+facts = st.columns(5)
 facts[0].metric("Labelled sessions", f"{training['sessions']:,}")
 facts[1].metric(
     "Male share", f"{training['male_share']:.1%}", help=f"{training['male']:,} male, {training['female']:,} female"
 )
-facts[2].metric("Trained", metadata["trained_at"][:16].replace("T", " "), help="UTC")
-facts[3].metric("Training time", f"{metadata['seconds']:.0f} s")
+facts[2].metric(
+    "Compared on",
+    f"{cv['sessions']:,}",
+    help="a stratified sample of the labelled sessions" if cv.get("sampled") else "every labelled session",
+)
+facts[3].metric("Trained", metadata["trained_at"][:16].replace("T", " "), help="UTC")
+facts[4].metric("Training time", f"{metadata['seconds']:.0f} s")
+
+
+def quality(entry: dict) -> tuple[str, float]:
+    """Where a served model was measured, and its ROC-AUC there."""
+    held = entry.get("holdout")
+    if held:
+        return f"{held['sessions']:,} held-out sessions", held["auc"]
+    return "out of fold (its candidate's CV)", candidates[entry["candidate"]]["auc_mean"]
+
+
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "slot": name,
+                "model": entry["candidate"],
+                "fitted on (sessions)": entry.get("fitted_sessions"),
+                "measured on": quality(entry)[0],
+                "ROC-AUC": quality(entry)[1],
+                "balanced accuracy": entry["confusion"]["balanced_accuracy"],
+                "threshold": entry["threshold"],
+            }
+            for name, entry in metadata["slots"].items()
+        ]
+    ),
+    hide_index=True,
+    key="slots",
+)
 st.markdown(f"Database: `{metadata['database']}`  \nData fingerprint: `{training['fingerprint']}`")
 st.dataframe(
     pd.DataFrame(metadata["versions"].items(), columns=["library", "version"]), hide_index=True, key="versions"
@@ -89,6 +143,8 @@ st.dataframe(
                 "ROC-AUC": run["candidates"][run["chosen"]]["auc_mean"],
                 "original": run["candidates"].get("original", {}).get("auc_mean"),
                 "sessions": run["training"]["sessions"],
+                "compared on": run["cv"].get("sessions", run["training"]["sessions"]),
+                "held-out ROC-AUC": run["slots"]["treatment"].get("holdout_auc"),
                 "data fingerprint": run["training"]["fingerprint"][:12],
                 "model sha256": run["slots"]["treatment"]["sha256"][:12],
                 "seconds": run["seconds"],

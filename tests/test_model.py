@@ -5,10 +5,11 @@ import shutil
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from benchmarks.common import wrap_model
-from gender import artifact, db, explain, predict
+from gender import artifact, db, explain, metrics, predict
 from gender.errors import ModelUnavailable
 from gender.features import SessionFeatures
 from gender.model import BoostedLogistic
@@ -180,3 +181,105 @@ def test_in_words():
     )
     assert predict.in_words(0.05, 0.22, 0.35).endswith("well below the 22 % prior, below the threshold 0.35 → female")
     assert "close to" in predict.in_words(0.22, 0.22, 0.35)
+
+
+@pytest.fixture(scope="module")
+def sampled(demo_db, tmp_path_factory):
+    """The demo database trained as a large one: the candidates compared on a sample of 600."""
+    from gender.train import train
+
+    model_dir = tmp_path_factory.mktemp("sampled-models")
+    engine = db.connect(f"sqlite:///{demo_db}")
+    messages = []
+    metadata = train(
+        engine, model_dir, lambda fraction, message: messages.append((fraction, message)), compare_sessions=600
+    )
+    yield engine, model_dir, metadata, messages
+    engine.dispose()
+
+
+def test_above_the_sample_size_the_metadata_says_what_was_compared_and_measured(sampled):
+    from gender.train import split_for
+
+    engine, model_dir, metadata, _ = sampled
+    frame, y = labelled_data(engine)
+    split = split_for(y, 600)
+    cv, training = metadata["cv"], metadata["training"]
+    assert cv["sampled"] and cv["sessions"] == 600 and training["sessions"] == len(y) > 600
+    assert abs(cv["male"] / 600 - training["male_share"]) < 0.01  # stratified
+    # the held-out halves are disjoint from each other and from every fit
+    held = np.concatenate([split.calibrate, split.test])
+    assert len(np.unique(held)) == len(held)
+    assert not set(held) & set(split.fit) and not set(held) & set(split.compare)
+    assert set(split.compare) <= set(split.fit) and len(split.fit) + len(held) == len(y)
+
+    for slot, entry in metadata["slots"].items():
+        holdout = entry["holdout"]
+        assert entry["fitted_sessions"] == len(split.fit)  # below the forest's fit_cap: all of them
+        assert holdout["sessions"] == len(split.test) and holdout["calibration_sessions"] == len(split.calibrate)
+        assert (
+            holdout["male"] == int(y[split.test].sum()) and holdout["male"] + holdout["female"] == holdout["sessions"]
+        )
+        confusion = entry["confusion"]  # at the threshold, on the test half
+        assert confusion["tp"] + confusion["fn"] == holdout["male"]
+        assert confusion["tn"] + confusion["fp"] == holdout["female"]
+        # the recorded held-out ROC-AUC is the saved model's on the held-out sessions
+        model = predict.load_model(model_dir, slot)
+        p_test = model.p_male(frame.iloc[split.test])
+        assert holdout["auc"] == pytest.approx(roc_auc_score(y[split.test], p_test), abs=1e-4)
+        assert confusion == metrics.confusion_at(y[split.test], p_test, entry["threshold"])
+        assert 0.6 < holdout["auc"] <= 1
+        assert len(holdout["roc"]["fpr"]) == len(holdout["roc"]["threshold"]) > 10
+    run = artifact.load_runs(model_dir)[0]
+    assert run["cv"]["sessions"] == 600
+    assert run["slots"]["treatment"]["holdout_auc"] == metadata["slots"]["treatment"]["holdout"]["auc"]
+
+
+def test_below_the_sample_size_nothing_is_sampled_or_held_out(trained_demo):
+    _, model_dir = trained_demo
+    metadata = artifact.load_metadata(model_dir)
+    assert not metadata["cv"]["sampled"] and metadata["cv"]["sessions"] == metadata["training"]["sessions"]
+    for entry in metadata["slots"].values():
+        assert entry["holdout"] is None and entry["fitted_sessions"] == metadata["training"]["sessions"]
+
+
+def test_progress_is_told_at_every_step(sampled):
+    _, _, metadata, messages = sampled
+    fractions = [fraction for fraction, _ in messages]
+    assert fractions == sorted(fractions) and fractions[0] == 0 and fractions[-1] == 1
+    assert "sample of 600" in messages[1][1]
+    assert sum("fold" in message for _, message in messages) == 5 * len(metadata["candidates"])
+    assert any(
+        message.startswith("fitting boosted") or message.startswith("fitting logistic") for _, message in messages
+    )
+
+
+def test_a_capped_candidate_fits_on_a_stratified_sample():
+    from gender.train import Candidate, capped, original_pipeline
+
+    y = np.array([1] * 300 + [0] * 1_200)
+    rows = np.arange(len(y))
+    forest = Candidate("original", "forest", original_pipeline, False, fit_cap=500)
+    sample = capped(rows, y, forest)
+    assert len(sample) == 500 and len(np.unique(sample)) == 500 and y[sample].sum() == 100
+    assert capped(rows[:400], y, forest) is not None and len(capped(rows[:400], y, forest)) == 400
+
+
+def test_the_model_page_states_the_sample_and_the_held_out_quality(sampled, demo_db, monkeypatch):
+    from tests.test_app import make_app, metric, texts
+
+    _, model_dir, metadata, _ = sampled
+    monkeypatch.setenv("GENDER_DB_URL", f"sqlite:///{demo_db}")
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(model_dir))
+    at = make_app("model")
+    slot = metadata["slots"]["treatment"]
+    holdout = slot["holdout"]
+    shown = texts(at)
+    assert f"stratified sample of **600** of the {metadata['training']['sessions']:,}" in shown
+    assert f"**{holdout['sessions']:,} held-out sessions**" in shown and f"ROC-AUC {holdout['auc']:.3f}" in shown
+    assert metric(at, "Compared on") == "600"
+    # the threshold's confusion matrix is read off the served model's held-out curve
+    expected = metrics.confusion_from_roc(
+        holdout["roc"], round(slot["threshold"], 2), holdout["male"], holdout["female"]
+    )
+    assert float(metric(at, "Balanced accuracy")) == pytest.approx(expected["balanced_accuracy"], abs=1e-3)

@@ -3,7 +3,7 @@
 import pytest
 
 from gender import db, explain, predict
-from gender.train import train
+from gender.train import FOREST_SESSIONS, train
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +32,21 @@ def test_cv_auc_beats_the_original_re_creation(real_model):
     assert chosen["auc_mean"] >= 0.86
     assert chosen["auc_mean"] > candidates["original"]["auc_mean"]
     assert metadata["slots"]["treatment"]["confusion"]["balanced_accuracy"] > 0.75
+
+
+def test_the_real_logs_are_compared_on_every_session_and_the_choice_holds(real_model):
+    """12,000 labelled sessions are not above the comparison's sample size: every candidate,
+    the original's forest included, is cross-validated and fitted on all of them, as before."""
+    metadata, _ = real_model
+    cv, candidates = metadata["cv"], metadata["candidates"]
+    assert not cv["sampled"] and cv["sessions"] == 12_000
+    assert candidates["boosted"]["fold_fit_sessions"] == 9_600 == candidates["logistic"]["fold_fit_sessions"]
+    assert candidates["original"]["fold_fit_sessions"] == 9_600 > FOREST_SESSIONS
+    assert metadata["slots"]["control"]["fitted_sessions"] == 12_000
+    assert metadata["slots"]["treatment"]["fitted_sessions"] == 12_000
+    assert metadata["slots"]["treatment"]["holdout"] is None
+    # issue 14: the choice and its CV ROC-AUC no worse than before (same folds, same seed)
+    assert metadata["chosen"] == "boosted" and candidates["boosted"]["auc_mean"] >= 0.867
 
 
 def test_real_sessions_are_predicted_and_explained(real_db, real_model):
