@@ -31,8 +31,7 @@ from gender import db, explain, ingest, predict
 from gender.config import parse_url
 from tests import live
 from tests.conftest import PROJECT, _mysql_database
-
-TIMEOUT = 120
+from tests.test_app import make_app
 
 
 def session_ids(rng: random.Random) -> list[str]:
@@ -284,19 +283,10 @@ def test_import_db_copies_a_shops_own_database_exactly(foreign_mariadb, db_url):
 
 @pytest.fixture
 def app(shop, model_dir, monkeypatch):
+    """test_app's make_app, on the shop's database."""
     monkeypatch.setenv("GENDER_DB_URL", shop.url)
     monkeypatch.setenv("GENDER_MODEL_DIR", str(model_dir))
-
-    def of(page: str | None = None, **query) -> AppTest:
-        at = AppTest.from_file(str(PROJECT / "streamlit_app.py"), default_timeout=TIMEOUT)
-        if page:
-            at.switch_page(f"pages/{page}.py")
-        at.query_params.update(query)
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at
-
-    return of
+    return make_app
 
 
 def shown_answer(at: AppTest) -> dict:
