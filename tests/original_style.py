@@ -1,9 +1,11 @@
-"""The original project's approach, re-created faithfully as the baselines of the benchmarks.
+"""The original project's approach, re-created faithfully: the tests' oracle and the benchmarks' baseline.
 
 The original built features with a scan of the whole product table per session, answered
 `/count` with a UNION of four GROUP BYs over the whole product table, and predicted without an
-explanation. Each piece below does exactly that, and gives the same answers as the library's
-fast paths (tests/test_fast_paths.py pins it), so the benchmarks compare like with like:
+explanation. Each piece below does exactly that. tests/test_fast_paths.py checks that the
+library's fast paths give the same answers, and the benchmarks (benchmarks/) time them against
+these, so they compare like with like. It lives with the tests because the tests must not import
+the benchmarks; the benchmarks import it from here (`from tests import original_style`).
 
 - `scan_frame` / `scan_features`: the product table loaded into a NumPy array, then for each
   session `array[array[:, 0] == session_id]` for its rows (a pass over the whole table per
