@@ -23,3 +23,12 @@ class ImportFailed(GenderError):
 
 class ModelUnavailable(GenderError):
     """No usable model: missing, corrupt, tampered with or built for other features."""
+
+
+class BadParquet(GenderError):
+    """A Parquet file of the FTP tables that cannot be read as them: missing, unreadable, a column
+    missing or of the wrong type. The message names the file and the column."""
+
+    def __init__(self, path: object, reason: str, column: str | None = None):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.column, self.reason = str(path), column, reason

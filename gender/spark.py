@@ -1,0 +1,343 @@
+"""Scoring on Spark: every session of a folder of Parquet tables (`gender.lake`), on a cluster or
+in local mode, with the project's own features and models.
+
+The driver checks the tables' files and loads the models through gender's own loader (each
+file's sha256 and feature version checked) before any executor runs, so a corrupt or foreign
+model file, or a malformed table, stops the command with one line. Spark then assembles the
+sessions from the product rows: the views of each session grouped into one row, in
+`sequence_order`, one array per category level, joined to its session row. `mapInPandas` sends
+batches of those rows to the executors' Python workers, which rebuild the session frame with
+`features.session_frame` and score it as the single-machine service does: the A/B group from
+`serve.group_of` with the configured salt and treatment share, the group's model from
+`Models.of(group)`. Each worker loads the models once (a module-level cache) from the copy of
+the model folder Spark ships to it (`SparkContext.addArchive`) and checks that they are the very
+models the driver loaded. The output is Parquet: session_id, p_male, prediction, model_id,
+ab_group.
+
+pyspark is an optional extra (`requirements-spark.txt`, `make spark`, Java 17): nothing else in
+the package imports this module, so the dashboard never needs it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gender import db, lake, serve
+from gender.config import Settings
+from gender.errors import BadParquet, GenderError, ModelUnavailable
+
+OUTPUT_COLUMNS = ("session_id", "p_male", "prediction", "model_id", "ab_group")
+OUTPUT_SCHEMA = "session_id string, p_male double, prediction string, model_id string, ab_group string"
+LOCAL_MASTER = "local[*]"  # without --master and outside spark-submit
+
+# -- the models: the one place this module meets the model API -----------------------------------
+
+
+def load_models(model_dir: Path):
+    """The A/B pair of served models in `model_dir`, through gender's own loader (which refuses a
+    file whose sha256 does not match its card, or a card of another feature version)."""
+    from gender import artifact
+
+    return artifact.load(Path(model_dir))
+
+
+def model_ids(models) -> dict[str, str]:
+    """slot -> model id of the loaded models: what the driver and every executor must agree on."""
+    return {slot: model.model_id for slot in serve.GROUPS if (model := getattr(models, slot)) is not None}
+
+
+def score_frame(models, frame: pd.DataFrame, salt: str, treatment_share: float) -> pd.DataFrame:
+    """session_id, p_male, prediction, model_id, ab_group of every session of a session frame,
+    as the single-machine service answers: each session's A/B group's model (`serve.serve`)."""
+    from gender.score import score
+
+    if models.control is not None:
+        groups = np.array([serve.group_of(session_id, salt, treatment_share) for session_id in frame.index.tolist()])
+    else:  # without a control model the treatment answers every session, in the treatment group
+        groups = np.full(len(frame), "treatment")
+    parts = []
+    for group in serve.GROUPS:
+        chosen = groups == group
+        if chosen.any():
+            model = models.of(group)
+            parts.append(score(model, frame[chosen]).assign(model_id=model.model_id, ab_group=group))
+    if not parts:
+        return pd.DataFrame({name: pd.Series(dtype=object) for name in OUTPUT_COLUMNS}).astype({"p_male": float})
+    return pd.concat(parts, ignore_index=True)[list(OUTPUT_COLUMNS)]
+
+
+# -- on the executors -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every task needs, pickled into it: small (the models travel by `addArchive`)."""
+
+    models_name: str  # the name of the models' archive among the files Spark ships
+    model_ids: tuple[tuple[str, str], ...]  # (slot, model id) the driver loaded
+    salt: str
+    treatment_share: float
+
+
+_models_cache: dict[Job, object] = {}  # per Python worker: the models are loaded once, then reused
+
+
+def _worker_models(job: Job):
+    models = _models_cache.get(job)
+    if models is None:
+        from pyspark import SparkFiles
+
+        models = load_models(Path(SparkFiles.get(job.models_name)))
+        if tuple(sorted(model_ids(models).items())) != job.model_ids:
+            raise ModelUnavailable(f"the executor loaded {model_ids(models)}, not the driver's {dict(job.model_ids)}")
+        _models_cache.clear()  # one job's models at a time
+        _models_cache[job] = models
+    return models
+
+
+def batch_frame(batch: pd.DataFrame) -> pd.DataFrame:
+    """A batch of assembled rows (session_id, start_time, end_time and the views' category_a ..
+    category_d as arrays in sequence order; null arrays for a session without views) as a
+    session frame, through the project's own `session_frame`."""
+    from gender.features import session_frame
+
+    lengths = np.array([0 if codes is None else len(codes) for codes in batch["category_a"].tolist()], dtype=np.int64)
+    total = int(lengths.sum())
+    views = {
+        "session_id": np.repeat(batch["session_id"].to_numpy(dtype=object), lengths),
+        "sequence_order": np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths) + 1,
+    }
+    for name in db.CATEGORY_NAMES:
+        arrays = [codes for codes in batch[name].tolist() if codes is not None and len(codes)]
+        views[name] = np.concatenate(arrays).astype(object) if arrays else np.array([], dtype=object)
+    return session_frame(batch[["session_id", "start_time", "end_time"]], pd.DataFrame(views))
+
+
+def score_batches(job: Job, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """mapInPandas' function: each batch of assembled sessions scored."""
+    models = _worker_models(job)
+    for batch in batches:
+        scores = score_frame(models, batch_frame(batch), job.salt, job.treatment_share)
+        # pandas 3 keeps text in Arrow-backed columns, which pyspark's conversion of the batch
+        # back to Arrow does not take ("Cannot convert ChunkedArray to Array"): plain objects do.
+        yield scores.astype({name: object for name in OUTPUT_COLUMNS if name != "p_male"})
+
+
+# -- on the driver --------------------------------------------------------------------------------
+
+
+def _pyspark():
+    # pyspark 4.3 warns on import and on mapInPandas that it "does not yet fully support pandas >=
+    # 3.0.0". The path used here is tested against the single-machine scores (tests/test_spark.py),
+    # and its one incompatibility is handled in score_batches: the warning would only be noise.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise GenderError(
+            "scoring on Spark needs pyspark and Java 17: `make spark` installs them "
+            "(or pip install -r requirements-spark.txt and apt-get install openjdk-17-jre-headless)"
+        ) from None
+
+
+def session(master: str | None = None):
+    """The active SparkSession, else a new one: `master` if given; under spark-submit, what it
+    says; else local mode on every core. Returns (session, whether this call created it)."""
+    _pyspark()
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active, False
+    builder = SparkSession.builder.appName("gender-lens score")
+    if not master and "PYSPARK_GATEWAY_PORT" not in os.environ:  # not launched by spark-submit: local mode
+        master = LOCAL_MASTER
+    if master:
+        builder = builder.master(master)
+    if master and master.startswith("local"):
+        # Local workers run this Python, with gender's pinned packages. On a cluster the nodes'
+        # Python is the deployment's choice (PYSPARK_PYTHON or spark.pyspark.python; README).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Times without a zone (as the lake holds them) are read as they are; times with one as UTC.
+    builder = builder.config("spark.sql.session.timeZone", "UTC")
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # no Java, a wrong master URL, ...: pyspark raises many kinds
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GenderError(f"Spark did not start ({reason}); it needs Java 17: `make spark` installs it") from None
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark, True
+
+
+_shipped: dict[str, str] = {}  # Spark application id -> the zip of the package its executors have
+
+
+def ship_package(spark) -> None:
+    """The gender package as a zip on the executors' Python path (once per SparkContext)."""
+    context = spark.sparkContext
+    package = Path(__file__).resolve().parent
+    if context.applicationId in _shipped or not package.is_dir():  # not a folder: imported from a --py-files zip
+        return
+    target = Path(tempfile.mkdtemp(prefix="gender-package-")) / "gender.zip"
+    atexit.register(shutil.rmtree, target.parent, True)  # needed while the SparkContext lives
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(package.glob("*.py")):
+            archive.write(path, f"gender/{path.name}")
+    context.addPyFile(str(target))
+    _shipped[context.applicationId] = str(target)
+
+
+def stage_models(model_dir: Path) -> tuple[Path, Path]:
+    """A private copy of the model folder's files (not its run history) to load on the driver, and
+    the same files as a zip of a name of its own to ship to the executors: a retrain while the job
+    runs cannot mix two models. Returns (the copy, the zip); both are under one temporary folder.
+    (A zip, as Spark ships a local folder only in local mode, and files by their bare names.)"""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelUnavailable(f"no trained model in {model_dir}: run `python -m gender train`")
+    workspace = Path(tempfile.mkdtemp(prefix="gender-models-"))
+    staged, archive = workspace / "models", workspace / f"{workspace.name}.zip"
+    staged.mkdir()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as packed:
+        for path in sorted(model_dir.iterdir()):
+            if path.is_file() and not path.name.startswith("."):
+                shutil.copy2(path, staged / path.name)
+                packed.write(staged / path.name, path.name)
+    return staged, archive
+
+
+def check_columns(frame, location: str, name: str) -> None:
+    """The table as Spark reads it has every column the table needs, of the right kind (the
+    check for folders not on this machine, whose files the driver cannot open)."""
+    from pyspark.sql import types
+
+    kinds = {
+        "text": (types.StringType,),
+        "time": (types.TimestampType, types.TimestampNTZType),
+        "whole number": (types.ByteType, types.ShortType, types.IntegerType, types.LongType),
+    }
+    fields = {f.name: f.dataType for f in frame.schema.fields}
+    for column, kind in lake.REQUIRED[name].items():
+        if column not in fields:
+            raise BadParquet(location, f"no column {column!r}, which the {name} table needs", column)
+        if not isinstance(fields[column], kinds[kind]):
+            raise BadParquet(
+                location, f"column {column!r} is of type {fields[column].simpleString()}, expected {kind}", column
+            )
+
+
+def assembled(spark, locations: dict[str, str]):
+    """One row a session: session_id, start_time, end_time, and category_a .. category_d as
+    arrays of its views' codes in sequence order (null for a session without views)."""
+    from pyspark.sql import functions as F
+
+    frames = {name: spark.read.parquet(location) for name, location in locations.items()}
+    for name, frame in frames.items():
+        check_columns(frame, locations[name], name)
+    views = (
+        frames["product"]
+        .groupBy("session_id")
+        .agg(
+            F.array_sort(
+                F.collect_list(F.struct(F.col("sequence_order").cast("long").alias("order"), *db.CATEGORY_NAMES))
+            ).alias("views")
+        )
+        .select("session_id", *(F.col(f"views.{name}").alias(name) for name in db.CATEGORY_NAMES))
+    )
+    sessions = frames["session"].select("session_id", "start_time", "end_time")
+    return sessions.join(views, "session_id", "left")
+
+
+@dataclass
+class SparkReport:
+    out: str
+    sessions: int
+    models: dict[str, str]  # slot -> model id
+    treatment_share: float
+
+    def __str__(self) -> str:
+        used = ", ".join(f"{model_id} ({slot})" for slot, model_id in self.models.items())
+        split = f", {self.treatment_share:.0%} of sessions in treatment" if "control" in self.models else ""
+        return f"scored {self.sessions:,} sessions on Spark with {used}{split} into {self.out}"
+
+
+@contextlib.contextmanager
+def _spark_errors() -> Iterator[None]:
+    """A GenderError raised in an executor, or Spark's own word on a path or a schema (a folder
+    that is not there, an output that is), as one line; anything else goes on as the bug it is."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        yield
+    except GenderError:
+        raise
+    except AnalysisException as exc:
+        raise GenderError(f"Spark: {str(exc).strip().splitlines()[0]}") from None
+    except Exception as exc:
+        text = str(exc)
+        for name in ("BadParquet", "ModelUnavailable", "GenderError"):
+            marker = f"gender.errors.{name}: "
+            if marker in text:
+                raise GenderError(text.split(marker, 1)[1].strip().splitlines()[0]) from None
+        raise
+
+
+def score_parquet(
+    parquet_dir: str | Path,
+    out: str | Path,
+    settings: Settings,
+    master: str | None = None,
+    spark=None,
+    say: Callable[[str], None] | None = None,
+) -> SparkReport:
+    """Score every session of the folder's tables on Spark into Parquet at `out`
+    (session_id, p_male, prediction, model_id, ab_group). Nothing runs on an executor before the
+    tables' files and the models are checked on the driver. `say` hears what is being done."""
+    say = say or (lambda _text: None)
+    locations = lake.check_tables(parquet_dir)
+    out_text = str(out)
+    if lake.is_local(out_text):
+        out_path = Path(out_text.removeprefix("file://")).expanduser().resolve()
+        if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
+            raise GenderError(f"{out_path} already exists: give a new folder for the scores (or remove it)")
+        out_text = str(out_path)
+    staged, archive = stage_models(settings.model_dir)
+    try:
+        try:
+            models = load_models(staged)
+        except ModelUnavailable as exc:  # name the folder the user gave, not the private copy
+            raise ModelUnavailable(str(exc).replace(str(staged), str(settings.model_dir))) from None
+        ids = model_ids(models)
+        say(f"tables in {parquet_dir} and models {', '.join(ids.values())} checked; scoring on Spark")
+        job = Job(archive.name, tuple(sorted(ids.items())), settings.ab_salt, settings.treatment_share)
+        if spark is None:
+            spark, created = session(master)
+        else:
+            created = False
+        try:
+            ship_package(spark)
+            spark.sparkContext.addArchive(str(archive))  # unpacked on every node, as SparkFiles.get(its name)
+            with _spark_errors():
+                scores = assembled(spark, locations).mapInPandas(functools.partial(score_batches, job), OUTPUT_SCHEMA)
+                scores.write.mode("errorifexists").parquet(out_text)
+                scored = spark.read.parquet(out_text).count()  # from the files' footers
+        finally:
+            if created:
+                spark.stop()
+    finally:
+        shutil.rmtree(staged.parent, ignore_errors=True)
+    return SparkReport(out_text, scored, ids, settings.treatment_share)

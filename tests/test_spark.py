@@ -1,0 +1,200 @@
+"""Scoring on Spark (gender/spark.py) in local mode: the same answers as the single-machine
+service for every session, and bad models and bad files refused on the driver with one line.
+
+One SparkSession for the module (a JVM start costs tens of seconds): the command line, run in
+this process, scores on it. Without pyspark or Java the Spark tests skip, saying so; CI
+(GENDER_TEST_REQUIRE_ALL=1) fails on a skip, and `make test` installs both (`make spark`).
+"""
+
+import csv
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from gender import db, lake, serve
+from gender import spark as gspark
+from gender.cli import main
+from gender.features import session_frame
+from tests.conftest import PROJECT
+
+SALT, SHARE = "spark-test", "0.3"  # not the defaults: the settings must reach the executors
+
+
+def _spark_missing() -> str | None:
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark is not installed (make spark installs it from requirements-spark.txt)"
+    if shutil.which("java") is None:
+        return "Java is not installed (make spark installs Debian's openjdk-17-jre-headless)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def spark():
+    reason = _spark_missing()
+    if reason:
+        pytest.skip(reason)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("gender-lens tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def lake_dir(trained_demo, tmp_path_factory):
+    url, _ = trained_demo
+    directory = tmp_path_factory.mktemp("lake")
+    lake.export_parquet(db.connect(url), directory)
+    return directory
+
+
+def score_on_spark(capsys, *args) -> tuple[int, str]:
+    capsys.readouterr()
+    status = main(["score", "--spark", *map(str, args)])
+    return status, capsys.readouterr().err
+
+
+def jobs_run(spark) -> int:
+    return len(spark.sparkContext.statusTracker().getJobIdsForGroup())
+
+
+def test_spark_scores_are_the_single_machine_answers(spark, trained_demo, lake_dir, tmp_path, monkeypatch, capsys):
+    url, model_dir = trained_demo
+    monkeypatch.setenv("GENDER_AB_SALT", SALT)
+    monkeypatch.setenv("GENDER_TREATMENT_SHARE", SHARE)
+    out = tmp_path / "scores"
+    status, err = score_on_spark(capsys, "--parquet", lake_dir, "--out", out, "--model-dir", model_dir)
+    assert status == 0, err
+    assert "scored 3,000 sessions on Spark" in err and "30% of sessions in treatment" in err
+    got = pd.read_parquet(out).set_index("session_id").sort_index()
+    assert list(got.columns) == ["p_male", "prediction", "model_id", "ab_group"]
+
+    # Every session as the service scores it: its group by serve.group_of, its group's model.
+    from gender.score import score
+
+    engine = db.connect(url)
+    models = gspark.load_models(model_dir)
+    assert models.control is not None
+    frame = session_frame(*db.read_sessions(engine, "all"))
+    groups = np.array([serve.group_of(session_id, SALT, float(SHARE)) for session_id in frame.index])
+    expected = (
+        pd.concat(
+            score(models.of(group), frame[groups == group]).assign(model_id=models.of(group).model_id, ab_group=group)
+            for group in serve.GROUPS
+        )
+        .set_index("session_id")
+        .sort_index()
+    )
+    assert list(got.index) == list(expected.index) and len(got) == 3_000
+    assert np.abs(got["p_male"].to_numpy() - expected["p_male"].to_numpy()).max() <= 1e-9
+    for column in ("prediction", "model_id", "ab_group"):
+        assert (got[column] == expected[column]).all(), column
+    assert set(got["ab_group"]) == {"treatment", "control"}
+
+    # The single-machine score command (the treatment model, unlabelled sessions) agrees too.
+    csv_out = tmp_path / "unlabelled.csv"
+    assert main(["score", "--unlabelled", "--out", str(csv_out), "--db", url, "--model-dir", str(model_dir)]) == 0
+    rows = list(csv.DictReader(csv_out.open()))
+    treated = got[got["ab_group"] == "treatment"]
+    checked = [row for row in rows if row["session_id"] in treated.index]
+    assert checked
+    for row in checked:
+        assert abs(float(row["p_male"]) - treated.at[row["session_id"], "p_male"]) <= 1e-9
+        assert row["prediction"] == treated.at[row["session_id"], "prediction"]
+
+    # And the service itself, session by session, for a sample.
+    for session_id in got.index[::150]:
+        served = serve.serve(engine, models, session_id, SALT, float(SHARE), explain=False).as_json()
+        assert (served["P_MALE"], served["PREDICTION"], served["MODEL"], served["GROUP"]) == (
+            got.at[session_id, "p_male"],
+            *got.loc[session_id, ["prediction", "model_id", "ab_group"]],
+        )
+
+    again, err = score_on_spark(capsys, "--parquet", lake_dir, "--out", out, "--model-dir", model_dir)
+    assert again == 1 and "already exists" in err and err.count("\n") == 1
+
+
+def test_a_corrupt_or_foreign_model_is_refused_before_any_executor_runs(
+    spark, trained_demo, lake_dir, tmp_path, capsys
+):
+    _, model_dir = trained_demo
+    corrupt, foreign = tmp_path / "corrupt", tmp_path / "foreign"
+    for copy in (corrupt, foreign):
+        shutil.copytree(model_dir, copy)
+    data = bytearray((corrupt / "treatment.joblib").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (corrupt / "treatment.joblib").write_bytes(bytes(data))
+    shutil.copy(model_dir / "treatment.joblib", foreign / "control.joblib")  # a readable model, not this card's
+
+    before = jobs_run(spark)
+    for folder, file in ((corrupt, "treatment.joblib"), (foreign, "control.joblib")):
+        out = tmp_path / f"out-{folder.name}"
+        status, err = score_on_spark(capsys, "--parquet", lake_dir, "--out", out, "--model-dir", folder)
+        assert status == 1
+        assert err.splitlines()[-1] == (
+            f"error: model file {folder / file} does not match its recorded sha256; refusing to load it"
+        )
+        assert not out.exists()
+    assert jobs_run(spark) == before  # refused on the driver: no job, so no executor ran
+
+
+def _broken(tmp_path, name, change):
+    broken = tmp_path / "broken"
+    lake.demo_parquet(broken, 200, seed=3)
+    pq.write_table(change(pq.read_table(broken / f"{name}.parquet")), broken / f"{name}.parquet")
+    return broken
+
+
+@pytest.mark.parametrize(
+    "name, change, column, says",
+    [
+        ("product", lambda t: t.drop_columns(["category_c"]), "category_c", "no column 'category_c'"),
+        (
+            "session",
+            lambda t: t.set_column(1, "start_time", t["start_time"].cast(pa.string())),
+            "start_time",
+            "column 'start_time' is of type string, expected time",
+        ),
+        (
+            "product",
+            lambda t: t.set_column(1, "sequence_order", t["sequence_order"].cast(pa.float64())),
+            "sequence_order",
+            "column 'sequence_order' is of type double, expected whole number",
+        ),
+    ],
+)
+def test_a_malformed_parquet_file_is_one_clear_error(tmp_path, name, change, column, says):
+    """Checked from the files' footers before the models and Spark: no pyspark needed to see it."""
+    model_dir = tmp_path / "no-models"  # the files are refused before the models are looked at
+    broken = _broken(tmp_path, name, change)
+    result = subprocess.run(
+        [sys.executable, "-m", "gender", "score", "--spark", "--parquet", str(broken), "--out", str(tmp_path / "o")]
+        + ["--model-dir", str(model_dir)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        timeout=600,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {broken / (name + '.parquet')}: {says}")
+    assert column in result.stderr and not (tmp_path / "o").exists()
