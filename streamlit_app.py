@@ -70,8 +70,10 @@ else:  # a page view
     navigation = st.navigation(
         [
             st.Page("pages/predict.py", title="Predict", icon=":material/person_search:", default=True),
+            st.Page("pages/find.py", title="Find", icon=":material/filter_alt:", url_path="find"),
             st.Page("pages/categories.py", title="Categories", icon=":material/category:", url_path="categories"),
             st.Page("pages/model.py", title="Model", icon=":material/model_training:", url_path="model"),
+            st.Page("pages/population.py", title="Population", icon=":material/groups:", url_path="population"),
             st.Page("pages/monitoring.py", title="Monitoring", icon=":material/monitoring:", url_path="monitoring"),
         ]
     )

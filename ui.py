@@ -20,10 +20,10 @@ import plotly.offline
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from gender import db, predict, serve, synth
-from gender.artifact import METADATA_FILE
+from gender import artifact, db, serve, synth
 from gender.config import Settings, load_settings
 from gender.errors import DatabaseUnavailable, GenderError, ModelUnavailable
+from gender.trained import Model, Models
 
 QUERY_TTL = 300  # seconds a cached query result is reused; imports show up after this at the latest
 HERE = Path(__file__).resolve().parent
@@ -62,20 +62,12 @@ def _url_key() -> str:
     return settings().db_url.render_as_string(hide_password=False)
 
 
-@st.cache_resource(show_spinner="Loading the models…", max_entries=2)
-def _models(model_dir: str, version: tuple | None) -> serve.Models:
-    return serve.load_models(Path(model_dir))
+def models() -> Models:
+    """The treatment and control models, reloaded after a retrain (`artifact.current`)."""
+    return artifact.current(settings().model_dir)
 
 
-def models() -> serve.Models:
-    """The treatment and control models, reloaded when their metadata file changes (a retrain)."""
-    model_dir = settings().model_dir
-    metadata = model_dir / METADATA_FILE
-    version = (metadata.stat().st_mtime_ns, metadata.stat().st_size) if metadata.is_file() else None
-    return _models(str(model_dir), version)
-
-
-def model() -> predict.Model:
+def model() -> Model:
     """The treatment model: the one chosen by training."""
     return models().treatment
 
@@ -172,7 +164,7 @@ def require_database():
     return current
 
 
-def require_models() -> serve.Models:
+def require_models() -> Models:
     """The models, or a note saying there are none and a button to train them here."""
     try:
         return models()
@@ -189,10 +181,9 @@ def train_here() -> None:
 
     progress = st.progress(0.0, "reading the labelled sessions…")
     with banners():
-        metadata = train(engine(), settings().model_dir, lambda f, m: progress.progress(f, m))
-    st.cache_resource.clear()
+        card = train(engine(), settings().model_dir, lambda f, m: progress.progress(f, m))
     st.cache_data.clear()
-    st.success(f"trained: {metadata['chosen']} chosen in {metadata['seconds']} s")
+    st.success(f"trained: {card.chosen} chosen in {card.seconds} s")
     st.rerun()
 
 
@@ -268,7 +259,7 @@ def sidebar() -> None:
             treatment = serving.treatment
             st.markdown(
                 f"**{treatment.model_id}**  \n{treatment.label}  \n"
-                f"trained {treatment.metadata['trained_at'][:16].replace('T', ' ')} UTC  \n"
+                f"trained {treatment.card.trained} UTC  \n"
                 f"CV ROC-AUC **{treatment.cv_auc:.3f}**"
             )
             if serving.control:
@@ -321,6 +312,79 @@ def session_picker(key: str) -> str:
 
 # A box holds more than an id column, so that a longer paste is told why it finds nothing.
 MAX_TYPED = 4 * db.SESSION_ID_LENGTH
+
+# -- finding a session id as one types (session_search.js) ----------------------------------------
+_search_box = st.components.v2.component(
+    "gender_lens.session_search",
+    js=(HERE / "session_search.js").read_text(),
+    css=(HERE / "session_search.css").read_text(),
+    isolate_styles=False,
+)
+
+
+def session_search(key: str) -> None:
+    """A box that suggests session ids as one types: at most db.SUGGESTIONS ids that start with the
+    text, from a range of the primary key (milliseconds at a million sessions). Picking one (or
+    Enter) puts it in `session_picker(key)`'s box and opens it, ?session= included. A fragment:
+    a keystroke reruns this box only, never the page under it."""
+    _session_search(key)
+
+
+def suggestion_label(session_id: str) -> str:
+    """An id as a suggestion shows it: control characters made visible (set as text, never markup)."""
+    return session_id if session_id.isprintable() else session_id.encode("unicode_escape").decode("ascii")
+
+
+def _open_picked(key: str, search_key: str) -> None:
+    picked = (st.session_state.get(search_key) or {}).get("picked")
+    if isinstance(picked, str) and picked.strip():
+        st.session_state[key] = picked  # session_picker's box: it keeps ?session= and the other pages in step
+        st.session_state[f"{search_key}_open"] = True
+
+
+@st.fragment
+def _session_search(key: str) -> None:
+    search_key = f"{key}_search"
+    query = (st.session_state.get(search_key) or {}).get("query") or ""
+    found, note = [], None
+    if query.strip():
+        try:
+            found = db.suggest_session_ids(engine(), query)
+        except GenderError:
+            note = "The database does not answer: no suggestions."
+        else:
+            if len(query.strip()) > db.SESSION_ID_LENGTH:
+                note = f"A session id has at most {db.SESSION_ID_LENGTH} characters."
+            elif not found:
+                note = "No session id starts with this."
+            elif len(found) == db.SUGGESTIONS:
+                note = f"The first {db.SUGGESTIONS} ids in order: type more to narrow them down."
+    _search_box(
+        data={
+            "query": query,
+            "suggestions": [{"id": found_id, "label": suggestion_label(found_id)} for found_id in found],
+            "note": note,
+            "label": "Find a session: type the start of its id",
+            "placeholder": "e.g. u100",
+            "maxLength": MAX_TYPED,
+        },
+        key=search_key,
+        default={"query": ""},
+        on_query_change=lambda: None,
+        on_picked_change=functools.partial(_open_picked, key, search_key),
+    )
+    if st.session_state.pop(f"{search_key}_open", False):
+        st.rerun()  # the whole page, with the picked session
+
+
+@st.cache_data(ttl=30, show_spinner="Finding sessions…", max_entries=50)
+def _found_sessions(url_key: str, filters: db.SessionFilter, limit: int) -> db.FoundSessions:
+    return db.find_sessions(engine(), filters, limit)
+
+
+def found_sessions(filters: db.SessionFilter, limit: int = 100) -> db.FoundSessions:
+    """The first `limit` sessions matching `filters` and their count (the Find page; kept 30 s)."""
+    return _found_sessions(_url_key(), filters, limit)
 
 
 def no_session(session_id: str) -> None:

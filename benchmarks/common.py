@@ -25,7 +25,7 @@ if str(PROJECT) not in sys.path:  # run as `.venv/bin/python benchmarks/NAME.py`
 
 from sqlalchemy import text  # noqa: E402
 
-from gender import db, ingest, synth  # noqa: E402
+from gender import artifact, db, ingest, synth  # noqa: E402
 from gender.config import parse_url, redact  # noqa: E402
 
 BENCH_DATA = PROJECT / "data" / "bench"
@@ -290,35 +290,19 @@ def model_dir_for(name: str) -> Path:
     return BENCH_DATA / f"models-{name}"
 
 
-def fitted_model(pipeline, frame, y, slot: str, name: str):
-    """A `predict.Model` around a pipeline fitted here, without `train()`'s cross-validation."""
-    return wrap_model(pipeline.fit(frame, y), float(y.mean()), slot, name)
-
-
-def wrap_model(pipeline, base_rate: float, slot: str = "treatment", name: str = "boosted"):
-    """A `predict.Model` around a fitted pipeline without `train()`'s metadata: no calibration,
-    the threshold at the base rate (so both answers occur)."""
-    from gender.predict import Model
-
-    metadata = {
-        "slots": {slot: {"candidate": name, "label": name, "threshold": base_rate, "sha256": "0" * 64}},
-        "candidates": {name: {"auc_mean": float("nan")}},
-        "training": {"male_share": base_rate},
-    }
-    return Model(pipeline, metadata, slot)
-
-
 def load_or_fit_models(engine, model_dir: Path | None):
     """(treatment, control, where from): the models in `model_dir` when it holds a trained pair,
     otherwise the chosen family (boosted) and the original's forest fitted directly on `engine`."""
-    from gender import predict, train
+    from gender import train
 
     if model_dir is not None and (model_dir / "metadata.json").is_file():
         shown = model_dir.relative_to(PROJECT) if model_dir.is_relative_to(PROJECT) else model_dir
-        treatment, control = predict.load_model(model_dir, "treatment"), predict.load_model(model_dir, "control")
+        treatment, control = artifact.load(model_dir).treatment, artifact.load(model_dir).control
         return treatment, control, f"trained by train() in {shown}"
+    from tests import models
+
     log("no trained models: fitting the boosted pipeline and the original's forest directly (about a minute)")
     frame, y = train.labelled_data(engine)
-    treatment = fitted_model(train.boosted_pipeline(), frame, y, "treatment", "boosted")
-    control = fitted_model(train.original_pipeline(), frame, y, "control", "original")
+    treatment = models.fitted_model(train.boosted_pipeline(), frame, y, "treatment", "boosted")
+    control = models.fitted_model(train.original_pipeline(), frame, y, "control", "original")
     return treatment, control, "fitted directly on the labelled sessions (run training.py first for train()'s models)"

@@ -15,10 +15,10 @@ from __future__ import annotations
 import random
 
 import common
-import original_style
 from common import median, ms, percentile, ratio, table, timed
 
 from gender import db
+from tests import original_style
 
 
 def pairs(engine, n: int, rng: random.Random) -> list[tuple[str, str]]:

@@ -157,7 +157,7 @@ def seed_log(engine, model_dir: Path, size: int) -> int:
     import pandas as pd
     from sqlalchemy import func, select
 
-    from gender import db, predict, serve
+    from gender import artifact, db, score, serve
     from gender.config import load_settings
     from gender.features import session_frame
 
@@ -167,7 +167,7 @@ def seed_log(engine, model_dir: Path, size: int) -> int:
     if have >= size:
         return have
     settings = load_settings(model_dir=model_dir)
-    served = serve.load_models(model_dir)
+    served = artifact.load(model_dir)
     with engine.connect() as conn:
         everyone = conn.execute(select(db.session.c.session_id)).scalars().all()
     ids = random.Random(1).sample(everyone, min(size - have, len(everyone)))
@@ -194,7 +194,7 @@ def seed_log(engine, model_dir: Path, size: int) -> int:
         part = frame[groups == group]
         if part.empty:
             continue
-        scores = predict.score(model, part)
+        scores = score.score(model, part)
         for session_id, p_male, prediction in scores.itertuples(index=False):
             rows.append(
                 {
@@ -265,6 +265,7 @@ import streamlit as st
 
 sys.path.insert(0, {project!r})
 import ui  # noqa: E402
+from gender import artifact, score
 
 ui.STATIC = Path(__file__).parent / "static"  # this app's static/, the one its server serves
 st.title("Floor")

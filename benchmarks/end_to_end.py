@@ -15,7 +15,7 @@ Each command runs as its own process, typed as a user types it, and is measured 
 Targets: at most 5 minutes for the three together and at most 4 GB peak RSS in each. Then the
 growth of `train` alone: `demo` + `train` at each --growth size in a fresh database of its own
 (only `train` is in the table; the main run gives the largest size's row). The original-style
-baseline (a scan of the whole product table per session, benchmarks/original_style.py) is not
+baseline (a scan of the whole product table per session, tests/original_style.py) is not
 run at this size: its cost per (session × product row) is measured on a small sample of the same
 database and multiplied out for the feature build and the scoring.
 """
@@ -31,6 +31,9 @@ from pathlib import Path
 import common
 from common import gender, ms, run, table, uptime
 
+from gender import artifact
+from gender.card import ModelCard
+
 TARGET_SECONDS = 300
 TARGET_RSS_GB = 4.0
 RESULT = "RESULT "  # the sample step's last stdout line: RESULT {json}
@@ -43,8 +46,9 @@ def step_sample(engine) -> None:
     labelled sessions, each session's rows found by a scan of the shop's whole product table,
     then the original's word features: the cost per (session × product row)."""
     import numpy as np
-    import original_style
     from sqlalchemy import text
+
+    from tests import original_style
 
     with engine.connect() as conn:
         last = conn.execute(
@@ -76,22 +80,22 @@ def fresh_database(name: str, mysql: str | None):
     return url, url.render_as_string(hide_password=False)
 
 
-def train_facts(model_dir: Path) -> dict:
-    """What `train` wrote: its metadata."""
-    return json.loads((model_dir / "metadata.json").read_text())
+def train_facts(model_dir: Path) -> ModelCard:
+    """What `train` wrote: its model card."""
+    return artifact.load_card(model_dir)
 
 
-def trained_what(metadata: dict) -> str:
-    cv, treatment = metadata["cv"], metadata["slots"]["treatment"]
-    chosen = metadata["chosen"]
-    compared = f"sample of {cv['sessions']:,}" if cv["sampled"] else f"all {cv['sessions']:,}"
-    held = treatment.get("holdout")
+def trained_what(card: ModelCard) -> str:
+    cv, treatment = card.cv, card.slots["treatment"]
+    chosen = card.chosen
+    compared = f"sample of {cv.sessions:,}" if cv.sampled else f"all {cv.sessions:,}"
+    held = treatment.holdout
     quality = (
-        f"held-out ROC-AUC {held['auc']:.4f} on {held['sessions']:,}"
+        f"held-out ROC-AUC {held.auc:.4f} on {held.sessions:,}"
         if held
-        else f"CV ROC-AUC {metadata['candidates'][chosen]['auc_mean']:.4f}"
+        else f"CV ROC-AUC {card.candidates[chosen].auc_mean:.4f}"
     )
-    return f"CV on {compared}; {chosen} chosen, fitted on {treatment['fitted_sessions']:,}: {quality}"
+    return f"CV on {compared}; {chosen} chosen, fitted on {treatment.fitted_sessions:,}: {quality}"
 
 
 def main() -> None:
@@ -133,7 +137,7 @@ def main() -> None:
     engine = db.connect(url)
     counts = db.table_counts(engine)
     engine.dispose()
-    metadata = train_facts(models)
+    card = train_facts(models)
     with scores.open() as f:
         scored_rows = sum(1 for _ in f) - 1
     commands = {
@@ -143,7 +147,7 @@ def main() -> None:
     }
     described = {
         "demo": f"{counts['sessions']:,} sessions ({counts['labelled']:,} labelled), {counts['views']:,} views",
-        "train": trained_what(metadata),
+        "train": trained_what(card),
         "score": f"{scored_rows:,} sessions of unknown gender scored",
     }
     rows = [
@@ -172,7 +176,7 @@ def main() -> None:
         "CPU: the command's own user+sys seconds. With 2 cores, wall below CPU means it used both; wall above "
         "CPU means it waited (for the cores, shared with other work: see the load, or for the disk)."
     )
-    print_train(metadata, results["train"]["stderr"])
+    print_train(card, results["train"]["stderr"])
 
     # the baseline: the original-style scan, estimated
     common.log("original-style scan on a sample, for the baseline estimate")
@@ -212,7 +216,7 @@ def main() -> None:
     # the growth of `train`: each row printed as soon as it is measured (a long run stopped early keeps its rows)
     print("\n## `python -m gender train` as the data grows (each in a fresh database of its own)\n")
     print("| sessions | labelled | wall | CPU | peak RSS | load (start → end) | what |\n|---|---|---|---|---|---|---|")
-    print(growth_row(sessions, results["train"], metadata), flush=True)
+    print(growth_row(sessions, results["train"], card), flush=True)
     for n in growth:
         small_url, small_text = fresh_database(f"e2e_{common.size_label(n)}", args.mysql)
         small_models = work / f"models-{common.size_label(n)}"
@@ -230,46 +234,46 @@ def main() -> None:
     common.footer()
 
 
-def growth_row(sessions: int, result: dict, metadata: dict) -> str:
+def growth_row(sessions: int, result: dict, card: ModelCard) -> str:
     cells = [
         f"{sessions:,}",
-        f"{metadata['training']['sessions']:,}",
+        f"{card.training.sessions:,}",
         ms(result["wall"]),
         f"{result['cpu']:.0f} s",
         gb(result["rss_mb"]),
         f"{result['load'][0]:.1f} → {result['load'][1]:.1f}",
-        trained_what(metadata),
+        trained_what(card),
     ]
     return "| " + " | ".join(cells) + " |"
 
 
-def print_train(metadata: dict, stderr: str) -> None:
+def print_train(card: ModelCard, stderr: str) -> None:
     """Inside `train`, from its own output: the comparison, the final fits and their quality."""
-    print("\n## Inside `train` (from its metadata; a part, not a command of its own)\n")
+    print("\n## Inside `train` (from its model card; a part, not a command of its own)\n")
     rows = [
         [
             f"5-fold CV: {name}",
-            f"{result['cv_seconds']:.1f} s",
-            f"ROC-AUC {result['auc_mean']:.4f} ± {result['auc_std']:.4f}",
+            f"{result.cv_seconds:.1f} s",
+            f"ROC-AUC {result.auc_mean:.4f} ± {result.auc_std:.4f}",
         ]
-        for name, result in metadata["candidates"].items()
+        for name, result in card.candidates.items()
     ]
-    for slot, entry in metadata["slots"].items():
-        held = entry.get("holdout")
+    for slot, entry in card.slots.items():
+        held = entry.holdout
         quality = (
-            f"held-out ROC-AUC {held['auc']:.4f}, balanced accuracy {entry['confusion']['balanced_accuracy']:.3f} "
-            f"({held['sessions']:,} sessions; {held['calibration_sessions']:,} others set calibration and threshold)"
+            f"held-out ROC-AUC {held.auc:.4f}, balanced accuracy {entry.confusion.balanced_accuracy:.3f} "
+            f"({held.sessions:,} sessions; {held.calibration_sessions:,} others set calibration and threshold)"
             if held
             else "judged by its CV"
         )
         rows.append(
             [
-                f"final fit: {entry['candidate']} ({slot}) on {entry['fitted_sessions']:,}",
-                f"{entry['fit_seconds']:.1f} s",
+                f"final fit: {entry.candidate} ({slot}) on {entry.fitted_sessions:,}",
+                f"{entry.fit_seconds:.1f} s",
                 quality,
             ]
         )
-    rows.append(["all of `train`, as it timed itself", f"{metadata['seconds']:.1f} s", ""])
+    rows.append(["all of `train`, as it timed itself", f"{card.seconds:.1f} s", ""])
     print(table(["part", "wall", "result"], rows))
     print("\n`train`'s own report (stderr, last lines):\n")
     print("\n".join("    " + line for line in stderr.strip().splitlines()[-8:]))

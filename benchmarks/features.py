@@ -18,11 +18,11 @@ from __future__ import annotations
 import random
 
 import common
-import original_style
 from common import median, ms, ratio, table, timed
 
 from gender import db
 from gender.features import OriginalFeatures, SessionFeatures, session_frame
+from tests import original_style
 
 
 def ours(engine, features):

@@ -1,7 +1,7 @@
 """The original web service re-created for the load benchmark (benchmarks/api.py): a Flask app with
 the original's two routes and JSON, its per-request scan for a session's rows, its UNION of four
 GROUP BYs for /count, and the original random forest's predict without an explanation
-(benchmarks/original_style.py holds those pieces, pinned to our answers by tests/test_fast_paths.py).
+(tests/original_style.py holds those pieces, pinned to our answers by tests/test_fast_paths.py).
 
     .venv/bin/python benchmarks/flask_original.py DB_URL MODEL_DIR PORT
 
@@ -17,13 +17,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flask import Flask, jsonify  # noqa: E402
 
-from benchmarks.original_style import OriginalService, union_connection, union_count  # noqa: E402
-from gender import db, predict  # noqa: E402
+from gender import artifact, db  # noqa: E402
+from tests.original_style import OriginalService, union_connection, union_count  # noqa: E402
 
 
 def create_app(db_url: str, model_dir: Path) -> Flask:
     engine = db.connect(db_url)
-    pipeline = predict.load_model(model_dir, "control").pipeline  # the original's forest, as train() re-creates it
+    pipeline = artifact.load(model_dir).control.pipeline  # the original's forest, as train() re-creates it
     # One row at a time, as our serving predicts it (serve._one_row_at_a_time): the comparison is of
     # the queries and the work per request, not of joblib's thread-pool polling.
     pipeline[-1].set_params(n_jobs=1)

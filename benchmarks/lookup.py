@@ -18,11 +18,11 @@ import random
 from pathlib import Path
 
 import common
-import original_style
 from common import median, ms, percentile, ratio, table, timed
 
 from gender import db, predict
 from gender.explain import explain_row
+from tests import original_style
 
 
 def main() -> None:

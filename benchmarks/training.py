@@ -4,7 +4,7 @@
 
 Runs `python -m gender train --db URL --model-dir DIR` exactly as a user types it and measures
 the command from the outside (os.wait4's usage of the child: wall time, CPU, peak RSS). Its parts
-(each candidate's 5-fold cross-validation, each final fit) come from the metadata it writes: they
+(each candidate's 5-fold cross-validation, each final fit) come from the model card it writes: they
 are parts of that one command, not commands of their own. The models it writes are the ones
 lookup.py uses. There is no original figure for this; the original re-creation's own
 cross-validation is one of the parts.
@@ -12,11 +12,12 @@ cross-validation is one of the parts.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import common
 from common import gender, ms, run, table, uptime
+
+from gender import artifact
 
 
 def main() -> None:
@@ -38,26 +39,25 @@ def main() -> None:
     print(f"uptime at start: {uptime()}\n", flush=True)
 
     result = run("train", gender("train", "--db", url, "--model-dir", str(args.model_dir)))
-    metadata = json.loads((args.model_dir / "metadata.json").read_text())
+    card = artifact.load_card(args.model_dir)
     total = result["wall"]
 
     # The parts run side by side on a pool of one thread per core: each is its own thread's time,
     # so they add up to about the cores' time, not to the command's wall time.
     rows = [
-        [f"part: 5-fold CV, {name} (its 5 folds' thread time)", ms(r["cv_seconds"])]
-        for name, r in metadata["candidates"].items()
+        [f"part: 5-fold CV, {name} (its 5 folds' thread time)", ms(r.cv_seconds)] for name, r in card.candidates.items()
     ]
     rows += [
         [
-            f"part: final fit, {entry['candidate']} ({slot}, {entry['fitted_sessions']:,} sessions)",
-            ms(entry["fit_seconds"]),
+            f"part: final fit, {entry.candidate} ({slot}, {entry.fitted_sessions:,} sessions)",
+            ms(entry.fit_seconds),
         ]
-        for slot, entry in metadata["slots"].items()
+        for slot, entry in card.slots.items()
     ]
     rows.append(["**`python -m gender train`, the command (wall)**", f"**{ms(total)}**"])
-    cv = metadata["cv"]
-    compared = f"a stratified sample of {cv['sessions']:,}" if cv["sampled"] else f"all {cv['sessions']:,}"
-    print(f"## {metadata['training']['sessions']:,} labelled sessions; candidates compared on {compared}\n")
+    cv = card.cv
+    compared = f"a stratified sample of {cv.sessions:,}" if cv.sampled else f"all {cv.sessions:,}"
+    print(f"## {card.training.sessions:,} labelled sessions; candidates compared on {compared}\n")
     print(table(["step", "time"], rows))
     print(
         f"\nthe command: wall {ms(total)}, CPU {result['cpu']:.0f} s (user+sys), peak RSS {result['rss_mb']:,.0f} MB, "
@@ -65,8 +65,8 @@ def main() -> None:
     )
     print(
         "CV ROC-AUC: "
-        + ", ".join(f"{name} {r['auc_mean']:.4f}" for name, r in metadata["candidates"].items())
-        + f"; chosen: {metadata['chosen']}; models written to {args.model_dir}"
+        + ", ".join(f"{name} {r.auc_mean:.4f}" for name, r in card.candidates.items())
+        + f"; chosen: {card.chosen}; models written to {args.model_dir}"
     )
     print("\n`train`'s own report (stderr, last lines):\n")
     print("\n".join("    " + line for line in result["stderr"].strip().splitlines()[-7:]))

@@ -7,11 +7,24 @@ The package is the pipeline, one module a stage:
     ingest    PAKDD'15 CSV files and other FTP databases into the tables
     events    a shop's event log (CSV or Parquet, one row a view) into the tables
     synth     synthetic FTP-like logs for the demo and scale tests
+    lake      the FTP tables as Parquet files: exported from a database, or synthetic; checked
+    session   one session as stored, and the one grammar of feature names
     features  a session's views and times as a feature row
-    train     candidates compared by cross-validated ROC-AUC; the best one saved
-    artifact  model files and their metadata, checked before loading
-    predict   one session looked up and predicted, or many scored
+    model     the chosen classifier: logistic regression corrected by LightGBM
+    metrics   curves, thresholds, confusion matrices, calibration
+    train     candidates compared by cross-validated ROC-AUC; the best one and the control saved
+    card      the model card: what was trained, on what, how well, how it decides
+    trained   a trained model as served (pipeline, calibration, threshold, explainer) and the A/B pair
+    artifact  model files and their card, checked before loading: the one loader
+    predict   one session looked up, predicted and explained, or its views in a category counted
+    answers   the answers every interface gives (the original's JSON), and P(male) in words
+    score     many sessions scored at once, streamed
+    serve     which model answers a session (A/B groups), and the prediction log
     explain   SHAP contributions of one prediction, in words and up the hierarchy
+    monitor   what was served, against what was trained, with honest intervals
+    population SHAP of the chosen model over a sample of sessions: importance, dependence, cohorts
     plots     plotly figures for the dashboard
+    report    one session's answer and explanation as a standalone HTML file (and as JSON)
+    spark     every session of the Parquet tables scored on Spark (optional: pyspark, Java 17)
     cli       `python -m gender ...`
 """

@@ -23,8 +23,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote, unquote_to_bytes
 
@@ -37,11 +35,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
 
-from gender import db, predict, serve
+from gender import artifact, db, predict, serve
 from gender.access import Access, load_access
-from gender.artifact import METADATA_FILE
+from gender.answers import Prediction
 from gender.config import SECRETS_FILE, Settings, load_settings
 from gender.errors import DatabaseUnavailable, GenderError, ModelUnavailable
+from gender.trained import Models
 
 log = logging.getLogger("gender.api")
 
@@ -100,25 +99,21 @@ class Metrics:
             "gender_database_errors", "Requests that failed on the database", registry=self.registry
         )
 
-    def show_models(self, models: serve.Models) -> None:
+    def show_models(self, models: Models) -> None:
         self.model.clear()
         self.trained.clear()
         for slot, model in (("treatment", models.treatment), ("control", models.control)):
             if model is None:
                 continue
-            trained_at = str(model.metadata.get("trained_at", ""))
-            self.model.labels(slot, model.model_id, model.candidate, trained_at).set(1)
-            try:
-                self.trained.labels(slot).set(datetime.fromisoformat(trained_at).timestamp())
-            except ValueError:
-                pass
+            trained_at = model.card.trained_at
+            self.model.labels(slot, model.model_id, model.candidate, trained_at.isoformat()).set(1)
+            self.trained.labels(slot).set(trained_at.timestamp())
 
 
 class Service:
     """Settings, access, the engine (one pooled engine per database) and the models, shared by
     every request of a process. Settings are re-read when the secrets file changes; the models
-    are loaded once and again only when their metadata file changes (a retrain), as the
-    dashboard's `ui.models()` does."""
+    come from `artifact.current`, as the dashboard's do."""
 
     def __init__(self, metrics: Metrics | None = None):
         self.metrics = metrics or Metrics()
@@ -126,8 +121,7 @@ class Service:
         self._config_key: object = None
         self._config: tuple[Settings, Access] | None = None
         self._engines: dict[str, Engine] = {}
-        self._models_key: object = None
-        self._models: serve.Models | None = None
+        self._models: Models | None = None
         self._limiter: anyio.CapacityLimiter | None = None
 
     async def run(self, function: Callable, *args):
@@ -161,18 +155,13 @@ class Service:
                 self._engines[url] = engine
         return engine
 
-    def models(self) -> serve.Models:
-        model_dir = self.settings.model_dir
-        metadata = Path(model_dir) / METADATA_FILE
-        stat = metadata.stat() if metadata.is_file() else None
-        key = (str(model_dir), stat.st_mtime_ns, stat.st_size) if stat else None
-        if self._models is None or key != self._models_key:
+    def models(self) -> Models:
+        models = artifact.current(self.settings.model_dir)  # raises ModelUnavailable
+        if models is not self._models:  # loaded anew: a start or a retrain
             with self._lock:
-                if self._models is None or key != self._models_key:
-                    self._models = serve.load_models(Path(model_dir))  # raises ModelUnavailable
-                    self._models_key = key
-                    self.metrics.show_models(self._models)
-        return self._models
+                self._models = models
+                self.metrics.show_models(models)
+        return models
 
 
 # -- ids in the path ------------------------------------------------------------------------------
@@ -301,7 +290,7 @@ def create_app(service: Service | None = None) -> FastAPI:
         models = service.models()
         served = serve.serve(engine, models, session_id, settings.ab_salt, settings.treatment_share, explain=False)
         if served is None:
-            return predict.Prediction.unknown(session_id).as_json()
+            return Prediction.unknown(session_id).as_json()
         serve.log_in_background(engine, served, "api")
         prediction = served.prediction
         service.metrics.predictions.labels(prediction.model, served.group, prediction.prediction).inc()
@@ -347,7 +336,7 @@ def create_app(service: Service | None = None) -> FastAPI:
             models = service.models()
             control = models.control.model_id if models.control else None
             body |= {"MODEL": models.treatment.model_id, "CONTROL_MODEL": control}
-            body["TRAINED_AT"] = models.treatment.metadata.get("trained_at")
+            body["TRAINED_AT"] = models.card.trained_at.isoformat()
         except ModelUnavailable as exc:
             body |= {"STATUS": "unavailable", "MODEL_ERROR": str(exc)}
         return JSONResponse(body, status_code=200 if body["STATUS"] == "ok" else 503)

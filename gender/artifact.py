@@ -1,8 +1,9 @@
-"""Saving and loading trained models: a joblib file per slot plus one JSON metadata file.
+"""Saving and loading trained models: a joblib file per slot plus the model card (JSON).
 
 A joblib file can run code when loaded, so we load only from the configured model folder and
-only a file whose sha256 matches the metadata written beside it; a model built for another
-feature version is refused too.
+only a file whose sha256 matches the card written beside it; a card of another feature version
+or shape is refused before any file is opened, and a pipeline that would decide otherwise than
+its card says is refused after.
 """
 
 from __future__ import annotations
@@ -11,16 +12,19 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import joblib
+from sklearn.pipeline import Pipeline
 
+from gender.card import ModelCard, Run
 from gender.errors import ModelUnavailable
 from gender.features import FEATURE_VERSION
+from gender.trained import CalibratedDecision, Model, Models
 
-METADATA_FILE = "metadata.json"
+METADATA_FILE = "metadata.json"  # the model card
 RUNS_DIR = "runs"  # one JSON file per training run, kept when later runs replace the models
-SLOTS = ("treatment", "control")  # treatment: the chosen model; control: the original re-creation
 
 
 def sha256(path: Path) -> str:
@@ -43,93 +47,116 @@ def _write_atomically(path: Path, write) -> None:
         raise
 
 
-def save(model_dir: Path, pipelines: dict, metadata: dict) -> dict:
-    """Save each slot's pipeline, then the metadata with the files' checksums; returns the metadata."""
+def save(model_dir: Path, pipelines: dict[str, Pipeline], card: ModelCard) -> ModelCard:
+    """Save each slot's pipeline, then the card with the files' checksums; returns that card."""
     model_dir.mkdir(parents=True, exist_ok=True)
+    slots = dict(card.slots)
     for slot, pipeline in pipelines.items():
         path = model_dir / f"{slot}.joblib"
         _write_atomically(path, lambda f, p=pipeline: joblib.dump(p, f))
-        metadata["slots"][slot].update(file=path.name, sha256=sha256(path))
-    text = json.dumps(metadata, indent=1).encode()
+        slots[slot] = slots[slot].model_copy(update={"file": path.name, "sha256": sha256(path)})
+    card = card.model_copy(update={"slots": slots})
+    text = card.to_json()
     _write_atomically(model_dir / METADATA_FILE, lambda f: f.write(text))
-    return metadata
+    return card
 
 
-def load_metadata(model_dir: Path) -> dict:
-    """The metadata of the models in `model_dir`, or ModelUnavailable saying how to get some."""
+def load_card(model_dir: Path) -> ModelCard:
+    """The card of the models in `model_dir`, or ModelUnavailable saying how to get some."""
     path = model_dir / METADATA_FILE
     if not path.is_file():
         raise ModelUnavailable(f"no trained model in {model_dir}: run `python -m gender train`")
     try:
-        metadata = json.loads(path.read_text())
-        metadata["slots"]
-    except (ValueError, KeyError, TypeError):
-        raise ModelUnavailable(f"{path} is not a model metadata file: retrain with `python -m gender train`") from None
-    if metadata.get("feature_version") != FEATURE_VERSION:
+        text = path.read_bytes()
+        version = json.loads(text).get("feature_version")
+    except (OSError, ValueError, AttributeError):
+        raise ModelUnavailable(f"{path} is not a model card: retrain with `python -m gender train`") from None
+    if version != FEATURE_VERSION:  # said before any other field: it is the usual reason after an upgrade
         raise ModelUnavailable(
-            f"the model in {model_dir} was built for feature version {metadata.get('feature_version')}, "
+            f"the model in {model_dir} was built for feature version {version}, "
             f"this code computes version {FEATURE_VERSION}: retrain with `python -m gender train`"
         )
-    return metadata
+    return ModelCard.parse(text, str(path))
 
 
-def load(model_dir: Path, slot: str = "treatment"):
-    """(pipeline, metadata) of one slot, after checking the file against its recorded sha256."""
-    metadata = load_metadata(model_dir)
-    entry = metadata["slots"].get(slot)
-    if not entry:
+def load_pipeline(model_dir: Path, card: ModelCard, slot: str) -> Pipeline:
+    """One slot's pipeline, after checking its file against the card's sha256 and the card's
+    threshold and calibration against the pipeline's own."""
+    entry = card.slots.get(slot)
+    if entry is None:
         raise ModelUnavailable(f"no {slot} model in {model_dir}: retrain with `python -m gender train`")
-    # Only a bare file name inside the model folder: the metadata cannot point elsewhere.
-    path = model_dir / Path(str(entry.get("file", ""))).name
-    if not path.is_file():
+    # Only a bare file name inside the model folder: the card cannot point elsewhere.
+    path = model_dir / Path(entry.file).name
+    if not entry.file or not path.is_file():
         raise ModelUnavailable(f"model file {path} is missing: retrain with `python -m gender train`")
-    if sha256(path) != entry.get("sha256"):
+    if sha256(path) != entry.sha256:
         raise ModelUnavailable(f"model file {path} does not match its recorded sha256; refusing to load it")
     try:
         pipeline = joblib.load(path)
     except Exception as exc:  # a corrupt pickle can raise almost anything
         raise ModelUnavailable(f"model file {path} cannot be read ({type(exc).__name__}): retrain") from None
-    return pipeline, metadata
+    decision = pipeline[-1] if isinstance(pipeline, Pipeline) else None
+    if not (
+        isinstance(decision, CalibratedDecision)
+        and decision.threshold == entry.threshold
+        and decision.calibration == entry.calibration
+    ):
+        raise ModelUnavailable(f"model file {path} does not decide as its card says: retrain")
+    return pipeline
 
 
-def record_run(model_dir: Path, metadata: dict, parameters: dict) -> Path:
+def load(model_dir: Path) -> Models:
+    """The served models of `model_dir`, each checked (the control may be missing)."""
+    card = load_card(model_dir)
+    treatment = Model(load_pipeline(model_dir, card, "treatment"), card, "treatment")
+    control = Model(load_pipeline(model_dir, card, "control"), card, "control") if "control" in card.slots else None
+    return Models(treatment, control)
+
+
+def card_version(model_dir: Path) -> tuple | None:
+    """What changes when a retrain replaces the models (the card's date and size), for caches."""
+    path = model_dir / METADATA_FILE
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def record_run(model_dir: Path, card: ModelCard, parameters: dict) -> Path:
     """Keep a summary of a training run beside the models: what was tried, how it scored, what was saved."""
-    run = {
-        "trained_at": metadata["trained_at"],
-        "seconds": metadata["seconds"],
-        "database": metadata["database"],
-        "training": metadata["training"],
-        "parameters": parameters,
-        "cv": metadata["cv"],
-        "candidates": {
-            name: {key: result[key] for key in ("auc_mean", "auc_std", "auc_folds", "calibration")}
-            for name, result in metadata["candidates"].items()
-        },
-        "chosen": metadata["chosen"],
-        "slots": {
-            slot: {key: entry[key] for key in ("candidate", "sha256", "threshold")}
-            | {
-                "fitted_sessions": entry.get("fitted_sessions"),
-                "holdout_auc": (entry.get("holdout") or {}).get("auc"),  # None: judged out of fold
-            }
-            for slot, entry in metadata["slots"].items()
-        },
-    }
     runs = model_dir / RUNS_DIR
     runs.mkdir(exist_ok=True)
-    stamp = metadata["trained_at"].replace(":", "").replace("-", "").replace("+0000", "Z")
-    path = runs / f"{stamp}-{metadata['slots']['treatment']['sha256'][:8]}.json"
-    text = json.dumps(run, indent=1).encode()
+    stamp = card.trained_at.strftime("%Y%m%dT%H%M%SZ")
+    path = runs / f"{stamp}-{card.slots['treatment'].sha256[:8]}.json"
+    text = Run.of(card, parameters).model_dump_json(indent=1).encode()
     _write_atomically(path, lambda f: f.write(text))
     return path
 
 
-def load_runs(model_dir: Path) -> list[dict]:
+def load_runs(model_dir: Path) -> list[Run]:
     """Every recorded training run, newest first (unreadable files are skipped)."""
     runs = []
     for path in sorted((model_dir / RUNS_DIR).glob("*.json"), reverse=True):
         try:
-            runs.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
+            runs.append(Run.model_validate_json(path.read_bytes()))
+        except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
             continue
     return runs
+
+
+_loaded: dict[Path, tuple[tuple, Models]] = {}
+_loading = threading.Lock()
+
+
+def current(model_dir: Path) -> Models:
+    """The models of `model_dir`, loaded once per process and again when a retrain replaces
+    them (the card's date or size changes): what the dashboard and the HTTP routes serve from."""
+    model_dir = Path(model_dir).resolve()
+    version = card_version(model_dir)
+    held = _loaded.get(model_dir)
+    if held is None or held[0] != version:
+        with _loading:  # one load at a time: the first requests after a start arrive together
+            held = _loaded.get(model_dir)
+            if held is None or held[0] != version:
+                held = _loaded[model_dir] = (version, load(model_dir))
+    return held[1]

@@ -7,12 +7,14 @@ and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
 from pathlib import Path
 
-from gender import db, events, ingest, predict, serve, synth
+from gender import artifact, db, events, ingest, predict, score, serve, synth
+from gender.answers import Prediction
 from gender.config import CTU_URL, load_settings
 from gender.errors import GenderError
 
@@ -71,6 +73,9 @@ def cmd_import_db(args) -> None:
 
 
 def cmd_demo(args) -> None:
+    if args.parquet:  # no database: the synthetic rows go straight into Parquet files
+        cmd_demo_parquet(args)
+        return
     settings, engine = _engine(args)
     print(f"writing {args.sessions:,} synthetic sessions (seed {args.seed}) into {settings.db_label}", file=sys.stderr)
     report = synth.create_demo(engine, args.sessions, args.seed, args.unknown_share, StderrProgress())
@@ -84,32 +89,13 @@ def cmd_train(args) -> None:
     engine = db.connect(settings.db_url)
     db.check_schema(engine)
     print(f"training on {settings.db_label} into {settings.model_dir}", file=sys.stderr)
-    metadata = train(engine, settings.model_dir, StderrProgress())
-    cv, labelled = metadata["cv"], metadata["training"]["sessions"]
-    compared = f"a stratified sample of {cv['sessions']:,} of the" if cv["sampled"] else "all"
-    print(f"{cv['folds']}-fold CV on {compared} {labelled:,} labelled sessions:", file=sys.stderr)
-    for name, result in metadata["candidates"].items():
-        chosen = "  <- chosen" if name == metadata["chosen"] else ""
-        print(f"{name:>10}: ROC-AUC {result['auc_mean']:.4f} ± {result['auc_std']:.4f}{chosen}", file=sys.stderr)
-    for slot, entry in metadata["slots"].items():
-        held = entry.get("holdout")
-        measured = (
-            f"held-out ROC-AUC {held['auc']:.4f}, balanced accuracy {entry['confusion']['balanced_accuracy']:.3f} "
-            f"on {held['sessions']:,} sessions used neither to fit nor to calibrate it"
-            if held
-            else f"balanced accuracy {entry['confusion']['balanced_accuracy']:.3f} out of fold"
-        )
-        print(
-            f"{slot} ({entry['candidate']}, fitted on {entry['fitted_sessions']:,} sessions): "
-            f"threshold {entry['threshold']:.3f}, {measured}",
-            file=sys.stderr,
-        )
-    print(f"{metadata['seconds']} s", file=sys.stderr)
+    card = train(engine, settings.model_dir, StderrProgress())
+    print("\n".join(card.summary()), file=sys.stderr)
 
 
 def cmd_setup(args) -> None:
     """What the dashboard needs on first run: demo data in the embedded database, a model."""
-    from gender.artifact import load_metadata
+    from gender.artifact import load_card
     from gender.errors import ModelUnavailable
     from gender.train import train
 
@@ -122,27 +108,59 @@ def cmd_setup(args) -> None:
             synth.create_demo(engine, DEMO_SESSIONS, progress=StderrProgress())
     db.check_schema(engine)
     try:
-        load_metadata(settings.model_dir)
+        load_card(settings.model_dir)
         print(f"model ready in {settings.model_dir}", file=sys.stderr)
     except ModelUnavailable as missing:
         print(f"{missing}; training now", file=sys.stderr)
         train(engine, settings.model_dir, StderrProgress())
 
 
-def cmd_predict(args) -> None:
+def _served(args):
+    """(engine, models, the served answer or None) for the session id of a command, as the
+    Predict page and the API serve it; the UNKNOWN answer is printed when there is no such session."""
     settings = load_settings(db=args.db, model_dir=args.model_dir)
     engine = db.connect(settings.db_url)
     db.check_schema(engine)
-    models = serve.load_models(settings.model_dir)
+    models = artifact.load(settings.model_dir)
     served = serve.serve(engine, models, args.session_id, settings.ab_salt, settings.treatment_share)
     if served is None:
-        print(json.dumps(predict.Prediction.unknown(args.session_id).as_json()))
-        return
-    print(json.dumps(served.as_json()))
+        print(json.dumps(Prediction.unknown(args.session_id).as_json()))
+    return engine, models, served
+
+
+def _log(engine, served) -> None:
     try:
         serve.write_log(engine, served)
     except GenderError as exc:  # the answer stands; say why it is not in the log
         print(f"warning: prediction log not written: {exc}", file=sys.stderr)
+
+
+def cmd_predict(args) -> None:
+    engine, _, served = _served(args)
+    if served is not None:
+        print(json.dumps(served.as_json()))
+        _log(engine, served)
+
+
+def cmd_explain(args) -> None:
+    """explain SESSION_ID [--html OUT.html] [--json OUT.json]: the served answer and why, as a
+    standalone HTML report and/or the contributions as JSON (`-`, or neither option: stdout)."""
+    from gender import report  # plotly and shap load only here
+
+    engine, models, served = _served(args)
+    if served is None:
+        print("no such session: no explanation written", file=sys.stderr)
+        return
+    explained = report.build(served, models.of(served.group))
+    to_stdout = args.json == "-" or not (args.json or args.html)
+    if args.html:
+        report.write_atomically(Path(args.html), explained.html())
+        print(f"wrote the report of {served.prediction.session_id!r} to {args.html}", file=sys.stderr)
+    if args.json and args.json != "-":
+        report.write_atomically(Path(args.json), json.dumps(explained.as_json(), ensure_ascii=False, indent=1) + "\n")
+        print(f"wrote the contributions to {args.json}", file=sys.stderr)
+    print(json.dumps(explained.as_json() if to_stdout else served.as_json()))
+    _log(engine, served)
 
 
 def cmd_count(args) -> None:
@@ -165,12 +183,38 @@ def cmd_api_token(args) -> None:
     )
 
 
-def cmd_score(args) -> None:
+def cmd_population(args) -> None:
+    """population: SHAP of the treatment model over a sample of the sessions, kept beside the models."""
+    from gender import population  # shap loads only here
+
     settings = load_settings(db=args.db, model_dir=args.model_dir)
-    model = predict.load_model(settings.model_dir)
+    engine = db.connect(settings.db_url)
+    db.check_schema(engine)
+    models = artifact.load(settings.model_dir)
+    path = population.path_for(engine, models, settings.model_dir)
+    kept = path.stat().st_mtime_ns if path.is_file() and not args.recompute else None
+    result = population.current(
+        engine, models, settings.model_dir, settings.ab_salt, settings.treatment_share, StderrProgress(), args.recompute
+    )
+    info = result.info
+    said = "reused" if kept is not None and kept == path.stat().st_mtime_ns else "computed"
+    print(
+        f"{said} {path}: {len(result.sample):,} of {info.db_sessions:,} sessions, model {info.model_id}, "
+        f"computed in {info.seconds:.1f} s ({info.sample_seconds:.1f} s reading the sample)",
+        file=sys.stderr,
+    )
+    print(json.dumps(population.summary(result, path)))
+
+
+def cmd_score(args) -> None:
+    if args.spark or args.parquet:
+        cmd_score_spark(args)
+        return
+    settings = load_settings(db=args.db, model_dir=args.model_dir)
+    model = artifact.load(settings.model_dir).treatment
     progress = StderrProgress()
     if args.pakdd:
-        chunks, total = predict.pakdd_chunks(args.pakdd, progress), None  # the file reports its own progress
+        chunks, total = score.pakdd_chunks(args.pakdd, progress), None  # the file reports its own progress
     else:
         engine = db.connect(settings.db_url)
         db.check_schema(engine)
@@ -181,7 +225,7 @@ def cmd_score(args) -> None:
     try:
         with tmp.open("w", newline="") as f:
             f.write("session_id,p_male,prediction\n")
-            for scores in predict.score_chunks(model, chunks):
+            for scores in score.score_chunks(model, chunks):
                 scores.to_csv(f, header=False, index=False)
                 scored += len(scores)
                 if total:
@@ -192,6 +236,36 @@ def cmd_score(args) -> None:
     finally:
         tmp.unlink(missing_ok=True)
     print(f"scored {scored:,} sessions with {model.model_id} into {out}", file=sys.stderr)
+
+
+def cmd_demo_parquet(args) -> None:
+    from gender import lake
+
+    if args.db:
+        raise GenderError("demo --parquet writes files, no database: give --parquet DIR or --db URL, not both")
+    print(f"writing {args.sessions:,} synthetic sessions (seed {args.seed}) into {args.parquet}", file=sys.stderr)
+    report = lake.demo_parquet(args.parquet, args.sessions, args.seed, args.unknown_share, StderrProgress())
+    print(report, file=sys.stderr)
+
+
+def cmd_export_parquet(args) -> None:
+    from gender import lake
+
+    settings, engine = _engine(args)
+    db.check_schema(engine)
+    print(f"writing the session and product tables of {settings.db_label} into {args.dir}", file=sys.stderr)
+    print(lake.export_parquet(engine, args.dir, StderrProgress()), file=sys.stderr)
+
+
+def cmd_score_spark(args) -> None:
+    """score --spark --parquet DIR --out OUT_DIR: every session of the Parquet tables, on Spark."""
+    if not (args.spark and args.parquet):
+        raise GenderError("score --parquet DIR runs on Spark: give both --spark and --parquet DIR")
+    from gender import spark  # pyspark loads only here: nothing else needs it
+
+    settings = load_settings(db=args.db, model_dir=args.model_dir)
+    say = functools.partial(print, file=sys.stderr, flush=True)
+    print(spark.score_parquet(args.parquet, args.out, settings, args.master, say=say), file=sys.stderr)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -240,6 +314,12 @@ def parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sub.add_argument("--unknown-share", type=float, default=0.3, help="share with unknown gender (default 0.3)")
+    sub.add_argument(
+        "--parquet", metavar="DIR", help="write session.parquet and product.parquet into DIR instead (no database)"
+    )
+
+    sub = command("export-parquet", cmd_export_parquet, "write the session and product tables as Parquet files")
+    sub.add_argument("dir", metavar="DIR", type=Path, help="the folder for session.parquet and product.parquet")
 
     sub = command("train", cmd_train, "compare candidate models by 5-fold CV ROC-AUC, save the best")
     sub.add_argument("--model-dir", type=Path, help=dir_help)
@@ -249,6 +329,23 @@ def parser() -> argparse.ArgumentParser:
 
     sub = command("predict", cmd_predict, "predict one session's gender with its A/B group's model (JSON)")
     sub.add_argument("session_id", metavar="SESSION_ID")
+    sub.add_argument("--model-dir", type=Path, help=dir_help)
+
+    sub = command("explain", cmd_explain, "one session's served answer and why: a standalone HTML report and/or JSON")
+    sub.add_argument("session_id", metavar="SESSION_ID")
+    sub.add_argument("--html", metavar="OUT.html", help="write the report (charts inside, opens without a network)")
+    sub.add_argument(
+        "--json",
+        metavar="OUT.json",
+        help="write the answer and every contribution (feature, label, value, shap, group); - for stdout, "
+        "the default when neither --html nor --json is given",
+    )
+    sub.add_argument("--model-dir", type=Path, help=dir_help)
+
+    sub = command(
+        "population", cmd_population, "SHAP of the treatment model over a sample of 2,000 sessions, kept beside it"
+    )
+    sub.add_argument("--recompute", action="store_true", help="compute it again even when it is kept")
     sub.add_argument("--model-dir", type=Path, help=dir_help)
 
     sub = command("count", cmd_count, "count a session's views in a category of any level (JSON)")
@@ -264,7 +361,17 @@ def parser() -> argparse.ArgumentParser:
     source = sub.add_mutually_exclusive_group(required=True)
     source.add_argument("--pakdd", type=Path, metavar="DATA.csv", help="a PAKDD-format file (no database needed)")
     source.add_argument("--unlabelled", action="store_true", help="every session of the database with unknown gender")
-    sub.add_argument("--out", required=True, metavar="OUT.csv")
+    source.add_argument(
+        "--parquet", metavar="DIR", help="every session of the Parquet tables in DIR (export-parquet's), with --spark"
+    )
+    sub.add_argument("--out", required=True, metavar="OUT", help="the CSV file; with --spark a new folder of Parquet")
+    sub.add_argument(
+        "--spark",
+        action="store_true",
+        help="score on Spark (make spark installs it) into Parquet: session_id,p_male,prediction,model_id,ab_group, "
+        "each session by its A/B group's model",
+    )
+    sub.add_argument("--master", help="Spark master URL (default: spark-submit's, else local[*])")
     sub.add_argument("--model-dir", type=Path, help=dir_help)
     return top
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +37,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    null,
     or_,
     select,
     text,
@@ -426,3 +429,207 @@ def served_predictions(engine: Engine) -> pd.DataFrame:
             query = query.with_only_columns(*columns, session.c.gender)
             return pd.read_sql(query, conn, parse_dates=["served_at"]).assign(served_via=None)
         return pd.read_sql(query, conn, parse_dates=["served_at"])
+
+
+# -- finding sessions --------------------------------------------------------------------------
+# Typing the start of an id suggests ids (`suggest_session_ids`), and filters list sessions
+# (`find_sessions`): both answer from indexes or bounded scans, at a million sessions too.
+
+SUGGESTIONS = 20  # the most ids a search box suggests
+_LAST_CODE_POINT = 0x10FFFF
+_SURROGATES = range(0xD800, 0xE000)  # not characters: no UTF-8 text holds one
+
+
+def _after_prefix(prefix: str) -> str | None:
+    """The smallest text above every text that starts with `prefix` in code-point order (which is
+    UTF-8 byte order, SQLite's BINARY and MariaDB's *_bin): the prefix with its last character
+    moved one up. None when there is none (a prefix of U+10FFFF only)."""
+    while prefix:
+        code = ord(prefix[-1]) + 1
+        if code in _SURROGATES:
+            code = _SURROGATES.stop
+        if code <= _LAST_CODE_POINT:
+            return prefix[:-1] + chr(code)
+        prefix = prefix[:-1]
+    return None
+
+
+def like_escaped(text_value: str, escape: str = "!") -> str:
+    """`text_value` as a LIKE pattern that matches only itself (its %, _ and escape characters escaped)."""
+    return "".join(escape + c if c in ("%", "_", escape) else c for c in text_value)
+
+
+_id_collations: dict[str, str] = {}  # database URL -> the collation of session.session_id (MySQL family)
+
+
+def _session_id_collation(engine: Engine, conn) -> str:
+    """The collation of session.session_id on a MySQL/MariaDB database: utf8mb4_bin on the
+    project's own tables; a database of one's own (the CTU server's) may compare case-insensitively."""
+    key = engine.url.render_as_string(hide_password=False)
+    if key not in _id_collations:
+        query = text(
+            "SELECT collation_name FROM information_schema.columns "
+            "WHERE table_schema = DATABASE() AND table_name = 'session' AND column_name = 'session_id'"
+        )
+        _id_collations[key] = conn.execute(query).scalar() or ""
+    return _id_collations[key]
+
+
+def suggestion_query(engine: Engine, conn, typed: str, limit: int = SUGGESTIONS):
+    """The SELECT of up to `limit` session ids starting with `typed`, in id order: a range of the
+    primary key, never a scan (`EXPLAIN` shows it; tests/test_search.py checks it).
+
+    Ids compare as the lookup compares them: exactly, case included, on SQLite (BINARY) and on the
+    project's MariaDB tables (utf8mb4_bin). There the range is `session_id >= typed + NULs AND
+    session_id < next` and LEFT(session_id, n) LIKE typed (escaped) keeps only true starts: the
+    *_bin collations pad with spaces, so "ab\\tx" sorts before "ab" and `LIKE 'ab%'` alone, whose
+    range starts at "ab", misses it (MariaDB 10.11). On a MySQL-family table with another collation
+    (a case-insensitive one of one's own) a plain `LIKE 'typed%'`, which MariaDB turns into a range
+    of that collation, compares as that database's lookups do.
+    """
+    column = session.c.session_id
+    query = select(column).order_by(column).limit(limit)
+    if engine.dialect.name == "sqlite":
+        after = _after_prefix(typed)
+        return query.where(column >= typed, *([column < after] if after is not None else []))
+    if not _session_id_collation(engine, conn).endswith("_bin"):
+        return query.where(column.like(like_escaped(typed) + "%", escape="!"))
+    after = _after_prefix(typed)
+    lowest = typed + "\x00" * (SESSION_ID_LENGTH - len(typed))  # below every id that starts with typed
+    exact_start = func.left(column, len(typed)).like(like_escaped(typed), escape="!")
+    return query.where(column >= lowest, *([column < after] if after is not None else []), exact_start)
+
+
+def suggest_session_ids(engine: Engine, typed: object, limit: int = SUGGESTIONS) -> list[str]:
+    """Up to `limit` session ids that start with `typed`, in id order, for a search box.
+
+    Typed text is taken as `as_typed` takes it: as typed first and, only when no id starts with
+    that, without the blanks around it. Blank, overlong or non-text input suggests nothing,
+    without a query. Ids compare exactly, case included (see `suggestion_query`).
+    """
+    if not isinstance(typed, str) or not typed.strip():
+        return []
+    limit = max(0, min(int(limit), 1_000))
+    with reporting(engine), engine.connect() as conn:
+        for candidate in as_typed(typed):
+            if fits(candidate, SESSION_ID_LENGTH):
+                found = list(conn.execute(suggestion_query(engine, conn, candidate, limit)).scalars())
+                if found:
+                    return found
+    return []
+
+
+@dataclass(frozen=True)
+class SessionFilter:
+    """Which sessions to list: every condition given must hold (None: any).
+
+    gender: the recorded gender, "male", "female" or "unknown" (not recorded).
+    predicted: "male" or "female" as last served: the prediction_log row of the session written
+        last (the newest model that answered for it); sessions never served have none.
+    viewed: a category code at any level (A, B, C or D), exactly as stored.
+    started_from / started_before: the session's start time, from (inclusive) / before (exclusive).
+    """
+
+    gender: str | None = None
+    predicted: str | None = None
+    viewed: str | None = None
+    started_from: datetime | None = None
+    started_before: datetime | None = None
+
+    def __post_init__(self):
+        if self.gender not in (None, "male", "female", "unknown"):
+            raise ValueError(f"gender must be male, female, unknown or None, not {self.gender!r}")
+        if self.predicted not in (None, "male", "female"):
+            raise ValueError(f"predicted must be male, female or None, not {self.predicted!r}")
+        if self.viewed is not None and not isinstance(self.viewed, str):
+            raise ValueError("viewed must be a category code (text) or None")
+        for name in ("started_from", "started_before"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), datetime):
+                raise ValueError(f"{name} must be a datetime or None")
+
+    @property
+    def empty(self) -> bool:
+        return self == SessionFilter()
+
+
+@dataclass(frozen=True)
+class FoundSessions:
+    """What `find_sessions` found: the first sessions in id order and how many match in all."""
+
+    sessions: pd.DataFrame  # session_id, start_time, end_time, gender, predicted (as last served)
+    total: int  # sessions matching; a lower bound when `more` is true
+    more: bool  # more than `total` match: counting stopped there
+
+
+COUNT_LIMIT = 10_000  # matches counted at most: "more than 10,000" needs no count to a million
+
+
+def find_sessions(
+    engine: Engine, filters: SessionFilter, limit: int = 100, count_limit: int = COUNT_LIMIT
+) -> FoundSessions:
+    """The first `limit` sessions (in id order) matching `filters`, and how many match (counted up
+    to `count_limit`). Every value is a bound parameter; a category code no column could hold
+    matches nothing, without a query."""
+    columns = ["session_id", "start_time", "end_time", "gender", "predicted"]
+    nothing = FoundSessions(pd.DataFrame(columns=columns), 0, False)
+    if int(limit) > int(count_limit):
+        raise ValueError("limit must not exceed count_limit")
+    if filters.viewed is not None and not fits(filters.viewed, CATEGORY_LENGTH):
+        return nothing
+    conditions = []
+    if filters.gender == "unknown":
+        conditions.append(session.c.gender.is_(None))
+    elif filters.gender:
+        conditions.append(session.c.gender == filters.gender)
+    if filters.viewed is not None:
+        # One pass over the views (no index on the category columns). SQLite reads a plain IN so;
+        # MariaDB would probe each session's views instead (FirstMatch), twice as slow at a million
+        # sessions when fewer than the count limit match, unless it is a derived table.
+        viewed = or_(*(column == filters.viewed for column in CATEGORY_COLUMNS.values()))
+        viewers = select(product.c.session_id).where(viewed)
+        if engine.dialect.name != "sqlite":
+            viewers = select(viewers.distinct().subquery("viewers").c.session_id)
+        conditions.append(session.c.session_id.in_(viewers))
+    if filters.started_from is not None:
+        conditions.append(session.c.start_time >= filters.started_from)
+    if filters.started_before is not None:
+        conditions.append(session.c.start_time < filters.started_before)
+
+    with reporting(engine), engine.connect() as conn:
+        logged = inspect(conn).has_table("prediction_log")
+        if filters.predicted and not logged:
+            return nothing
+        if logged:
+            if filters.predicted:
+                # the sessions whose last logged prediction says so: from the log, usually far smaller
+                last, newer = prediction_log.alias("last"), prediction_log.alias("newer")
+                latest = select(func.max(newer.c.id)).where(newer.c.session_id == last.c.session_id).correlate(last)
+                said = select(last.c.session_id).where(
+                    last.c.prediction == filters.predicted, last.c.id == latest.scalar_subquery()
+                )
+                conditions.append(session.c.session_id.in_(said))
+            predicted = (
+                select(prediction_log.c.prediction)
+                .where(prediction_log.c.session_id == session.c.session_id)
+                .order_by(prediction_log.c.id.desc())
+                .limit(1)
+                .correlate(session)
+                .scalar_subquery()
+            )
+        else:
+            predicted = null()
+        # One pass for the count and the ids (a category filter reads every view once), then the
+        # listed sessions' rows by their primary key.
+        matching = select(session.c.session_id).where(*conditions).order_by(session.c.session_id)
+        found_ids = list(conn.execute(matching.limit(max(int(limit), int(count_limit) + 1))).scalars())
+        total, more = min(len(found_ids), count_limit), len(found_ids) > count_limit
+        listed = found_ids[: max(0, int(limit))]
+        columns_listed = (session.c.session_id, session.c.start_time, session.c.end_time, session.c.gender)
+        listing = (
+            select(*columns_listed, predicted.label("predicted"))
+            .where(session.c.session_id.in_(listed))
+            .order_by(session.c.session_id)
+        )
+        rows = conn.execute(listing).all() if listed else []
+    frame = pd.DataFrame(rows, columns=columns)
+    return FoundSessions(frame, total, more)

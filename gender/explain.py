@@ -7,6 +7,11 @@ LinearExplainer, trees of any depth by its interventional TreeExplainer, in mill
 add up from the model's output for the typical session to its output for this one, so the
 waterfall and the hierarchy view hold no approximation. Features the session shares with the
 typical session contribute nothing, which keeps explanations to what is particular about it.
+
+`grouped` tells one session's story in a few groups, the way an analyst reads it: each top-level
+category the session viewed with everything under it, the categories it did not view, when it
+started, its length (and for the original's n-grams, those starting with no viewed code); each
+group keeps its parts, and the groups add up to the same output.
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.special import expit
 
-from gender.features import JOIN, describe
+from gender.db import CATEGORY_NAMES
+from gender.features import describe
 from gender.model import BoostedLogistic
-
-OTHER_UP, OTHER_DOWN = "other (+)", "other (−)"
+from gender.session import Feature, Session, as_path, node_id
 
 
 @dataclass(frozen=True)
@@ -54,16 +59,17 @@ def _male_part(values, base) -> tuple[float, np.ndarray]:
 
 
 class Explainer:
-    """SHAP for one fitted pipeline: call it with one feature row, get (base value, contributions).
+    """SHAP for one fitted classifier on its features: call it with one feature row, get
+    (base value, contributions), in the classifier's raw output (before calibration).
 
-    The base value is the model's output for the typical training session.
+    The base value is the classifier's output for the typical training session.
     """
 
-    def __init__(self, pipeline):
+    def __init__(self, features, estimator):
         import shap  # heavy (numba and more): loaded by the first explanation, not by every chart
 
-        self.estimator = estimator = pipeline[-1]
-        features = pipeline.named_steps["features"]
+        self.estimator = estimator
+        features = features.named_steps["features"]
         reference = features.reference_
         self.names = features.get_feature_names_out()  # tens of ms to build: once per model, not per row
         self.linear, self.trees = None, None
@@ -108,8 +114,7 @@ def explain_row(model, row: sp.csr_matrix) -> Explanation:
     """SHAP contributions for one feature row of `model`, labelled in words."""
     base, values = model.explainer(row)
     if model.calibration:  # Platt scaling is affine in log-odds: scale everything alike
-        slope = model.calibration["slope"]
-        base, values = slope * base + model.calibration["intercept"], slope * values
+        base, values = float(model.calibration.log_odds(base)), model.calibration.slope * values
     raw = row.toarray().reshape(-1)
     used = np.flatnonzero(values)
     names = model.explainer.names[used]
@@ -125,40 +130,32 @@ def explain_row(model, row: sp.csr_matrix) -> Explanation:
     return Explanation(base, contributions.loc[order].reset_index(drop=True), model.explainer.units)
 
 
-def top_contributions(explanation: Explanation, top: int = 10) -> pd.DataFrame:
-    """The `top` largest contributions, the rest folded into "other (+)" and "other (−)": label, shap.
-
-    Features that read the same ("started at 14:00" as a token and as a number) are shown as one.
-    """
-    by_label = explanation.contributions.groupby("label", sort=False)["shap"].sum()
-    by_label = by_label.reindex(by_label.abs().sort_values(ascending=False, kind="stable").index)
-    rest = by_label.iloc[top:]
-    head = by_label.iloc[:top].rename_axis("label").reset_index()
-    folded = pd.DataFrame(
-        [(OTHER_UP, rest[rest > 0].sum()), (OTHER_DOWN, rest[rest < 0].sum())], columns=["label", "shap"]
-    )
-    return pd.concat([head, folded[folded["shap"] != 0]], ignore_index=True)
-
-
 TIME_AND_ACTIVITY = "time & activity"
 STEPS = "steps between views"
 NOT_VIEWED = "categories not viewed"
 
 
-def hierarchy(explanation: Explanation, views: pd.DataFrame) -> pd.DataFrame:
+def hierarchy(explanation: Explanation, views: pd.DataFrame | Session) -> pd.DataFrame:
     """Contributions summed up the category hierarchy of the session (A → B → C → D).
 
-    A category's own features (its views, the path prefix ending in it) sit on its node of the
-    session's tree; steps between views, categories the session did not view and the session's
-    times each get a group of their own. Returns id, parent, label, own, net (own plus all below)
-    and weight (|own| plus all below, for sizing).
+    `views` is the session (a `Session`) or its views as `db.get_views` gives them. A category's
+    own features (its views, the path prefix ending in it, the original's n-grams starting with it)
+    sit on its node of the session's tree; steps between views, categories the session did not
+    view, n-grams starting with none, and the session's times each get a group of their own.
+    Returns id, parent, label, own, net (own plus all below) and weight (|own| plus all below, for
+    sizing). A node's id is its path's codes joined by JOIN (`node_id`), as the path features name
+    them. Feature names are read by `Feature.parse`.
     """
-    parent_of: dict[str, str] = {}  # node (its path's codes joined by JOIN, as in feature names) -> parent
+    if isinstance(views, Session):
+        paths = views.paths
+    else:
+        paths = map(as_path, views[list(CATEGORY_NAMES)].itertuples(index=False, name=None))
+    parent_of: dict[str, str] = {}  # node -> its parent ("" for a root)
     label_of: dict[str, str] = {}
-    for path in views[["category_a", "category_b", "category_c", "category_d"]].itertuples(index=False):
+    for path in paths:
         parent = ""
         for depth in range(len(path)):
-            node = JOIN.join(path[: depth + 1])
+            node = node_id(path[: depth + 1])
             parent_of.setdefault(node, parent)
             label_of[node] = path[depth]
             parent = node
@@ -168,19 +165,23 @@ def hierarchy(explanation: Explanation, views: pd.DataFrame) -> pd.DataFrame:
 
     own: dict[str, float] = {}
     for feature, shap_value in zip(explanation.contributions["feature"], explanation.contributions["shap"]):
-        kind, _, text = feature.partition(":")
-        if kind == "view" and text in node_of_code:
-            node = node_of_code[text]
-        elif kind == "path" and text in parent_of:
-            node = text
+        parsed = Feature.parse(feature)
+        kind = parsed.kind
+        if kind == "view" and parsed.codes[0] in node_of_code:
+            node = node_of_code[parsed.codes[0]]
+        elif kind == "path" and node_id(parsed.codes) in parent_of:
+            node = node_id(parsed.codes)
         elif kind in ("view", "path"):
             node = NOT_VIEWED
         elif kind == "step":
             node = STEPS
+        elif kind == "words":  # the original's n-gram: on the node of its first code, if viewed
+            first = _first_viewed_code(parsed.words, node_of_code)
+            node = node_of_code[first] if first is not None else CATEGORY_WORDS
         else:
             node = TIME_AND_ACTIVITY
         own[node] = own.get(node, 0.0) + float(shap_value)
-    for group in (TIME_AND_ACTIVITY, STEPS, NOT_VIEWED):
+    for group in (TIME_AND_ACTIVITY, STEPS, NOT_VIEWED, CATEGORY_WORDS):
         if group in own:
             parent_of[group] = ""
             label_of[group] = group
@@ -199,3 +200,142 @@ def hierarchy(explanation: Explanation, views: pd.DataFrame) -> pd.DataFrame:
             weight[index[parent]] += weight[i]
     rows["net"], rows["weight"] = net, weight
     return rows[rows["weight"] > 0].reset_index(drop=True)
+
+
+# -- one story per session: contributions grouped the way an analyst reads them ---------------
+
+WHEN = "when"  # the start's hour, weekday and day
+SESSION_LENGTH = "session length"  # views, duration, seconds per view
+CATEGORY_WORDS = "category words"  # the original's n-grams that start with no code the session viewed
+OTHER = "other"  # the smallest groups, folded into one bar
+# What a group gathers: one A category the session viewed and everything under it, or one of these.
+GROUP_KINDS = ("category", "not viewed", "words", "when", "length", "other")
+_FIXED_NAMES = {"not viewed": NOT_VIEWED, "words": CATEGORY_WORDS, "when": WHEN, "length": SESSION_LENGTH}
+_WHEN_NUMBERS = ("start_hour", "start_weekday", "start_day")
+
+
+@dataclass(frozen=True, eq=False)
+class Group:
+    """Contributions that tell one part of a session's story, summed.
+
+    name   what its bar says: "A00002 and below" for a category (`code` "A00002"), else "when",
+           "session length", "categories not viewed", "category words" or "other"
+    shap   its parts' contributions summed, in the explanation's units
+    parts  its contributions: feature, value, label, shap, group (the name of the group each part
+           was assigned to: for "other", the folded groups'), largest |shap| first
+    kind   one of GROUP_KINDS
+    code   the A category's code for kind "category", else None
+    """
+
+    name: str
+    shap: float
+    parts: pd.DataFrame
+    kind: str
+    code: str | None = None
+
+
+def scheme_of(model) -> str:
+    """Whose feature names a served model's explanation holds: "original" for the original's
+    re-created features (the control's forest), else "session" (see `Feature.parse`)."""
+    from gender.features import OriginalFeatures
+
+    features = model.pipeline[:-1].named_steps["features"]
+    return "original" if isinstance(features, OriginalFeatures) else "session"
+
+
+def category_group_name(code: str) -> str:
+    """The name of an A category's group: no fixed group's name ends like it, whatever the code."""
+    return f"{code} and below"
+
+
+def _paths_of(session: Session | pd.DataFrame) -> tuple[tuple[str, ...], ...]:
+    if isinstance(session, Session):
+        return session.paths
+    return tuple(map(as_path, session[list(CATEGORY_NAMES)].itertuples(index=False, name=None)))
+
+
+def _first_viewed_code(words: str, a_of: dict[str, str]) -> str | None:
+    """The code the session viewed that an original n-gram starts with (its first token), or None.
+
+    The n-gram is never split: a code may hold blanks. It starts with a code when it is that code
+    or that code and a blank then more; the longest such code wins.
+    """
+    found = None
+    for code in a_of:
+        if (words == code or words.startswith(code + " ")) and (found is None or len(code) > len(found)):
+            found = code
+    return found
+
+
+def assign_groups(explanation: Explanation, session: Session | pd.DataFrame, scheme: str | None = None) -> pd.DataFrame:
+    """The explanation's contributions (feature, value, label, shap), each with its group:
+    `group` (its name), `group_kind` and `group_code` (see `Group`).
+
+    A code's A category is read from the session's own paths (the first path it appears on):
+    a view of any code the session viewed, a path prefix it viewed, a step from (or else to) a
+    code it viewed go to that A category's group; a view, path or step of codes it never viewed
+    to "categories not viewed"; the start's hour, weekday and day (tokens, one-hot times or
+    numbers) to "when"; views, duration and seconds per view to "session length". The original's
+    n-grams go to the group of the A category of their first code when the session viewed it,
+    else to "category words". Names are read by `Feature.parse` with `scheme` (`scheme_of`).
+    """
+    paths = _paths_of(session)
+    a_of: dict[str, str] = {}  # a code the session viewed -> the A code of the first path holding it
+    nodes: set[str] = set()  # the session's path prefixes, as path features name them
+    for path in paths:
+        for depth, code in enumerate(path):
+            a_of.setdefault(code, path[0])
+            nodes.add(node_id(path[: depth + 1]))
+
+    kinds, codes = [], []
+    for name in explanation.contributions["feature"]:
+        feature = Feature.parse(name, scheme)
+        kind, code = "not viewed", None
+        if feature.kind == "view":
+            if feature.codes[0] in a_of:
+                kind, code = "category", a_of[feature.codes[0]]
+        elif feature.kind == "path":
+            if node_id(feature.codes) in nodes:
+                kind, code = "category", feature.codes[0]
+        elif feature.kind == "step":
+            viewed = [c for c in feature.codes if c in a_of]
+            if viewed:
+                kind, code = "category", a_of[viewed[0]]
+        elif feature.kind in ("hour", "weekday", "day") or feature.number in _WHEN_NUMBERS:
+            kind = "when"
+        elif feature.kind == "number":
+            kind = "length"
+        else:  # the original's words
+            first = _first_viewed_code(feature.words, a_of)
+            kind, code = ("category", a_of[first]) if first is not None else ("words", None)
+        kinds.append(kind)
+        codes.append(code)
+    assigned = explanation.contributions[["feature", "value", "label", "shap"]].copy()
+    assigned["group"] = [category_group_name(c) if k == "category" else _FIXED_NAMES[k] for k, c in zip(kinds, codes)]
+    assigned["group_kind"] = kinds
+    assigned["group_code"] = codes
+    return assigned
+
+
+def grouped(
+    explanation: Explanation, session: Session | pd.DataFrame, scheme: str | None = None, top: int = 12
+) -> list[Group]:
+    """The session's story: its contributions in groups (see `assign_groups`), the largest push
+    first; beyond `top` groups the smallest are folded into one "other" group.
+
+    Every contribution is in exactly one group, so the groups add up to the explanation's output
+    from its base value (to floating-point rounding).
+    """
+    assigned = assign_groups(explanation, session, scheme)
+    groups = []
+    for (kind, code), parts in assigned.groupby(["group_kind", "group_code"], sort=False, dropna=False):
+        code = None if pd.isna(code) else code
+        parts = parts.drop(columns=["group_kind", "group_code"]).reset_index(drop=True)
+        groups.append(Group(parts["group"].iat[0], float(parts["shap"].sum()), parts, kind, code))
+    groups.sort(key=lambda group: abs(group.shap), reverse=True)
+    if len(groups) > top:
+        folded = pd.concat([group.parts for group in groups[top:]], ignore_index=True)
+        order = folded["shap"].abs().sort_values(ascending=False, kind="stable").index
+        folded = folded.loc[order].reset_index(drop=True)
+        groups = [*groups[:top], Group(OTHER, float(folded["shap"].sum()), folded, "other")]
+    return groups

@@ -26,15 +26,22 @@ from sklearn.preprocessing import OneHotEncoder
 from sklearn.utils.validation import check_is_fitted
 
 from gender.db import CATEGORY_NAMES
+from gender.session import (
+    JOIN,
+    NUMBER_NAMES,
+    TOKEN_KINDS,
+    WEEKDAY_NAMES,
+    Feature,
+    session_tokens,
+    time_texts,
+    token_name,
+)
 
 # Bump when the features change meaning: saved models record it and are refused when it differs.
 FEATURE_VERSION = 2  # 2: codes in path and step names joined by JOIN, not "/" and ">"
 
-# Joins the codes of a path or a step in a feature's name: the ASCII unit separator, which no
-# category name holds, where "/" or ">" may stand in a name.
-JOIN = "\x1f"
-
-WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+# Feature names (the kinds, JOIN between the codes of a path or a step, the numbers) are built
+# and parsed in gender.session: `session_tokens`, `token_name`, `Feature.parse`.
 
 
 def session_frame(sessions: pd.DataFrame, views: pd.DataFrame) -> pd.DataFrame:
@@ -71,36 +78,17 @@ def _start_parts(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
 def _tokens(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each kind of token as (row of the session it occurs in, token text); repeats count.
 
-    One pass over the views in plain Python: fast for one session and linear for a batch.
+    One pass over the views in plain Python (`gender.session.session_tokens`, beside the parser
+    of the names): fast for one session and linear for a batch.
     """
-    kinds = {kind: ([], []) for kind in ("view", "path", "step")}
-    (view_rows, views), (path_rows, paths), (step_rows, steps) = kinds.values()
-    for row, session_paths in enumerate(frame["paths"].tolist()):
-        before = None  # the session's previous view: (category_c, category_d)
-        for path in session_paths:
-            a, b, c, d = (*path, None, None, None)[:4]  # a short path lacks the deep levels
-            for code in path:
-                view_rows.append(row)
-                views.append(code)
-            if b is not None:
-                path_rows.append(row)
-                paths.append(f"{a}{JOIN}{b}")
-                if c is not None:
-                    path_rows.append(row)
-                    paths.append(f"{a}{JOIN}{b}{JOIN}{c}")
-            if before is not None:
-                for previous, code in zip(before, (c, d)):
-                    if previous is not None and code is not None:
-                        step_rows.append(row)
-                        steps.append(f"{previous}{JOIN}{code}")
-            before = (c, d)
+    kinds = session_tokens(frame["paths"].tolist())
     tokens = {
         kind: (np.array(rows, dtype=np.int64), np.array(texts, dtype=object)) for kind, (rows, texts) in kinds.items()
     }
     sessions = np.arange(len(frame))
     day, weekday, hour = _start_parts(frame)
     for kind, values in (("hour", hour), ("weekday", weekday), ("day", day)):
-        tokens[kind] = (sessions, values.astype(str).astype(object))
+        tokens[kind] = (sessions, time_texts(values))
     return tokens
 
 
@@ -123,10 +111,6 @@ def session_numbers(frame: pd.DataFrame) -> pd.DataFrame:
     ).astype(np.float32)
 
 
-NUMBER_NAMES = ("views", "duration_s", "seconds_per_view", "start_hour", "start_weekday", "start_day")
-TOKEN_KINDS = ("view", "path", "step", "hour", "weekday", "day")
-
-
 class SessionFeatures(TransformerMixin, BaseEstimator):
     """Counts of the session's categories at every level (`view:C00007`), of its path prefixes
     (`path:A00002␟B00002`) and of its steps from one view to the next (`step:C00002␟C00007`; ␟ is
@@ -137,6 +121,11 @@ class SessionFeatures(TransformerMixin, BaseEstimator):
 
     def __init__(self, min_df: int = 2):
         self.min_df = min_df
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # a session frame, not a numeric array (as text vectorizers declare)
+        return tags
 
     def fit(self, X: pd.DataFrame, y=None):
         self.fit_transform(X)
@@ -180,7 +169,7 @@ class SessionFeatures(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "vocabulary_")
-        names = [f"{kind}:{text}" for kind in TOKEN_KINDS for text in self.vocabulary_[kind]]
+        names = [token_name(kind, text) for kind in TOKEN_KINDS for text in self.vocabulary_[kind]]
         return np.array(names + list(NUMBER_NAMES), dtype=object)
 
 
@@ -189,11 +178,22 @@ class OriginalFeatures(TransformerMixin, BaseEstimator):
     as words with 1-3-grams, one-hot day of month, weekday and hour, view count and seconds per view.
     """
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # a session frame, not a numeric array (as text vectorizers declare)
+        return tags
+
     def fit(self, X: pd.DataFrame, y=None):
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X: pd.DataFrame, y=None) -> sp.csr_matrix:
+        """Learn the words and times, and return X's matrix: transformed once (a pipeline's fit)."""
         self.words_ = CountVectorizer(ngram_range=(1, 3), token_pattern=f"[^{JOIN}]+", lowercase=False).fit(_words(X))
         self.times_ = OneHotEncoder(handle_unknown="ignore").fit(np.column_stack(_start_parts(X)))
-        self.reference_ = column_medians(self.transform(X))
-        return self
+        matrix = self.transform(X)
+        self.reference_ = column_medians(matrix)
+        return matrix
 
     def transform(self, X: pd.DataFrame) -> sp.csr_matrix:
         check_is_fitted(self, "words_")
@@ -239,34 +239,40 @@ def _words(X: pd.DataFrame) -> list[str]:
 
 
 def describe(name: str, value: float) -> str:
-    """A feature's value in words, for explanations: ``view:C00007`` = 3 is "viewed C00007 ×3"."""
-    kind, _, text = name.partition(":")
-    count = int(value)
+    """A feature's value in words, for explanations: ``view:C00007`` = 3 is "viewed C00007 ×3".
+
+    The name is read by `Feature.parse`; the original's words and one-hot times read as named.
+    """
+    feature = Feature.parse(name)
+    kind, count = feature.kind, int(value)
+    if feature.original:
+        return f"{name} = {value:g}"
     if kind == "view":
-        return f"viewed {text} ×{count}" if count else f"no view of {text}"
+        code = feature.codes[0]
+        return f"viewed {code} ×{count}" if count else f"no view of {code}"
     if kind == "path":
-        shown = text.replace(JOIN, " › ")
-        return f"viewed {shown} ×{count}" if count else f"nothing in {shown}"
+        return f"viewed {feature.text} ×{count}" if count else f"nothing in {feature.text}"
     if kind == "step":
-        shown = text.replace(JOIN, " → ")
-        return f"went {shown} ×{count}" if count else f"never went {shown}"
+        return f"went {feature.text} ×{count}" if count else f"never went {feature.text}"
     if kind == "hour":
-        return f"started at {int(text):02d}:00" if count else f"not started at {int(text):02d}:00"
+        return f"started at {feature.value:02d}:00" if count else f"not started at {feature.value:02d}:00"
     if kind == "weekday":
-        return f"started on a {WEEKDAY_NAMES[int(text)]}" if count else f"not on a {WEEKDAY_NAMES[int(text)]}"
+        day = WEEKDAY_NAMES[feature.value]
+        return f"started on a {day}" if count else f"not on a {day}"
     if kind == "day":
-        return f"started on day {text} of the month" if count else f"not on day {text} of the month"
-    if name == "views":
+        return f"started on day {feature.value} of the month" if count else f"not on day {feature.value} of the month"
+    number = feature.number  # None unless kind is "number"
+    if number == "views":
         return f"{count} view" + ("s" if count != 1 else "")
-    if name == "duration_s":
+    if number == "duration_s":
         return f"lasted {_duration(value)}"
-    if name == "seconds_per_view":
+    if number == "seconds_per_view":
         return f"{value:.1f} s per view" if value < 600 else f"{_duration(value)} per view"
-    if name == "start_hour":
+    if number == "start_hour":
         return f"started at {count:02d}:00"
-    if name == "start_weekday":
+    if number == "start_weekday":
         return f"started on a {WEEKDAY_NAMES[count]}"
-    if name == "start_day":
+    if number == "start_day":
         return f"started on day {count} of the month"
     return f"{name} = {value:g}"
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from lightgbm import LGBMClassifier
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 
 class BoostedLogistic(ClassifierMixin, BaseEstimator):
@@ -48,6 +50,13 @@ class BoostedLogistic(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs  # LightGBM's threads: 1 when training runs folds side by side
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # the session features are sparse counts
+        tags.input_tags.positive_only = True  # counts, durations, hours: log1p wants X >= 0
+        tags.classifier_tags.multi_class = False  # male or female: one log-odds
+        return tags
+
     def linear_input(self, X) -> sp.csr_matrix:
         """What the logistic part sees: log1p of the counts, scaled to unit variance."""
         return self.scale_.transform(sp.csr_matrix(X, dtype=np.float64).log1p())
@@ -57,6 +66,11 @@ class BoostedLogistic(ClassifierMixin, BaseEstimator):
         return X if self.tree_columns_ is None else X[:, self.tree_columns_]
 
     def fit(self, X, y):
+        X, y = validate_data(self, X, y, accept_sparse=True)  # sets n_features_in_; values unchanged
+        y_type = type_of_target(y, input_name="y", raise_unknown=True)
+        if y_type != "binary":
+            raise ValueError(f"Only binary classification is supported. The type of the target is {y_type}.")
+        check_non_negative(X, "BoostedLogistic.fit")
         X = sp.csr_matrix(X, dtype=np.float32)
         self.scale_ = StandardScaler(with_mean=False).fit(sp.csr_matrix(X, dtype=np.float64).log1p())
         self.linear_ = LogisticRegression(C=self.C, max_iter=5000).fit(self.linear_input(X), y)
@@ -91,6 +105,9 @@ class BoostedLogistic(ClassifierMixin, BaseEstimator):
                 subsample_freq=1,
                 random_state=self.random_state,
                 n_jobs=self.n_jobs,
+                # Column-wise histograms: the same trees as LightGBM's own choice, without the
+                # seconds it spends trying both ways on every fit.
+                force_col_wise=True,
                 verbose=-1,
             ).fit(X_trees, y_trees, init_score=init_score)
         return self
@@ -98,15 +115,27 @@ class BoostedLogistic(ClassifierMixin, BaseEstimator):
     def decision_function(self, X) -> np.ndarray:
         """Log-odds of male: the logistic part plus the trees' correction."""
         check_is_fitted(self, "linear_")
+        # By hand, not validate_data: that costs ~0.5 ms a call, the serving path's one row. Values
+        # (NaN, inf) are checked by the scaler and the logistic regression inside.
+        if not sp.issparse(X):
+            X = np.asarray(X)
+            if X.ndim != 2:
+                raise ValueError(f"Expected a 2D array, got {X.ndim}D: Reshape your data (one row: X.reshape(1, -1))")
         X = sp.csr_matrix(X, dtype=np.float32)
+        expected = getattr(self, "n_features_in_", X.shape[1])  # unrecorded by models saved before
+        if X.shape[1] != expected:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but BoostedLogistic is expecting {expected} features as input"
+            )
         margin = self.linear_.decision_function(self.linear_input(X))
         if self.trees_ is not None:
             margin = margin + self.trees_.predict(self.tree_input(X), raw_score=True)
         return margin
 
     def predict_proba(self, X) -> np.ndarray:
-        p_male = 1 / (1 + np.exp(-self.decision_function(X)))
+        p_male = expit(self.decision_function(X))
         return np.column_stack([1 - p_male, p_male])
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[(self.decision_function(X) >= 0).astype(int)]
+        margin = self.decision_function(X)  # first: unfitted, it raises NotFittedError
+        return self.classes_[(margin >= 0).astype(int)]

@@ -165,7 +165,7 @@ def drift(log: pd.DataFrame, models) -> list[Drift]:
     for group in ("treatment", "control"):
         model = models.of(group)
         served = log[(log["ab_group"] == group) & (log["model_id"] == model.model_id)]["p_male"].to_numpy()
-        trained = np.asarray(model.metadata["slots"][model.slot]["oof_p_male"], dtype=float)
+        trained = np.asarray(model.entry.oof_p_male, dtype=float)
         drifts.append(Drift(group, model.model_id, trained, served))
     return drifts
 

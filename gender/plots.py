@@ -6,9 +6,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from gender.explain import Explanation, top_contributions
+from gender.answers import Prediction
+from gender.card import CandidateResult
+from gender.explain import Explanation, Group
 from gender.features import WEEKDAY_NAMES
-from gender.metrics import roc_index
 
 MALE, FEMALE, UNKNOWN = "#2b6cb0", "#d53f8c", "#a0aec0"
 GENDER_COLOURS = {"male": MALE, "female": FEMALE, "unknown": UNKNOWN}
@@ -29,8 +30,9 @@ def _laid_out(figure: go.Figure, **layout) -> go.Figure:
     return figure.update_layout(**{**LAYOUT, **layout})
 
 
-def p_male_bar(p_male: float, base_rate: float, threshold: float) -> go.Figure:
-    """P(male) on a 0-1 scale with the base rate and the threshold marked."""
+def p_male_bar(prediction: Prediction, base_rate: float) -> go.Figure:
+    """A served P(male) on a 0-1 scale, in its answer's colour, with the base rate and the threshold marked."""
+    p_male, threshold = prediction.p_male, prediction.threshold
     figure = go.Figure(
         go.Indicator(
             mode="number+gauge",
@@ -39,7 +41,7 @@ def p_male_bar(p_male: float, base_rate: float, threshold: float) -> go.Figure:
             gauge={
                 "shape": "bullet",
                 "axis": {"range": [0, 1], "tickformat": ".0%"},
-                "bar": {"color": MALE if p_male >= threshold else FEMALE},
+                "bar": {"color": MALE if prediction.prediction == "male" else FEMALE},
                 "steps": [{"range": [0, base_rate], "color": "#edf2f7"}],
                 "threshold": {"line": {"color": "black", "width": 3}, "value": threshold},
             },
@@ -57,19 +59,55 @@ def p_male_bar(p_male: float, base_rate: float, threshold: float) -> go.Figure:
     return _laid_out(figure, height=165, margin={"l": 15, "r": 15, "t": 40, "b": 35})  # room for the tick labels
 
 
-def waterfall(explanation: Explanation, top: int = 12) -> go.Figure:
-    """From the typical session's output, the largest contributions one by one, to this session's."""
-    rows = top_contributions(explanation, top)
-    labels = ["typical session", *rows["label"], "this session"]
+def plotly_text(text: str, limit: int | None = None) -> str:
+    """User text (a code, a label) as plotly shows it literally: cut to `limit` characters, and
+    "&", "<", ">" as entities, so "<b>" or "<a href=…>" in a code is never read as plotly's markup."""
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+GROUP_BAR_LABEL = 48  # characters of a group's name on its bar (a code may have 255)
+GROUP_HOVER_PARTS = 5  # a group's largest parts listed when hovering its bar
+
+
+def group_bar_labels(groups: list[Group]) -> list[str]:
+    """Each group's bar label: its name cut short and escaped for plotly, made unique (plotly
+    draws bars of the same label as one), never "typical session" or "this session"."""
+    labels, taken = [], {"typical session", "this session"}
+    for group in groups:
+        label = plotly_text(group.name, GROUP_BAR_LABEL)
+        while label in taken:  # two long codes cut to the same text
+            label += "\u200b"  # an invisible zero-width space
+        taken.add(label)
+        labels.append(label)
+    return labels
+
+
+def grouped_waterfall(explanation: Explanation, groups: list[Group]) -> go.Figure:
+    """From the typical session's output, the session's story group by group (`explain.grouped`),
+    to this session's: each bar a group, its largest parts named when hovered."""
+    labels = ["typical session", *group_bar_labels(groups), "this session"]
+    shaps = [group.shap for group in groups]
+    hover = [f"typical session: {explanation.base_value:+.3f}"]
+    for group in groups:
+        parts = group.parts.head(GROUP_HOVER_PARTS)
+        lines = [f"{plotly_text(label, 60)}: {shap:+.3f}" for label, shap in zip(parts["label"], parts["shap"])]
+        if len(group.parts) > GROUP_HOVER_PARTS:
+            lines.append(f"… and {len(group.parts) - GROUP_HOVER_PARTS} more")
+        hover.append(f"<b>{plotly_text(group.name, 80)}</b>: {group.shap:+.3f}<br>" + "<br>".join(lines))
+    hover.append(f"this session: {explanation.output:+.3f}")
     figure = go.Figure(
         go.Waterfall(
             orientation="h",
             y=labels,
-            x=[explanation.base_value, *rows["shap"], 0],
-            measure=["absolute", *["relative"] * len(rows), "total"],
-            text=[f"{explanation.base_value:.2f}", *[f"{v:+.2f}" for v in rows["shap"]], f"{explanation.output:.2f}"],
+            x=[explanation.base_value, *shaps, 0],
+            measure=["absolute", *["relative"] * len(groups), "total"],
+            text=[f"{explanation.base_value:.2f}", *[f"{v:+.2f}" for v in shaps], f"{explanation.output:.2f}"],
             textposition="outside",
             cliponaxis=False,
+            hovertext=hover,
+            hoverinfo="text",
             increasing={"marker": {"color": UP}},
             decreasing={"marker": {"color": DOWN}},
             totals={"marker": {"color": "#4a5568"}},
@@ -78,7 +116,7 @@ def waterfall(explanation: Explanation, top: int = 12) -> go.Figure:
     )
     figure.update_yaxes(autorange="reversed")  # read top to bottom, like the sum
     figure.update_xaxes(title=f"{explanation.units} of male: right towards male, left towards female")
-    return _laid_out(figure, height=140 + 26 * len(labels), showlegend=False)
+    return _laid_out(figure, height=140 + 30 * len(labels), showlegend=False)
 
 
 def hierarchy_sunburst(rows: pd.DataFrame) -> go.Figure:
@@ -201,24 +239,22 @@ def sessions_per_day(activity: pd.DataFrame) -> go.Figure:
     return _laid_out(figure, height=340)
 
 
-def roc_curves(candidates: dict, chosen: str, threshold: float | None = None) -> go.Figure:
+def roc_curves(candidates: dict[str, CandidateResult], chosen: str, threshold: float | None = None) -> go.Figure:
     """Out-of-fold ROC curve of every candidate, AUC ± std in the legend; the threshold marked."""
     figure = go.Figure()
     figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#a0aec0"}, name="chance")
     for name, result in candidates.items():
-        roc = result["roc"]
         figure.add_scatter(
-            x=roc["fpr"],
-            y=roc["tpr"],
+            x=result.roc.fpr,
+            y=result.roc.tpr,
             mode="lines",
             line={"width": 3 if name == chosen else 1.5},
-            name=f"{name}: {result['auc_mean']:.3f} ± {result['auc_std']:.3f}"
-            + (" (chosen)" if name == chosen else ""),
+            name=f"{name}: {result.auc_mean:.3f} ± {result.auc_std:.3f}" + (" (chosen)" if name == chosen else ""),
         )
     if threshold is not None:
-        roc = candidates[chosen]["roc"]
-        index = roc_index(roc, threshold)
-        x, y = roc["fpr"][index], roc["tpr"][index]
+        roc = candidates[chosen].roc
+        index = roc.index(threshold)
+        x, y = roc.fpr[index], roc.tpr[index]
         figure.add_scatter(
             x=[x],
             y=[y],
@@ -231,13 +267,16 @@ def roc_curves(candidates: dict, chosen: str, threshold: float | None = None) ->
     return _laid_out(figure, height=480, legend={"x": 0.45, "y": 0.05})
 
 
-def pr_curves(candidates: dict, chosen: str, base_rate: float) -> go.Figure:
+def pr_curves(candidates: dict[str, CandidateResult], chosen: str, base_rate: float) -> go.Figure:
     figure = go.Figure()
     figure.add_hline(y=base_rate, line_dash="dot", line_color="#a0aec0", annotation_text=f"base rate {base_rate:.0%}")
     for name, result in candidates.items():
-        pr = result["pr"]
         figure.add_scatter(
-            x=pr["recall"], y=pr["precision"], mode="lines", name=name, line={"width": 3 if name == chosen else 1.5}
+            x=result.pr.recall,
+            y=result.pr.precision,
+            mode="lines",
+            name=name,
+            line={"width": 3 if name == chosen else 1.5},
         )
     figure.update_xaxes(title="recall (men found)", range=[0, 1])
     figure.update_yaxes(title="precision (men among those called men)", range=[0, 1.01])
@@ -292,3 +331,149 @@ def score_distributions(trained, served) -> go.Figure:
     )
     figure.update_xaxes(title="P(male)", range=[0, 1])
     return _laid_out(figure, barmode="overlay", height=300)
+
+
+# -- the whole population (gender/population.py): SHAP over a sample of sessions ----------------
+
+COHORT_COLOURS = ("#2c7a7b", "#dd6b20")  # cohort a, cohort b: neither male's blue nor female's pink
+POPULATION_LABEL = 60  # characters of a feature's label on its bar
+
+
+def _unique_plotly_labels(texts, limit: int = POPULATION_LABEL) -> list[str]:
+    """Labels cut short and escaped for plotly, made unique (plotly draws bars of one label as one)."""
+    labels, taken = [], set()
+    for text in texts:
+        label = plotly_text(str(text), limit)
+        while label in taken:
+            label += "\u200b"  # an invisible zero-width space
+        taken.add(label)
+        labels.append(label)
+    return labels
+
+
+def _label_margin(labels: list[str]) -> dict:
+    """Margins with room on the left for horizontal bars' labels (about 7 px a character)."""
+    longest = max((len(label.strip("\u200b")) for label in labels), default=10)
+    return {**MARGIN, "l": min(440, 20 + 7 * longest)}
+
+
+def population_importance(importance: pd.DataFrame, units: str, top: int = 20) -> go.Figure:
+    """The `top` features by mean |SHAP| over the sample, largest on top, each bar coloured by
+    the way it pushes on average (mean SHAP: blue towards male, pink towards female)."""
+    rows = importance.head(top)
+    labels = _unique_plotly_labels(rows["label"])
+    hover = [
+        f"<b>{label}</b><br>{plotly_text(str(group))}<br>mean |SHAP| {mean_abs:.4f}<br>mean SHAP {mean:+.4f}"
+        f"<br>corr(value, SHAP) {'n/a' if pd.isna(corr) else f'{corr:+.2f}'}<br>contributes in {sessions:,} sessions"
+        for label, group, mean_abs, mean, corr, sessions in zip(
+            labels, rows["group"], rows["mean_abs"], rows["mean"], rows["corr"], rows["sessions"]
+        )
+    ]
+    figure = go.Figure(
+        go.Bar(
+            x=rows["mean_abs"],
+            y=labels,
+            orientation="h",
+            marker_color=[UP if mean > 0 else DOWN for mean in rows["mean"]],
+            hovertext=hover,
+            hoverinfo="text",
+        )
+    )
+    figure.update_yaxes(autorange="reversed")
+    figure.update_xaxes(title=f"mean |SHAP| ({units}); blue: towards male on average, pink: female")
+    return _laid_out(figure, height=120 + 24 * len(rows), showlegend=False, margin=_label_margin(labels))
+
+
+def population_groups(groups: pd.DataFrame, units: str) -> go.Figure:
+    """Per kind and level: the mean |SHAP| of its features summed (coloured by its mean SHAP's
+    sign) and, beside it, the mean |kind's contributions summed| per session."""
+    labels = _unique_plotly_labels(groups["group"])
+    figure = go.Figure()
+    figure.add_bar(
+        x=groups["mean_abs"],
+        y=labels,
+        orientation="h",
+        name="features' mean |SHAP| summed",
+        marker_color=[UP if mean > 0 else DOWN for mean in groups["mean"]],
+        customdata=groups[["mean", "features"]].to_numpy(),
+        hovertemplate="%{y}<br>features' mean |SHAP| summed %{x:.4f}<br>mean SHAP summed %{customdata[0]:+.4f}"
+        "<br>%{customdata[1]:,} features<extra></extra>",
+    )
+    figure.add_bar(
+        x=groups["net_abs"],
+        y=labels,
+        orientation="h",
+        name="mean |summed per session|",
+        marker_color="#a0aec0",
+        hovertemplate="%{y}<br>mean over sessions of |its contributions summed| %{x:.4f}<extra></extra>",
+    )
+    figure.update_yaxes(autorange="reversed")
+    figure.update_xaxes(title=f"{units}")
+    return _laid_out(figure, barmode="group", height=160 + 44 * len(groups), margin=_label_margin(labels))
+
+
+def population_dependence(dependence: pd.DataFrame, title: str, units: str, one_hot: str | None = None) -> go.Figure:
+    """A session number's contribution against its value, one point per sampled session: the
+    number feature's SHAP and, for hour and weekday (`one_hot` names them), the summed one-hot
+    contributions; integers are jittered a little so that the points of one value spread."""
+    import numpy as np
+
+    values = dependence["value"].to_numpy(dtype=float)
+    discrete = one_hot is not None
+    # integers: each trace's points spread over its own side of the value, so both stay visible
+    jitter = np.random.default_rng(0).uniform(0.04, 0.3, len(values)) if discrete else np.zeros(len(values))
+    figure = go.Figure()
+    traces = [("number", f"{title} (number)", UP, -1), ("one_hot", f"{one_hot} (one-hot, summed)", "#805ad5", 1)]
+    for column, name, colour, side in traces:
+        if column == "one_hot" and not discrete:
+            continue
+        shap_values = dependence[column].to_numpy(dtype=float)
+        if np.isnan(shap_values).all():
+            continue
+        figure.add_scatter(
+            x=values + side * jitter,
+            y=shap_values,
+            mode="markers",
+            name=name,
+            marker={"color": colour, "size": 5, "opacity": 0.45},
+            hovertemplate=f"{plotly_text(name)}<br>value %{{customdata:g}}<br>SHAP %{{y:+.3f}}<extra></extra>",
+            customdata=values,
+        )
+    if discrete and len(values):
+        means = dependence.groupby("value")["total"].mean()
+        figure.add_scatter(
+            x=means.index,
+            y=means.to_numpy(),
+            mode="lines+markers",
+            name="mean of both, per value",
+            line={"color": "black", "width": 2},
+        )
+    figure.add_hline(y=0, line_color="#a0aec0", line_dash="dot")
+    figure.update_yaxes(title=f"SHAP ({units}): up towards male, down towards female")
+    figure.update_xaxes(title=plotly_text(title))
+    if title.startswith("start weekday"):
+        figure.update_xaxes(tickvals=list(range(7)), ticktext=[w[:3] for w in WEEKDAY_NAMES])
+    elif not discrete and len(values) and np.nanmax(values) > 50 * max(np.nanmedian(values), 1e-9):
+        figure.update_xaxes(type="log")  # heavy-tailed: durations, seconds per view
+    return _laid_out(figure, height=420)
+
+
+def cohort_comparison(table: pd.DataFrame, label_column: str, name_a: str, name_b: str, units: str) -> go.Figure:
+    """Two cohorts' mean contributions side by side, a pair of bars per row of `table` (columns
+    `label_column`, mean_a, mean_b, difference), in the table's order."""
+    labels = _unique_plotly_labels(table[label_column])
+    figure = go.Figure()
+    for column, name, colour in (("mean_a", name_a, COHORT_COLOURS[0]), ("mean_b", name_b, COHORT_COLOURS[1])):
+        figure.add_bar(
+            x=table[column],
+            y=labels,
+            orientation="h",
+            name=plotly_text(name, 80),
+            marker_color=colour,
+            customdata=table["difference"],
+            hovertemplate="%{y}<br>mean SHAP %{x:+.4f}<br>difference a − b %{customdata:+.4f}<extra></extra>",
+        )
+    figure.add_vline(x=0, line_color="#a0aec0")
+    figure.update_yaxes(autorange="reversed")
+    figure.update_xaxes(title=f"mean SHAP ({units}): right towards male, left towards female")
+    return _laid_out(figure, barmode="group", height=160 + 40 * len(table), margin=_label_margin(labels))

@@ -15,13 +15,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from sqlalchemy import Engine
 
 from gender import db
-from gender.errors import GenderError, ModelUnavailable
-from gender.predict import Assessment, Model, Prediction, assess_record, load_model, lookup
+from gender.answers import Prediction
+from gender.errors import GenderError
+from gender.predict import Assessment, assess_record, lookup
+from gender.trained import Models
 
 GROUPS = ("control", "treatment")
 log = logging.getLogger("gender.serve")
@@ -32,41 +33,6 @@ def group_of(session_id: str, salt: str, treatment_share: float) -> str:
     digest = hashlib.sha256(f"{salt}:{session_id}".encode()).digest()
     position = int.from_bytes(digest[:8], "big") / 2**64  # uniform in [0, 1)
     return "treatment" if position < treatment_share else "control"
-
-
-@dataclass(frozen=True)
-class Models:
-    """The models of both slots (the control may be missing: then the treatment answers all)."""
-
-    treatment: Model
-    control: Model | None
-
-    def of(self, group: str) -> Model:
-        return self.control if group == "control" and self.control else self.treatment
-
-    def other(self, group: str) -> Model | None:
-        """The model that did not answer this group, for side-by-side comparisons."""
-        return self.treatment if group == "control" and self.control else self.control
-
-
-def load_models(model_dir: Path) -> Models:
-    treatment = load_model(model_dir, "treatment")
-    try:
-        control = load_model(model_dir, "control")
-    except ModelUnavailable:
-        control = None
-    for model in (treatment, control):
-        if model is not None:
-            _one_row_at_a_time(model)
-    return Models(treatment, control)
-
-
-def _one_row_at_a_time(model: Model) -> None:
-    """Serving predicts one session at a time: a forest trained with n_jobs=-1 would send each row
-    through joblib's thread pool, whose polling costs ~10 ms a call, more than the trees take."""
-    estimator = model.pipeline[-1]
-    if getattr(estimator, "n_jobs", 1) != 1:  # read at each predict by sklearn's forests
-        estimator.n_jobs = 1
 
 
 @dataclass(frozen=True)

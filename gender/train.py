@@ -34,11 +34,13 @@ from sklearn.pipeline import Pipeline
 from sqlalchemy import Engine
 
 from gender import artifact, db
+from gender.card import CrossValidation, ModelCard, Training
 from gender.config import redact
 from gender.errors import GenderError
 from gender.features import FEATURE_VERSION, OriginalFeatures, SessionFeatures, session_frame
 from gender.metrics import best_threshold, calibrated, confusion_at, curves, platt
 from gender.model import BoostedLogistic
+from gender.trained import served_pipeline
 
 FOLDS = 5
 SEED = 0
@@ -181,7 +183,7 @@ def train(
     progress: Progress | None = None,
     candidates=CANDIDATES,
     compare_sessions: int = COMPARE_SESSIONS,
-) -> dict:
+) -> ModelCard:
     """Cross-validate the candidates, fit the best explainable one and the control, save both."""
     started = time.perf_counter()
     steps = len(candidates) * FOLDS + 2  # a fold each, then a final fit each (the read is step 0)
@@ -241,7 +243,7 @@ def train(
                 "auc_folds": np.round(aucs, 5).tolist(),
                 "cv_seconds": round(seconds, 1),  # its folds' time, each on one core of the pool
                 "fold_fit_sessions": fit_sessions,  # each fold's model saw this many (fewer with a fit_cap)
-                **curves(y_compared, oof),
+                **dict(curves(y_compared, oof)),
             }
 
     by_name = {candidate.name: candidate for candidate in candidates}
@@ -268,36 +270,39 @@ def train(
             every = "all " if len(rows) == len(y) else ""
             report(f"fitted {candidate.name} on {every}{len(rows):,} sessions as the {slot} model")
 
-    metadata = {
-        "feature_version": FEATURE_VERSION,
-        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seconds": None,
-        "database": redact(engine.url),
-        "training": {
-            "sessions": len(y),
-            "male": males,
-            "female": len(y) - males,
-            "male_share": round(males / len(y), 5),
-            "fingerprint": fingerprint(frame, y),
-        },
-        "cv": {
-            "folds": FOLDS,
-            "seed": SEED,
-            "scoring": "roc_auc",
-            "sessions": len(split.compare),  # below len(y): a stratified sample (above compare_sessions)
-            "male": int(y_compared.sum()),
-            "sampled": split.sampled,
-        },
-        "candidates": results,
-        "chosen": chosen.name,
-        "slots": slots,
-        "versions": {"python": platform.python_version()}
-        | {name: importlib.metadata.version(name) for name in LIBRARIES},
+    card = ModelCard(
+        feature_version=FEATURE_VERSION,
+        trained_at=datetime.now(UTC).replace(microsecond=0),
+        seconds=0.0,  # set below, when all is done
+        database=redact(engine.url),
+        training=Training(
+            sessions=len(y),
+            male=males,
+            female=len(y) - males,
+            male_share=round(males / len(y), 5),
+            fingerprint=fingerprint(frame, y),
+        ),
+        cv=CrossValidation(
+            folds=FOLDS,
+            seed=SEED,
+            scoring="roc_auc",
+            sessions=len(split.compare),
+            male=int(y_compared.sum()),
+            sampled=split.sampled,
+        ),
+        candidates=results,
+        chosen=chosen.name,
+        slots=slots,
+        versions={"python": platform.python_version()} | {name: importlib.metadata.version(name) for name in LIBRARIES},
+    )
+    served = {
+        slot: served_pipeline(pipeline, card.slots[slot].calibration, card.slots[slot].threshold)
+        for slot, pipeline in pipelines.items()
     }
-    metadata["seconds"] = round(time.perf_counter() - started, 1)
-    artifact.save(model_dir, pipelines, metadata)
-    artifact.record_run(model_dir, metadata, parameters(candidates))
-    return metadata
+    card = card.model_copy(update={"seconds": round(time.perf_counter() - started, 1)})
+    card = artifact.save(model_dir, served, card)
+    artifact.record_run(model_dir, card, parameters(candidates))
+    return card
 
 
 def slot_scores(y: np.ndarray, p_male: np.ndarray, threshold: float) -> dict:
@@ -333,7 +338,7 @@ def held_out_quality(candidate: Candidate, pipeline: Pipeline, frame: pd.DataFra
         "female": len(y_test) - males,
         "calibration_sessions": len(y_calibrate),
         "auc": round(float(roc_auc_score(y_test, p_test)), 5),
-        **curves(y_test, p_test),
+        **dict(curves(y_test, p_test)),
     }
     return {"calibration": calibration, **slot_scores(y_test, p_test, threshold), "holdout": holdout}
 

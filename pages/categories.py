@@ -12,6 +12,7 @@ with ui.banners():
 
     st.header("One session")
     session_id = ui.session_picker("categories_session")
+    ui.session_search("categories_session")  # suggests ids as one types; picking one fills the box above
     record = predict.lookup(engine, session_id) if session_id else None
     if session_id and record is None:
         ui.no_session(session_id)

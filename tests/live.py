@@ -98,4 +98,5 @@ def page_text(at) -> str:
 
 def charts(at) -> list[dict]:
     """The plotly figures an AppTest page drew with ui.chart, in page order, as sent to the browser."""
-    return [json.loads(json.loads(element.proto.json)["figure"]) for element in at.get("bidi_component")]
+    sent = [json.loads(element.proto.json) for element in at.get("bidi_component")]
+    return [json.loads(data["figure"]) for data in sent if "figure" in data]  # other components are not charts

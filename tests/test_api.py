@@ -24,7 +24,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, MetaData, Table, UniqueConstraint, insert, text
 
-from gender import api, db, predict, serve
+from gender import api, artifact, db, predict, serve
+from gender.answers import UNKNOWN, Prediction
 from gender.config import parse_url
 from tests import live
 from tests.conftest import PROJECT, _mysql_database
@@ -100,13 +101,13 @@ def server(data, trained_demo, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models(trained_demo):
-    return serve.load_models(trained_demo[1])
+    return artifact.load(trained_demo[1])
 
 
 def expected(data: Data, models, session_id: str) -> dict:
     """What the Predict page and the CLI answer for an id (the default A/B salt and share)."""
     served = serve.serve(data.engine, models, session_id, "gender-lens", 0.5, explain=False)
-    return served.as_json() if served else predict.Prediction.unknown(session_id).as_json()
+    return served.as_json() if served else Prediction.unknown(session_id).as_json()
 
 
 def assert_json(response: httpx.Response) -> dict | list:
@@ -290,12 +291,12 @@ def test_hostile_ids_through_the_routes(data, server, hostile: Hostile):
     for response in filter(None, answers):
         assert_json(response)
     if not hostile.text:  # an empty segment: /predict/ is the unknown id "", /count//X no route
-        assert predicted.json()["PREDICTION"] == predict.UNKNOWN
+        assert predicted.json()["PREDICTION"] == UNKNOWN
         assert counts[0].status_code == counts[1].status_code == 404
     else:
         assert predicted.status_code == 200
         assert (predicted.json()["SESSION_ID"] == VALID_ID) == hostile.resolves
-        assert (predicted.json()["PREDICTION"] == predict.UNKNOWN) != hostile.resolves
+        assert (predicted.json()["PREDICTION"] == UNKNOWN) != hostile.resolves
         assert counts[0].json()["COUNT"] == (VALID_COUNT if hostile.resolves else 0)
         assert counts[1].json()["COUNT"] == 0
     if batch is not None:
@@ -313,7 +314,7 @@ def test_path_tricks_and_very_long_paths(data, server):
         assert b"Traceback" not in body
         answer = json.loads(body)
         if status == 200:
-            assert answer.get("PREDICTION", predict.UNKNOWN) == predict.UNKNOWN and answer.get("COUNT", 0) == 0
+            assert answer.get("PREDICTION", UNKNOWN) == UNKNOWN and answer.get("COUNT", 0) == 0
         else:
             assert status in (404, 405) and answer["STATUS"] == status, (path[:80], answer)
     assert row_counts(data.engine) == data.counts

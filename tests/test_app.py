@@ -178,18 +178,18 @@ def test_the_catalogue_shows_a_to_b_and_opens_one_a_category_to_c(app, engine):
 
 
 def test_model_page_threshold_slider(app, trained_demo):
-    metadata = artifact.load_metadata(trained_demo[1])
+    card = artifact.load_card(trained_demo[1])
     at = app("model")
-    stored = metadata["slots"]["treatment"]
+    stored = card.slots["treatment"]
     shown = float(metric(at, "Balanced accuracy"))
-    chosen = metadata["candidates"][metadata["chosen"]]
-    expected = metrics.confusion_from_roc(
-        chosen["roc"], round(stored["threshold"], 2), metadata["training"]["male"], metadata["training"]["female"]
+    chosen = card.candidates[card.chosen]
+    expected, _ = metrics.confusion_from_roc(
+        chosen.roc, round(stored.threshold, 2), card.training.male, card.training.female
     )
-    assert shown == pytest.approx(expected["balanced_accuracy"], abs=1e-3)
+    assert shown == pytest.approx(expected.balanced_accuracy, abs=1e-3)
     at.slider(key="threshold").set_value(0.9).run()
     assert not at.exception
-    assert float(metric(at, "Recall (men found)")) < expected["recall"]
+    assert float(metric(at, "Recall (men found)")) < expected.recall
     roc = next(c for c in charts(at) if any("chance" == t.get("name") for t in c["data"]))
     names = " ".join(t["name"] for t in roc["data"])
     assert "original" in names and "(chosen)" in names and "±" in names
@@ -208,12 +208,20 @@ def test_without_a_model_the_pages_offer_training(trained_demo, monkeypatch, tmp
 
 
 def test_without_a_database_a_clear_banner(monkeypatch, tmp_path):
-    monkeypatch.setenv("GENDER_DB_URL", f"sqlite:///{tmp_path / 'absent.db'}")
+    database = tmp_path / "absent.db"
+    monkeypatch.setenv("GENDER_DB_URL", f"sqlite:///{database}")
     monkeypatch.setenv("GENDER_MODEL_DIR", str(tmp_path))
-    for page in (None, "categories", "model", "monitoring"):
+    for page in (None, "categories", "monitoring"):  # one error naming the database and what to do
         at = make_app(page)
-        assert at.error or at.warning, page
+        errors = [e.value for e in at.error]
+        assert len(errors) == 1, (page, errors)
+        assert errors[0].startswith(f"database sqlite:///{database} has no FTP tables"), (page, errors)
+        assert "python -m gender demo" in errors[0], (page, errors)
         assert not at.exception
+    at = make_app("model")  # the Model page asks for a model first
+    warnings = [w.value for w in at.warning]
+    assert not at.error and len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"no trained model in {tmp_path}") and "python -m gender train" in warnings[0]
 
 
 def test_a_tampered_model_is_refused_on_every_page(trained_demo, monkeypatch, tmp_path):

@@ -109,7 +109,14 @@ def test_a_deep_link_as_the_first_visit_after_a_start_goes_through_the_router(tr
             sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
             assert "gender-lens" in sidebar and "Data source" in sidebar  # ui.sidebar(), from the router
             links = page.locator('[data-testid="stSidebarNavLink"]').all_inner_texts()
-            assert [link.splitlines()[-1] for link in links] == ["Predict", "Categories", "Model", "Monitoring"]
+            assert [link.splitlines()[-1] for link in links] == [
+                "Predict",
+                "Find",
+                "Categories",
+                "Model",
+                "Population",
+                "Monitoring",
+            ]
             assert page.url.startswith(f"{base}/{path.split('?')[0]}")
             no_exceptions(page)
         finally:

@@ -1,7 +1,7 @@
 """The fast paths give the same answers as the straightforward ones, on the real logs.
 
 The benchmarks (benchmarks/) compare our vectorised and indexed paths with re-creations of the
-original's (benchmarks/original_style.py); these tests pin that both give the same features and
+original's (tests/original_style.py); these tests pin that both give the same features and
 counts, so the speed-ups change nothing:
 
 - the batch session frame and `OriginalFeatures` equal the original-style per-session scan;
@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks import original_style
-from benchmarks.common import wrap_model
-from gender import db, predict, train
+from gender import db, predict, score, train
 from gender.features import OriginalFeatures, SessionFeatures, session_frame
+from tests import original_style
+from tests.models import wrap_model
 
 pytestmark = pytest.mark.slow
 SAMPLE = 300  # sessions compared one at a time
@@ -150,7 +150,7 @@ def boosted(fitted):
 
 def test_batch_scoring_equals_one_lookup_at_a_time(real_db, everyone, sample_ids, boosted):
     model = boosted
-    scores = predict.score(model, everyone).set_index("session_id")
+    scores = score.score(model, everyone).set_index("session_id")
     assert scores["prediction"].nunique() == 2
     for session_id in sample_ids:
         single = predict.predict(real_db, model, session_id)
@@ -159,8 +159,8 @@ def test_batch_scoring_equals_one_lookup_at_a_time(real_db, everyone, sample_ids
 
 
 def test_scoring_in_chunks_equals_scoring_at_once(real_db, everyone, boosted):
-    in_chunks = predict.score_chunks(boosted, db.session_chunks(real_db, "all", size=4_000))
-    pd.testing.assert_frame_equal(pd.concat(in_chunks, ignore_index=True), predict.score(boosted, everyone))
+    in_chunks = score.score_chunks(boosted, db.session_chunks(real_db, "all", size=4_000))
+    pd.testing.assert_frame_equal(pd.concat(in_chunks, ignore_index=True), score.score(boosted, everyone))
 
 
 def test_original_forest_predicts_the_same_from_batch_features_as_from_the_scan(real_db, everyone, sample_ids, fitted):

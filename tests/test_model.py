@@ -8,53 +8,54 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
-from benchmarks.common import wrap_model
 from gender import artifact, db, explain, metrics, predict
+from gender.answers import UNKNOWN, Prediction, in_words
 from gender.errors import ModelUnavailable
 from gender.features import SessionFeatures
 from gender.model import BoostedLogistic
 from gender.train import labelled_data
+from tests.models import wrap_model
 
 
 @pytest.fixture(scope="module")
 def served(trained_demo):
     url, model_dir = trained_demo
-    return db.connect(url), predict.load_model(model_dir), model_dir
+    return db.connect(url), artifact.load(model_dir).treatment, model_dir
 
 
-def test_metadata_records_the_comparison(trained_demo):
+def test_the_card_records_the_comparison(trained_demo):
     _, model_dir = trained_demo
-    metadata = json.loads((model_dir / artifact.METADATA_FILE).read_text())
-    candidates = metadata["candidates"]
+    card = artifact.load_card(model_dir)
+    candidates = card.candidates
     assert {"original", "logistic", "boosted"} <= set(candidates)
     for result in candidates.values():
-        assert len(result["auc_folds"]) == 5
-        assert result["auc_mean"] == pytest.approx(np.mean(result["auc_folds"]), abs=1e-4)
-        assert len(result["roc"]["fpr"]) == len(result["roc"]["tpr"]) == len(result["roc"]["threshold"]) > 10
-        assert result["roc"]["fpr"][0] == 0 and result["roc"]["tpr"][-1] == 1
-        assert len(result["pr"]["precision"]) == len(result["pr"]["recall"]) > 10
-    chosen = metadata["chosen"]
-    assert candidates[chosen]["explainable"]
-    assert candidates[chosen]["auc_mean"] == max(r["auc_mean"] for r in candidates.values() if r["explainable"])
-    assert metadata["slots"]["control"]["candidate"] == "original"
+        assert len(result.auc_folds) == 5
+        assert result.auc_mean == pytest.approx(np.mean(result.auc_folds), abs=1e-4)
+        assert len(result.roc.fpr) == len(result.roc.tpr) == len(result.roc.threshold) > 10
+        assert result.roc.fpr[0] == 0 and result.roc.tpr[-1] == 1
+        assert len(result.pr.precision) == len(result.pr.recall) > 10
+    chosen = card.chosen
+    assert candidates[chosen].explainable
+    assert candidates[chosen].auc_mean == max(r.auc_mean for r in candidates.values() if r.explainable)
+    assert card.slots["control"].candidate == "original"
 
-    training = metadata["training"]
-    assert training["sessions"] == training["male"] + training["female"]
-    assert 0.15 < training["male_share"] < 0.3
-    assert len(training["fingerprint"]) == 64
-    assert {"scikit-learn", "lightgbm", "shap", "python"} <= set(metadata["versions"])
-    for slot in metadata["slots"].values():
-        assert slot["sha256"] == artifact.sha256(model_dir / slot["file"])
-        confusion = slot["confusion"]
-        assert confusion["tp"] + confusion["fn"] == training["male"]
-        assert confusion["tn"] + confusion["fp"] == training["female"]
-        assert 0 < slot["threshold"] < 1
+    training = card.training
+    assert training.sessions == training.male + training.female
+    assert 0.15 < training.male_share < 0.3
+    assert len(training.fingerprint) == 64
+    assert {"scikit-learn", "lightgbm", "shap", "python"} <= set(card.versions)
+    for slot in card.slots.values():
+        assert slot.sha256 == artifact.sha256(model_dir / slot.file)
+        confusion = slot.confusion
+        assert confusion.tp + confusion.fn == training.male
+        assert confusion.tn + confusion.fp == training.female
+        assert 0 < slot.threshold < 1
 
 
 def test_synthetic_signal_is_real_but_imperfect(trained_demo):
     _, model_dir = trained_demo
-    metadata = artifact.load_metadata(model_dir)
-    assert 0.75 <= metadata["candidates"][metadata["chosen"]]["auc_mean"] <= 0.92
+    card = artifact.load_card(model_dir)
+    assert 0.75 <= card.candidates[card.chosen].auc_mean <= 0.92
 
 
 def test_fingerprint_follows_the_data(served, trained_demo):
@@ -62,10 +63,10 @@ def test_fingerprint_follows_the_data(served, trained_demo):
 
     engine, model, _ = served
     frame, y = labelled_data(engine)
-    assert fingerprint(frame, y) == model.metadata["training"]["fingerprint"]
+    assert fingerprint(frame, y) == model.card.training.fingerprint
     y_changed = y.copy()
     y_changed[0] = 1 - y_changed[0]
-    assert fingerprint(frame, y_changed) != model.metadata["training"]["fingerprint"]
+    assert fingerprint(frame, y_changed) != model.card.training.fingerprint
 
 
 def test_prediction_of_a_stored_session(served):
@@ -82,7 +83,7 @@ def test_prediction_of_a_stored_session(served):
 def test_unknown_sessions_get_the_original_answer(served, session_id):
     engine, model, _ = served
     answer = predict.predict(engine, model, session_id).as_json()
-    assert answer == {"SESSION_ID": session_id.strip(), "PREDICTION": predict.UNKNOWN}
+    assert answer == {"SESSION_ID": session_id.strip(), "PREDICTION": UNKNOWN}
 
 
 def test_explanation_adds_up_to_the_prediction(served):
@@ -91,13 +92,13 @@ def test_explanation_adds_up_to_the_prediction(served):
         record = predict.lookup(engine, db.random_session_id(engine, labelled))
         explanation = explain.explain(model, record.frame)
         assert explanation.p_male == pytest.approx(float(model.p_male(record.frame)[0]), abs=1e-6)
-        top = explain.top_contributions(explanation, top=5)
-        assert len(top) <= 7 and top["shap"].sum() == pytest.approx(explanation.contributions["shap"].sum())
+        groups = explain.grouped(explanation, record, explain.scheme_of(model), top=5)
+        assert len(groups) <= 6 and sum(g.shap for g in groups) == pytest.approx(explanation.contributions.shap.sum())
         tree = explain.hierarchy(explanation, record.views)
-        roots = tree[tree["parent"] == ""]
-        assert roots["net"].sum() == pytest.approx(explanation.contributions["shap"].sum())
-        first_a = record.views["category_a"].iloc[0]
-        assert first_a in set(roots["id"]) | {explain.TIME_AND_ACTIVITY}
+        roots = tree[tree.parent == ""]
+        assert roots.net.sum() == pytest.approx(explanation.contributions.shap.sum())
+        first_a = record.views.category_a.iloc[0]
+        assert first_a in set(roots.id) | {explain.TIME_AND_ACTIVITY}
 
 
 def test_trees_grown_on_a_sample_still_explain_exactly(served):
@@ -108,22 +109,22 @@ def test_trees_grown_on_a_sample_still_explain_exactly(served):
     frame, y = labelled_data(engine)
     model_step = BoostedLogistic(n_estimators=30, tree_sessions=300)
     pipeline = Pipeline([("features", SessionFeatures(min_df=1)), ("model", model_step)]).fit(frame, y)
-    columns = pipeline.named_steps["features"].n_features_out_
+    columns = pipeline.named_steps.features.n_features_out_
     assert 0 < len(model_step.tree_columns_) < columns and model_step.trees_ is not None
     model = wrap_model(pipeline, base_rate=float(y.mean()))
-    reference = pipeline.named_steps["features"].reference_.reshape(-1)
+    reference = pipeline.named_steps.features.reference_.reshape(-1)
     for session_id in frame.index[:: len(frame) // 8]:
         row_frame = frame.loc[[session_id]]
         explanation = explain.explain(model, row_frame)
         assert explanation.p_male == pytest.approx(float(model.p_male(row_frame)[0]), abs=1e-6)
         row = model.features(row_frame).toarray().reshape(-1)
-        used = np.flatnonzero(np.isin(model.explainer.names, explanation.contributions["feature"]))
+        used = np.flatnonzero(np.isin(model.explainer.names, explanation.contributions.feature))
         assert len(used) and (row[used] != reference[used]).all(), session_id
 
 
 def test_the_control_slot_serves_the_original(served):
     engine, _, model_dir = served
-    control = predict.load_model(model_dir, "control")
+    control = artifact.load(model_dir).control
     assert control.candidate == "original"
     record = predict.lookup(engine, db.random_session_id(engine, labelled=True))
     assert 0 <= control.p_male(record.frame)[0] <= 1
@@ -133,7 +134,7 @@ def test_tampered_or_foreign_models_are_refused(trained_demo, tmp_path):
     _, model_dir = trained_demo
     copy = tmp_path / "models"
     shutil.copytree(model_dir, copy)
-    predict.load_model(copy)  # a faithful copy loads
+    artifact.load(copy)  # a faithful copy loads
 
     with (copy / "treatment.joblib").open("r+b") as f:  # one byte changed
         f.seek(100)
@@ -141,25 +142,70 @@ def test_tampered_or_foreign_models_are_refused(trained_demo, tmp_path):
         f.seek(100)
         f.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(ModelUnavailable, match="does not match its recorded sha256"):
-        predict.load_model(copy)
+        artifact.load(copy)
 
     metadata = json.loads((copy / artifact.METADATA_FILE).read_text())
     metadata["slots"]["treatment"]["file"] = "../../elsewhere/treatment.joblib"  # only the folder is trusted
     (copy / artifact.METADATA_FILE).write_text(json.dumps(metadata))
     with pytest.raises(ModelUnavailable, match="does not match|missing"):
-        predict.load_model(copy)
+        artifact.load(copy)
 
     metadata["feature_version"] = -1
     (copy / artifact.METADATA_FILE).write_text(json.dumps(metadata))
     with pytest.raises(ModelUnavailable, match="feature version"):
-        predict.load_model(copy)
+        artifact.load(copy)
 
     (copy / artifact.METADATA_FILE).write_text("{not json")
-    with pytest.raises(ModelUnavailable, match="not a model metadata file"):
-        predict.load_model(copy)
+    with pytest.raises(ModelUnavailable, match="is not a model card"):
+        artifact.load(copy)
 
     with pytest.raises(ModelUnavailable, match="no trained model"):
-        predict.load_model(tmp_path / "nothing-here")
+        artifact.load(tmp_path / "nothing-here")
+
+
+def test_a_card_that_does_not_hold_or_match_its_models_is_refused(trained_demo, tmp_path):
+    _, model_dir = trained_demo
+    copy = tmp_path / "models"
+    shutil.copytree(model_dir, copy)
+    original = json.loads((copy / artifact.METADATA_FILE).read_text())
+
+    missing = json.loads(json.dumps(original))
+    del missing["slots"]["treatment"]["threshold"]
+    (copy / artifact.METADATA_FILE).write_text(json.dumps(missing))
+    with pytest.raises(ModelUnavailable, match=r"slots\.treatment\.threshold: Field required"):
+        artifact.load(copy)
+
+    wrong_type = json.loads(json.dumps(original))
+    wrong_type["training"]["sessions"] = "many"
+    (copy / artifact.METADATA_FILE).write_text(json.dumps(wrong_type))
+    with pytest.raises(ModelUnavailable, match=r"training\.sessions"):
+        artifact.load_card(copy)
+
+    # A card whose threshold differs from the one the saved model decides with: the page would
+    # show one threshold and the model answer with another.
+    moved = json.loads(json.dumps(original))
+    moved["slots"]["treatment"]["threshold"] = round(original["slots"]["treatment"]["threshold"] + 0.1, 6)
+    (copy / artifact.METADATA_FILE).write_text(json.dumps(moved))
+    with pytest.raises(ModelUnavailable, match="does not decide as its card says"):
+        artifact.load(copy)
+
+    (copy / artifact.METADATA_FILE).write_text(json.dumps(original))
+    models = artifact.load(copy)
+    assert models.treatment.threshold == original["slots"]["treatment"]["threshold"]
+
+
+def test_a_saved_pipeline_answers_on_its_own_as_served(served):
+    """The joblib file alone gives the served answer: calibration and threshold are inside it."""
+    import joblib
+
+    engine, model, model_dir = served
+    pipeline = joblib.load(model_dir / "treatment.joblib")
+    frame, _ = labelled_data(engine)
+    rows = frame.iloc[:200]
+    p_male = model.p_male(rows)
+    assert np.allclose(pipeline.predict_proba(rows)[:, 1], p_male, rtol=0, atol=1e-12)
+    assert list(pipeline.predict(rows)) == list(np.where(p_male >= model.threshold, "male", "female"))
+    assert {"male", "female"} == set(pipeline.predict(rows))
 
 
 def test_truncated_model_file_is_refused_even_with_matching_checksum(trained_demo, tmp_path):
@@ -172,15 +218,16 @@ def test_truncated_model_file_is_refused_even_with_matching_checksum(trained_dem
     metadata["slots"]["treatment"]["sha256"] = artifact.sha256(path)
     (copy / artifact.METADATA_FILE).write_text(json.dumps(metadata))
     with pytest.raises(ModelUnavailable, match="cannot be read"):
-        predict.load_model(copy)
+        artifact.load(copy)
 
 
 def test_in_words():
-    assert (
-        predict.in_words(0.41, 0.22, 0.35) == "P(male) 0.41: well above the 22 % prior, above the threshold 0.35 → male"
-    )
-    assert predict.in_words(0.05, 0.22, 0.35).endswith("well below the 22 % prior, below the threshold 0.35 → female")
-    assert "close to" in predict.in_words(0.22, 0.22, 0.35)
+    def served(p_male: float) -> Prediction:
+        return Prediction("u1", "male" if p_male >= 0.35 else "female", p_male, 0.35, "m")
+
+    assert in_words(served(0.41), 0.22) == "P(male) 0.41: well above the 22 % prior, above the threshold 0.35 → male"
+    assert in_words(served(0.05), 0.22).endswith("well below the 22 % prior, below the threshold 0.35 → female")
+    assert "close to" in in_words(served(0.22), 0.22)
 
 
 @pytest.fixture(scope="module")
@@ -191,64 +238,62 @@ def sampled(demo_db, tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("sampled-models")
     engine = db.connect(f"sqlite:///{demo_db}")
     messages = []
-    metadata = train(
+    card = train(
         engine, model_dir, lambda fraction, message: messages.append((fraction, message)), compare_sessions=600
     )
-    yield engine, model_dir, metadata, messages
+    yield engine, model_dir, card, messages
     engine.dispose()
 
 
 def test_above_the_sample_size_the_metadata_says_what_was_compared_and_measured(sampled):
     from gender.train import split_for
 
-    engine, model_dir, metadata, _ = sampled
+    engine, model_dir, card, _ = sampled
     frame, y = labelled_data(engine)
     split = split_for(y, 600)
-    cv, training = metadata["cv"], metadata["training"]
-    assert cv["sampled"] and cv["sessions"] == 600 and training["sessions"] == len(y) > 600
-    assert abs(cv["male"] / 600 - training["male_share"]) < 0.01  # stratified
+    cv, training = card.cv, card.training
+    assert cv.sampled and cv.sessions == 600 and training.sessions == len(y) > 600
+    assert abs(cv.male / 600 - training.male_share) < 0.01  # stratified
     # the held-out halves are disjoint from each other and from every fit
     held = np.concatenate([split.calibrate, split.test])
     assert len(np.unique(held)) == len(held)
     assert not set(held) & set(split.fit) and not set(held) & set(split.compare)
     assert set(split.compare) <= set(split.fit) and len(split.fit) + len(held) == len(y)
 
-    for slot, entry in metadata["slots"].items():
-        holdout = entry["holdout"]
-        assert entry["fitted_sessions"] == len(split.fit)  # below the forest's fit_cap: all of them
-        assert holdout["sessions"] == len(split.test) and holdout["calibration_sessions"] == len(split.calibrate)
-        assert (
-            holdout["male"] == int(y[split.test].sum()) and holdout["male"] + holdout["female"] == holdout["sessions"]
-        )
-        confusion = entry["confusion"]  # at the threshold, on the test half
-        assert confusion["tp"] + confusion["fn"] == holdout["male"]
-        assert confusion["tn"] + confusion["fp"] == holdout["female"]
+    for slot, entry in card.slots.items():
+        holdout = entry.holdout
+        assert entry.fitted_sessions == len(split.fit)  # below the forest's fit_cap: all of them
+        assert holdout.sessions == len(split.test) and holdout.calibration_sessions == len(split.calibrate)
+        assert holdout.male == int(y[split.test].sum()) and holdout.male + holdout.female == holdout.sessions
+        confusion = entry.confusion  # at the threshold, on the test half
+        assert confusion.tp + confusion.fn == holdout.male
+        assert confusion.tn + confusion.fp == holdout.female
         # the recorded held-out ROC-AUC is the saved model's on the held-out sessions
-        model = predict.load_model(model_dir, slot)
+        model = artifact.load(model_dir).of(slot)
         p_test = model.p_male(frame.iloc[split.test])
-        assert holdout["auc"] == pytest.approx(roc_auc_score(y[split.test], p_test), abs=1e-4)
-        assert confusion == metrics.confusion_at(y[split.test], p_test, entry["threshold"])
-        assert 0.6 < holdout["auc"] <= 1
-        assert len(holdout["roc"]["fpr"]) == len(holdout["roc"]["threshold"]) > 10
+        assert holdout.auc == pytest.approx(roc_auc_score(y[split.test], p_test), abs=1e-4)
+        assert confusion == metrics.confusion_at(y[split.test], p_test, entry.threshold)
+        assert 0.6 < holdout.auc <= 1
+        assert len(holdout.roc.fpr) == len(holdout.roc.threshold) > 10
     run = artifact.load_runs(model_dir)[0]
-    assert run["cv"]["sessions"] == 600
-    assert run["slots"]["treatment"]["holdout_auc"] == metadata["slots"]["treatment"]["holdout"]["auc"]
+    assert run.cv.sessions == 600
+    assert run.slots["treatment"].holdout_auc == card.slots["treatment"].holdout.auc
 
 
 def test_below_the_sample_size_nothing_is_sampled_or_held_out(trained_demo):
     _, model_dir = trained_demo
-    metadata = artifact.load_metadata(model_dir)
-    assert not metadata["cv"]["sampled"] and metadata["cv"]["sessions"] == metadata["training"]["sessions"]
-    for entry in metadata["slots"].values():
-        assert entry["holdout"] is None and entry["fitted_sessions"] == metadata["training"]["sessions"]
+    card = artifact.load_card(model_dir)
+    assert not card.cv.sampled and card.cv.sessions == card.training.sessions
+    for entry in card.slots.values():
+        assert entry.holdout is None and entry.fitted_sessions == card.training.sessions
 
 
 def test_progress_is_told_at_every_step(sampled):
-    _, _, metadata, messages = sampled
+    _, _, card, messages = sampled
     fractions = [fraction for fraction, _ in messages]
     assert fractions == sorted(fractions) and fractions[0] == 0 and fractions[-1] == 1
     assert "sample of 600" in messages[1][1]
-    assert sum("fold" in message for _, message in messages) == 5 * len(metadata["candidates"])
+    assert sum("fold" in message for _, message in messages) == 5 * len(card.candidates)
     assert any(
         message.startswith("fitting boosted") or message.startswith("fitting logistic") for _, message in messages
     )
@@ -268,18 +313,16 @@ def test_a_capped_candidate_fits_on_a_stratified_sample():
 def test_the_model_page_states_the_sample_and_the_held_out_quality(sampled, demo_db, monkeypatch):
     from tests.test_app import make_app, metric, texts
 
-    _, model_dir, metadata, _ = sampled
+    _, model_dir, card, _ = sampled
     monkeypatch.setenv("GENDER_DB_URL", f"sqlite:///{demo_db}")
     monkeypatch.setenv("GENDER_MODEL_DIR", str(model_dir))
     at = make_app("model")
-    slot = metadata["slots"]["treatment"]
-    holdout = slot["holdout"]
+    slot = card.slots["treatment"]
+    holdout = slot.holdout
     shown = texts(at)
-    assert f"stratified sample of **600** of the {metadata['training']['sessions']:,}" in shown
-    assert f"**{holdout['sessions']:,} held-out sessions**" in shown and f"ROC-AUC {holdout['auc']:.3f}" in shown
+    assert f"stratified sample of **600** of the {card.training.sessions:,}" in shown
+    assert f"**{holdout.sessions:,} held-out sessions**" in shown and f"ROC-AUC {holdout.auc:.3f}" in shown
     assert metric(at, "Compared on") == "600"
     # the threshold's confusion matrix is read off the served model's held-out curve
-    expected = metrics.confusion_from_roc(
-        holdout["roc"], round(slot["threshold"], 2), holdout["male"], holdout["female"]
-    )
-    assert float(metric(at, "Balanced accuracy")) == pytest.approx(expected["balanced_accuracy"], abs=1e-3)
+    expected, _ = metrics.confusion_from_roc(holdout.roc, round(slot.threshold, 2), holdout.male, holdout.female)
+    assert float(metric(at, "Balanced accuracy")) == pytest.approx(expected.balanced_accuracy, abs=1e-3)

@@ -25,7 +25,7 @@ import pymysql
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from gender import db, serve, synth
+from gender import artifact, db, serve, synth
 from tests import live
 from tests.conftest import PROJECT
 
@@ -144,7 +144,7 @@ def mariadb(tmp_path_factory):
 def served_sessions(mariadb, trained_demo):
     """A labelled session id to look up, after serving (and logging) 30 sessions for the Monitoring page."""
     engine = db.connect(mariadb.url())
-    models = serve.load_models(trained_demo[1])
+    models = artifact.load(trained_demo[1])
     sessions, _ = db.read_sessions(engine, "labelled")
     ids = sessions["session_id"].tolist()
     for session_id in ids[:30]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gender import db, explain, predict
+from gender import artifact, db, explain, predict
 from gender.train import FOREST_SESSIONS, train
 
 pytestmark = pytest.mark.slow
@@ -11,8 +11,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def real_model(real_db, tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("real-models")
-    metadata = train(real_db, model_dir)
-    return metadata, predict.load_model(model_dir)
+    card = train(real_db, model_dir)
+    return card, artifact.load(model_dir).treatment
 
 
 def test_the_logs_arrive_whole(real_db):
@@ -23,37 +23,37 @@ def test_the_logs_arrive_whole(real_db):
 
 
 def test_cv_auc_beats_the_original_re_creation(real_model):
-    metadata, _ = real_model
-    candidates = metadata["candidates"]
-    chosen = candidates[metadata["chosen"]]
-    print({name: (r["auc_mean"], r["auc_std"]) for name, r in candidates.items()})
-    assert metadata["training"]["sessions"] == 12_000
-    assert chosen["explainable"]
-    assert chosen["auc_mean"] >= 0.86
-    assert chosen["auc_mean"] > candidates["original"]["auc_mean"]
-    assert metadata["slots"]["treatment"]["confusion"]["balanced_accuracy"] > 0.75
+    card, _ = real_model
+    candidates = card.candidates
+    chosen = candidates[card.chosen]
+    print({name: (r.auc_mean, r.auc_std) for name, r in candidates.items()})
+    assert card.training.sessions == 12_000
+    assert chosen.explainable
+    assert chosen.auc_mean >= 0.86
+    assert chosen.auc_mean > candidates["original"].auc_mean
+    assert card.slots["treatment"].confusion.balanced_accuracy > 0.75
 
 
 def test_the_real_logs_are_compared_on_every_session_and_the_choice_holds(real_model):
     """12,000 labelled sessions are not above the comparison's sample size: every candidate,
     the original's forest included, is cross-validated and fitted on all of them, as before."""
-    metadata, _ = real_model
-    cv, candidates = metadata["cv"], metadata["candidates"]
-    assert not cv["sampled"] and cv["sessions"] == 12_000
-    assert candidates["boosted"]["fold_fit_sessions"] == 9_600 == candidates["logistic"]["fold_fit_sessions"]
-    assert candidates["original"]["fold_fit_sessions"] == 9_600 > FOREST_SESSIONS
-    assert metadata["slots"]["control"]["fitted_sessions"] == 12_000
-    assert metadata["slots"]["treatment"]["fitted_sessions"] == 12_000
-    assert metadata["slots"]["treatment"]["holdout"] is None
+    card, _ = real_model
+    cv, candidates = card.cv, card.candidates
+    assert not cv.sampled and cv.sessions == 12_000
+    assert candidates["boosted"].fold_fit_sessions == 9_600 == candidates["logistic"].fold_fit_sessions
+    assert candidates["original"].fold_fit_sessions == 9_600 > FOREST_SESSIONS
+    assert card.slots["control"].fitted_sessions == 12_000
+    assert card.slots["treatment"].fitted_sessions == 12_000
+    assert card.slots["treatment"].holdout is None
     # issue 14: the choice and its CV ROC-AUC no worse than before (same folds, same seed)
-    assert metadata["chosen"] == "boosted" and candidates["boosted"]["auc_mean"] >= 0.867
+    assert card.chosen == "boosted" and candidates["boosted"].auc_mean >= 0.867
 
 
 def test_real_sessions_are_predicted_and_explained(real_db, real_model):
     _, model = real_model
     for session_id in ("u10003", "u25001"):  # labelled, unknown gender
         record = predict.lookup(real_db, session_id)
-        answer = predict.predict_record(model, record)
+        answer = predict.predict(real_db, model, record.session_id)
         explanation = explain.explain(model, record.frame)
         assert explanation.p_male == pytest.approx(answer.p_male, abs=1e-6)
-        assert any(label.startswith("viewed ") for label in explanation.contributions["label"])
+        assert any(label.startswith("viewed ") for label in explanation.contributions.label)

@@ -27,7 +27,7 @@ import pytest
 from sqlalchemy import URL, text
 from streamlit.testing.v1 import AppTest
 
-from gender import db, ingest, serve, synth
+from gender import artifact, db, ingest, serve, synth
 from gender.errors import GenderError
 from tests import live
 from tests.conftest import PROJECT, _mysql_database, write_pakdd
@@ -95,7 +95,7 @@ def secret(trained_demo):
         engine = db.connect(url)
         synth.create_demo(engine, sessions=300, seed=2)
         # Some served predictions, so the Monitoring page has something to show.
-        models = serve.load_models(trained_demo[1])
+        models = artifact.load(trained_demo[1])
         ids = db.read_sessions(engine, "labelled")[0]["session_id"].tolist()
         for session_id in ids[:30]:
             serve.write_log(engine, serve.serve(engine, models, session_id, "gender-lens", 0.5))

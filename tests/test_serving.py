@@ -30,7 +30,7 @@ def test_groups_are_stable_and_near_the_share(share):
 
 @pytest.fixture(scope="module")
 def models(trained_demo):
-    return serve.load_models(trained_demo[1])
+    return artifact.load(trained_demo[1])
 
 
 def wait_for_rows(engine, n, timeout=10.0):
@@ -151,11 +151,11 @@ def test_bootstrap_intervals_agree_with_scikit_learn_on_every_resample():
 def test_training_runs_are_recorded(trained_demo):
     _, model_dir = trained_demo
     runs = artifact.load_runs(model_dir)
-    metadata = artifact.load_metadata(model_dir)
-    assert runs and runs[0]["slots"]["treatment"]["sha256"] == metadata["slots"]["treatment"]["sha256"]
-    assert runs[0]["training"]["fingerprint"] == metadata["training"]["fingerprint"]
-    assert runs[0]["parameters"]["boosted"]["model"]["num_leaves"] == 255
-    assert set(runs[0]["candidates"]) == set(metadata["candidates"])
+    card = artifact.load_card(model_dir)
+    assert runs and runs[0].slots["treatment"].sha256 == card.slots["treatment"].sha256
+    assert runs[0].training.fingerprint == card.training.fingerprint
+    assert runs[0].parameters["boosted"]["model"]["num_leaves"] == 255
+    assert set(runs[0].candidates) == set(card.candidates)
 
 
 def test_cli_predict_names_group_and_model_and_logs_it(trained_demo, tmp_path):
@@ -169,7 +169,7 @@ def test_cli_predict_names_group_and_model_and_logs_it(trained_demo, tmp_path):
         fresh.execute("DROP TABLE IF EXISTS prediction_log")
     answer = json.loads(run("predict", "u10003", "--db", f"sqlite:///{copy}", "--model-dir", model_dir).stdout)
     assert answer["GROUP"] in ("control", "treatment")
-    slot = serve.load_models(model_dir).of(answer["GROUP"])
+    slot = artifact.load(model_dir).of(answer["GROUP"])
     assert answer["MODEL"] == slot.model_id
     log = db.served_predictions(db.connect(f"sqlite:///{copy}"))
     assert log[["session_id", "ab_group", "model_id"]].values.tolist() == [["u10003", answer["GROUP"], answer["MODEL"]]]

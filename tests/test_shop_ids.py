@@ -27,7 +27,8 @@ import pytest
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
-from gender import db, explain, ingest, predict
+from gender import artifact, db, explain, ingest, predict
+from gender.answers import UNKNOWN
 from gender.config import parse_url
 from tests import live
 from tests.conftest import PROJECT, _mysql_database
@@ -122,7 +123,7 @@ def expected_count(paths: list[tuple[str, ...]], category: str) -> int:
 
 
 def test_every_id_is_found_predicted_and_explained(shop, model_dir):
-    model = predict.load_model(model_dir)
+    model = artifact.load(model_dir).treatment
     for session_id in shop.ids:
         record = predict.lookup(shop.engine, session_id)
         assert record is not None and record.session_id == session_id, session_id
@@ -146,11 +147,11 @@ def test_every_category_of_any_level_is_counted(shop):
 
 
 def test_unknown_means_the_database_has_no_such_session(shop, model_dir):
-    model = predict.load_model(model_dir)
+    model = artifact.load(model_dir).treatment
     for missing in [str(uuid.UUID(int=1)), shop.ids[0].upper(), shop.ids[0][:-1], "x" * (db.SESSION_ID_LENGTH + 1)]:
         assert predict.predict(shop.engine, model, missing).as_json() == {
             "SESSION_ID": missing,
-            "PREDICTION": predict.UNKNOWN,
+            "PREDICTION": UNKNOWN,
         }
 
 
@@ -312,7 +313,7 @@ def test_a_longer_id_is_told_why_it_finds_nothing(shop, app):
     warnings = [w.value for w in at.warning]
     assert len(warnings) == 1 and f"at most {db.SESSION_ID_LENGTH} characters" in warnings[0], warnings
     assert "this one has 300" in warnings[0]
-    assert json.loads(at.json[0].value) == {"SESSION_ID": too_long, "PREDICTION": predict.UNKNOWN}
+    assert json.loads(at.json[0].value) == {"SESSION_ID": too_long, "PREDICTION": UNKNOWN}
 
 
 @pytest.mark.slow

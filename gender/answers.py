@@ -1,0 +1,69 @@
+"""The answers every interface gives (the CLI, the pages, the HTTP routes): built once, here.
+
+`Prediction` and `Count` are the original service's two JSON answers (with the extra keys the
+CLI and the API add); `in_words` reads a P(male) for a person.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+UNKNOWN = "UNKNOWN_SESSION_ID"  # the original service's answer for a session without data
+
+
+def typed(text: object) -> str:
+    """Typed text as an answer echoes it: without the blanks around it."""
+    return text.strip() if isinstance(text, str) else str(text)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    session_id: str
+    prediction: str  # male, female or UNKNOWN_SESSION_ID
+    p_male: float | None = None
+    threshold: float | None = None
+    model: str | None = None
+
+    @classmethod
+    def unknown(cls, session_id: object) -> Prediction:
+        """The answer for a session the database does not hold, echoing the id as typed."""
+        return cls(typed(session_id), UNKNOWN)
+
+    def as_json(self) -> dict:
+        """The original service's keys, plus P_MALE, THRESHOLD and MODEL."""
+        answer = {"SESSION_ID": self.session_id, "PREDICTION": self.prediction}
+        if self.p_male is not None:
+            answer |= {"P_MALE": round(self.p_male, 6), "THRESHOLD": self.threshold, "MODEL": self.model}
+        return answer
+
+
+@dataclass(frozen=True)
+class Count:
+    """The original /count answer: how many of a session's views have a category at any level."""
+
+    session_id: str
+    category: str
+    count: int
+
+    def as_json(self) -> dict:
+        return {"SESSION_ID": self.session_id, "CATEGORY": self.category, "COUNT": self.count}
+
+
+def in_words(prediction: Prediction, base_rate: float) -> str:
+    """A served P(male) read against the prior and the threshold, e.g.
+    "P(male) 0.41: well above the 22 % prior, above the threshold 0.35 → male"."""
+    p_male, threshold = prediction.p_male, prediction.threshold
+    ratio = p_male / base_rate if base_rate else 1.0
+    if ratio >= 1.5:
+        prior = "well above"
+    elif ratio > 1.1:
+        prior = "above"
+    elif ratio >= 0.9:
+        prior = "close to"
+    elif ratio > 0.5:
+        prior = "below"
+    else:
+        prior = "well below"
+    side = "above" if prediction.prediction == "male" else "below"  # the model's own cut decided
+    prior_text = f"{prior} the {base_rate * 100:.0f} % prior"
+    return f"P(male) {p_male:.2f}: {prior_text}, {side} the threshold {threshold:.2f} → {prediction.prediction}"
