@@ -16,24 +16,35 @@ app: $(VENV)/.runtime
 	$(BIN)/python -m gender setup
 	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT) $(if $(ADDRESS),--server.address $(ADDRESS))
 
-test: $(VENV)/.dev chromium
+test: $(VENV)/.dev chromium spark
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-$(VENV)/.runtime: requirements.txt
+# The pinned requirements, then this project itself, editable (the `gender` command; pyproject.toml).
+$(VENV)/.runtime: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt
+$(VENV)/.dev: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@ $(VENV)/.runtime
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download is not available here).
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+# Scoring on Spark (optional; tests/test_spark.py): pyspark into .venv/ and Debian's Java 17 when missing.
+spark: $(VENV)/.spark
+	@java -version 2>&1 | grep -q 'version "\(1[7-9]\|2[0-9]\)' || (apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null)
+$(VENV)/.spark: requirements-spark.txt $(VENV)/.dev
+	$(BIN)/python -m pip install --quiet -r requirements-spark.txt
+	touch $@
+.PHONY: spark
