@@ -322,10 +322,6 @@ class Session:
         rows = [(order, *path, *(None,) * (4 - len(path))) for order, path in zip(self.orders, self.paths)]
         return pd.DataFrame(rows, columns=list(VIEW_COLUMNS))
 
-    def views_frame(self) -> pd.DataFrame:
-        """`views`, under the name a caller may look for."""
-        return self.views
-
     @cached_property
     def frame(self) -> pd.DataFrame:
         """The session as a one-row session frame (see `gender.features`), ready for the features."""
