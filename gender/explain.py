@@ -48,14 +48,15 @@ class Explanation:
 
 
 def _male_part(values, base) -> tuple[float, np.ndarray]:
-    """SHAP output for the male class, whatever shape this shap version gives for a classifier."""
+    """SHAP output for the male class (rows × features), whatever shape this shap version gives
+    for a classifier."""
     base = np.ravel(base)
     if isinstance(values, list):
         values, base = values[-1], base[-1:]
     values = values.toarray() if sp.issparse(values) else np.asarray(values)
     if values.ndim == 3:  # (rows, features, classes)
         values, base = values[..., -1], base[-1:]
-    return float(base[-1]), values.reshape(-1)
+    return float(base[-1]), values.reshape(values.shape[0], -1)
 
 
 class Explainer:
@@ -87,22 +88,32 @@ class Explainer:
                 trees, data=reference[:, self.tree_columns], feature_perturbation="interventional", model_output="raw"
             )
 
-    def __call__(self, row: sp.csr_matrix) -> tuple[float, np.ndarray]:
-        base, values = 0.0, np.zeros(row.shape[1])
+    def __call__(self, rows: sp.csr_matrix) -> tuple[float, np.ndarray]:
+        """The base value and each row's contributions (rows × features), before calibration."""
+        base, values = 0.0, np.zeros(rows.shape)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # shap's notes on output formats
             if self.linear is not None:
-                linear_row = self.estimator.linear_input(row).toarray()
-                part_base, part = _male_part(self.linear.shap_values(linear_row), self.linear.expected_value)
+                linear_rows = self.estimator.linear_input(rows).toarray()
+                part_base, part = _male_part(self.linear.shap_values(linear_rows), self.linear.expected_value)
                 base, values = base + part_base, values + part
             if self.trees is not None:
-                tree_row = row[:, self.tree_columns].toarray()
+                tree_rows = rows[:, self.tree_columns].toarray()
                 part_base, part = _male_part(
-                    self.trees.shap_values(tree_row, check_additivity=False), self.trees.expected_value
+                    self.trees.shap_values(tree_rows, check_additivity=False), self.trees.expected_value
                 )
                 base = base + part_base
-                values[self.tree_columns] += part
+                values[:, self.tree_columns] += part
         return base, values
+
+
+def shap_values(model, rows: sp.csr_matrix) -> tuple[float, np.ndarray]:
+    """The base value and each feature row's contributions (rows × features), in the served
+    model's calibrated log-odds (or the forest's probability): what explanations show."""
+    base, values = model.explainer(rows)
+    if model.calibration:  # Platt scaling is affine in log-odds: scale everything alike
+        base, values = float(model.calibration.log_odds(base)), model.calibration.slope * values
+    return base, values
 
 
 def explain(model, frame: pd.DataFrame) -> Explanation:
@@ -112,9 +123,8 @@ def explain(model, frame: pd.DataFrame) -> Explanation:
 
 def explain_row(model, row: sp.csr_matrix) -> Explanation:
     """SHAP contributions for one feature row of `model`, labelled in words."""
-    base, values = model.explainer(row)
-    if model.calibration:  # Platt scaling is affine in log-odds: scale everything alike
-        base, values = float(model.calibration.log_odds(base)), model.calibration.slope * values
+    base, values = shap_values(model, row)
+    values = values[0]
     raw = row.toarray().reshape(-1)
     used = np.flatnonzero(values)
     names = model.explainer.names[used]

@@ -30,7 +30,6 @@ import os
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -214,49 +213,20 @@ def read_sample(engine: Engine, ids) -> tuple[pd.DataFrame, pd.DataFrame]:
 # -- SHAP of many rows, as explain_row gives it for one -----------------------------------------
 
 
-def _male_values(values, base) -> tuple[float, np.ndarray]:
-    """SHAP output for the male class of many rows (rows × features), whatever shape this shap
-    version gives (as `explain._male_part` for one row)."""
-    base = np.ravel(base)
-    if isinstance(values, list):
-        values, base = values[-1], base[-1:]
-    values = values.toarray() if sp.issparse(values) else np.asarray(values)
-    if values.ndim == 3:  # (rows, features, classes)
-        values, base = values[..., -1], base[-1:]
-    return float(base[-1]), values.reshape(values.shape[0], -1)
-
-
 def shap_rows(model: Model, matrix: sp.csr_matrix, progress: Progress | None = None) -> tuple[float, sp.csr_matrix]:
     """The base value and the SHAP values of every row of `matrix` (the model's features), as
     `explain.explain_row` gives them for one row: the same explainers, calibrated alike; in
     batches of rows, kept sparse (a feature equal to the typical session's contributes 0)."""
-    explainer = model.explainer
+    from gender.explain import shap_values  # shap loads with gender.explain
+
     n, width = matrix.shape
     step = max(1, min(256, SHAP_CELLS // max(width, 1)))
     parts, base = [], 0.0
     for start in range(0, n, step):
-        rows = matrix[start : start + step]
-        base, values = 0.0, np.zeros(rows.shape)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # shap's notes on output formats
-            if explainer.linear is not None:
-                linear = explainer.estimator.linear_input(rows).toarray()
-                part_base, part = _male_values(explainer.linear.shap_values(linear), explainer.linear.expected_value)
-                base, values = base + part_base, values + part
-            if explainer.trees is not None:
-                tree_rows = rows[:, explainer.tree_columns].toarray()
-                part_base, part = _male_values(
-                    explainer.trees.shap_values(tree_rows, check_additivity=False), explainer.trees.expected_value
-                )
-                base = base + part_base
-                values[:, explainer.tree_columns] += part
-        if model.calibration:  # Platt scaling is affine in log-odds: scale everything alike
-            values = model.calibration.slope * values
+        base, values = shap_values(model, matrix[start : start + step])
         parts.append(sp.csr_matrix(values))
         if progress:
             progress(min(n, start + step) / n, f"SHAP of {min(n, start + step):,} of {n:,} sampled sessions")
-    if model.calibration:
-        base = float(model.calibration.log_odds(base))
     shap_matrix = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, width))
     return float(base), shap_matrix
 
