@@ -20,7 +20,7 @@ import plotly.offline
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from gender import artifact, db, serve, synth
+from gender import artifact, db, serve, summary, synth
 from gender.config import Settings, load_settings
 from gender.errors import DatabaseUnavailable, GenderError, ModelUnavailable
 from gender.trained import Model, Models
@@ -84,31 +84,40 @@ def counts() -> dict:
     return _counts(_url_key())
 
 
-@st.cache_data(ttl=QUERY_TTL, show_spinner="Counting views per category…")
-def _category_counts(url_key: str, level: str):
-    return db.category_gender_counts(engine(), level)
+@st.cache_data(ttl=QUERY_TTL, show_spinner="Reading the population summaries…")
+def _stored_summaries(url_key: str, computed_at):
+    return summary.load(engine())
 
 
-def category_counts(level: str):
-    return _category_counts(_url_key(), level)
+@st.cache_data(ttl=QUERY_TTL, show_spinner="Summarising the logs (no summaries are stored)…")
+def _live_summaries(url_key: str):
+    return summary.live(engine())
 
 
-@st.cache_data(ttl=QUERY_TTL, show_spinner="Summing up the catalogue…")
-def _category_tree(url_key: str):
-    return db.category_tree_counts(engine())
+def summaries() -> summary.Summaries | None:
+    """The population summaries (`gender.summary`): the stored set, read again as soon as a new
+    one is stored; without one, computed live on a small database; None on a large one."""
+    info = summary.stored_info(engine())  # one row a rerun: a new set shows at once
+    if info is not None:
+        return _stored_summaries(_url_key(), info.computed_at)
+    return _live_summaries(_url_key())
 
 
-def category_tree():
-    return _category_tree(_url_key())
+@st.cache_data(ttl=QUERY_TTL, show_spinner=False)
+def _session_count(url_key: str, computed_at) -> int:
+    return summary.session_count(engine())
 
 
-@st.cache_data(ttl=QUERY_TTL, show_spinner="Counting sessions per hour…")
-def _activity(url_key: str):
-    return db.activity_counts(engine())
+def stale_note(info: summary.SummaryInfo) -> str | None:
+    """Whether the database has changed since the summaries (counted again for each new set)."""
+    return info.stale_note(_session_count(_url_key(), info.computed_at))
 
 
-def activity():
-    return _activity(_url_key())
+def category_paths():
+    """Every path A → B → C → D with its views, most viewed first (the what-if editor's catalogue),
+    from the population summaries; None on a large database that has none stored."""
+    found = summaries()
+    return None if found is None else found.paths
 
 
 @st.cache_data(ttl=30, show_spinner="Reading the prediction log…")
@@ -394,6 +403,46 @@ def no_session(session_id: str) -> None:
     if len(typed) > db.SESSION_ID_LENGTH:
         reason = f"(a session id has at most {db.SESSION_ID_LENGTH} characters, and this one has {len(typed):,})"
     st.warning(f"No session {shown(typed)} {reason}.", icon=":material/search_off:")
+
+
+def precomputed_score(engine, session_id: str) -> None:
+    """The session's scores computed ahead (`score --spark`, loaded by `import-scores`): model,
+    when, P(male), decision, top contributions in words, and whether that model serves it now.
+    Nothing when none was imported; a problem is a note here, never the page's end."""
+    from gender import scores
+
+    try:
+        found = scores.scores_of(engine, session_id)
+        if not found:
+            return
+        serving, current = models(), settings()
+        stored_id = found[0].session_id
+        group = serve.group_of(stored_id, current.ab_salt, current.treatment_share) if serving.control else "treatment"
+    except GenderError as exc:
+        st.caption(f"Precomputed scores not shown: {exc}")
+        return
+    st.subheader("Precomputed score")
+    st.caption("Scored ahead, off the dashboard (`score --spark`, loaded with `import-scores`); newest first.")
+    for number, score in enumerate(found):
+        scored = f"{score.scored_at:%Y-%m-%d %H:%M} UTC" if score.scored_at else "at an unknown time"
+        st.markdown(
+            f"**{score.prediction}** · P(male) **{score.p_male:.3f}** · model {shown(score.model_id, 64)} "
+            f"({score.ab_group} group when scored) · scored {scored}, imported {score.imported_at:%Y-%m-%d %H:%M} UTC"
+        )
+        st.caption(f"That model is {scores.serving_now(score, serving, group)}.")
+        if score.contributions is None:
+            st.caption("Scored without `--explain`: no contributions.")
+        elif score.contributions:
+            rows = [
+                {"contribution": c.label, "shap": c.shap, "pushes": "towards male" if c.shap > 0 else "towards female"}
+                for c in score.contributions
+            ]
+            st.dataframe(
+                rows,
+                hide_index=True,
+                key=f"precomputed_{number}",
+                column_config={"shap": st.column_config.NumberColumn("SHAP", format="%+.3f")},
+            )
 
 
 WORD_JOINER = "\u2060"

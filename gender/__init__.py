@@ -26,5 +26,6 @@ The package is the pipeline, one module a stage:
     plots     plotly figures for the dashboard
     report    one session's answer and explanation as a standalone HTML file (and as JSON)
     spark     every session of the Parquet tables scored on Spark (optional: pyspark, Java 17)
+    summary   the Categories page's population summaries: SQL or Spark SQL, stored in the database
     cli       `python -m gender ...`
 """

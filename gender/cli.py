@@ -72,6 +72,14 @@ def cmd_import_db(args) -> None:
     print(report, file=sys.stderr)
 
 
+def cmd_import_scores(args) -> None:
+    from gender import scores
+
+    settings, engine = _engine(args)
+    print(f"importing the scores in {args.dir} into {settings.db_label}", file=sys.stderr)
+    print(scores.import_scores(engine, args.dir, StderrProgress()), file=sys.stderr)
+
+
 def cmd_demo(args) -> None:
     if args.parquet:  # no database: the synthetic rows go straight into Parquet files
         cmd_demo_parquet(args)
@@ -106,6 +114,11 @@ def cmd_setup(args) -> None:
         if not db.table_counts(engine)["sessions"]:
             print(f"first run: writing {DEMO_SESSIONS:,} demo sessions into {settings.db_label}", file=sys.stderr)
             synth.create_demo(engine, DEMO_SESSIONS, progress=StderrProgress())
+        from gender import summary
+
+        info = summary.stored_info(engine)  # the Categories page reads them; seconds on a small database
+        if (info is None or info.sessions != summary.session_count(engine)) and summary.small_enough(engine):
+            print(f"for the Categories page: {summary.summarize_database(engine)}", file=sys.stderr)
     db.check_schema(engine)
     try:
         load_card(settings.model_dir)
@@ -203,10 +216,19 @@ def cmd_population(args) -> None:
         f"computed in {info.seconds:.1f} s ({info.sample_seconds:.1f} s reading the sample)",
         file=sys.stderr,
     )
+    if args.html:  # the page's views at its defaults, every session number's dependence
+        from gender import report
+
+        report.write_atomically(Path(args.html), population.html(result))
+        print(f"wrote the population report to {args.html}", file=sys.stderr)
     print(json.dumps(population.summary(result, path)))
 
 
 def cmd_score(args) -> None:
+    if args.explain is not None and args.explain < 1:
+        raise GenderError("--explain K needs K of at least 1")
+    if args.explain and not args.spark:
+        raise GenderError("--explain K is for score --spark (the CSV of score has no room for it yet)")
     if args.spark or args.parquet:
         cmd_score_spark(args)
         return
@@ -257,6 +279,23 @@ def cmd_export_parquet(args) -> None:
     print(lake.export_parquet(engine, args.dir, StderrProgress()), file=sys.stderr)
 
 
+def cmd_summarize(args) -> None:
+    """summarize: the Categories page's population summaries, stored in the database."""
+    from gender import summary
+
+    settings, engine = _engine(args)
+    say = functools.partial(print, file=sys.stderr, flush=True)
+    if args.spark or args.parquet:
+        if not (args.spark and args.parquet):
+            raise GenderError("summarize --parquet DIR runs on Spark: give both --spark and --parquet DIR")
+        summaries = summary.summarize_parquet(args.parquet, engine, args.master, say=say)
+    else:
+        if args.master:
+            raise GenderError("--master is for Spark: give --spark --parquet DIR with it")
+        summaries = summary.summarize_database(engine, say)
+    print(f"{summaries}; stored in {settings.db_label}", file=sys.stderr)
+
+
 def cmd_score_spark(args) -> None:
     """score --spark --parquet DIR --out OUT_DIR: every session of the Parquet tables, on Spark."""
     if not (args.spark and args.parquet):
@@ -265,7 +304,8 @@ def cmd_score_spark(args) -> None:
 
     settings = load_settings(db=args.db, model_dir=args.model_dir)
     say = functools.partial(print, file=sys.stderr, flush=True)
-    print(spark.score_parquet(args.parquet, args.out, settings, args.master, say=say), file=sys.stderr)
+    report = spark.score_parquet(args.parquet, args.out, settings, args.master, say=say, explain=args.explain or 0)
+    print(report, file=sys.stderr)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -308,6 +348,9 @@ def parser() -> argparse.ArgumentParser:
     sub = command("import-db", cmd_import_db, "copy session and product from another FTP database")
     sub.add_argument("source", metavar="SOURCE_URL", help=f"e.g. the public CTU server {db.redact(CTU_URL)}")
 
+    sub = command("import-scores", cmd_import_scores, "load the Parquet scores of score --spark into the database")
+    sub.add_argument("dir", metavar="SCORES_DIR", type=Path, help="score --spark's --out folder (or one of its files)")
+
     sub = command("demo", cmd_demo, "write a synthetic FTP-like database")
     sub.add_argument(
         "--sessions", type=int, default=DEMO_SESSIONS, help=f"number of sessions (default {DEMO_SESSIONS})"
@@ -346,7 +389,22 @@ def parser() -> argparse.ArgumentParser:
         "population", cmd_population, "SHAP of the treatment model over a sample of 2,000 sessions, kept beside it"
     )
     sub.add_argument("--recompute", action="store_true", help="compute it again even when it is kept")
+    sub.add_argument("--html", metavar="OUT.html", help="also write its views as a report (opens without a network)")
     sub.add_argument("--model-dir", type=Path, help=dir_help)
+
+    sub = command(
+        "summarize", cmd_summarize, "the Categories page's summaries (views per category, activity) into the database"
+    )
+    sub.add_argument("--spark", action="store_true", help="in Spark SQL from --parquet DIR (default: SQL on the db)")
+    sub.add_argument("--parquet", metavar="DIR", help="the Parquet tables (export-parquet's) to read, with --spark")
+    sub.add_argument("--master", help="Spark master URL (default: spark-submit's, else local[*])")
+    sub.add_argument(
+        "--explain",
+        type=int,
+        metavar="K",
+        help="with --spark: each session's top K SHAP contributions in words, as the column "
+        "top_contributions array<struct<label,shap>>, largest |shap| first",
+    )
 
     sub = command("count", cmd_count, "count a session's views in a category of any level (JSON)")
     sub.add_argument("session_id", metavar="SESSION_ID")
@@ -372,6 +430,13 @@ def parser() -> argparse.ArgumentParser:
         "each session by its A/B group's model",
     )
     sub.add_argument("--master", help="Spark master URL (default: spark-submit's, else local[*])")
+    sub.add_argument(
+        "--explain",
+        type=int,
+        metavar="K",
+        help="with --spark: each session's top K SHAP contributions in words, as the column "
+        "top_contributions array<struct<label,shap>>, largest |shap| first",
+    )
     sub.add_argument("--model-dir", type=Path, help=dir_help)
     return top
 

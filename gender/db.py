@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import (
+    BigInteger,
     Column,
+    Date,
     DateTime,
     Engine,
     Float,
@@ -28,12 +30,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     and_,
-    case,
     create_engine,
     event,
-    extract,
     func,
     insert,
     inspect,
@@ -105,6 +106,76 @@ prediction_log = Table(
     # written before the column existed (`upgrade_prediction_log` adds it to older databases).
     Column("served_via", String(8), nullable=True),
     UniqueConstraint("session_id", "model_id", name="uq_prediction_log_session_model"),
+)
+
+# The population summaries the Categories page reads (`gender.summary`, `python -m gender
+# summarize`): computed ahead from the database or a Parquet lake, small whatever the logs' size,
+# and replaced together in one transaction. NULL gender is stored as "unknown".
+GENDER_OR_UNKNOWN = String(16)
+summary_run = Table(  # one row: when and from what the summaries below were computed
+    "summary_run",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("computed_at", DateTime, nullable=False),  # UTC
+    Column("source", String(8), nullable=False),  # database or parquet
+    Column("location", String(1024), nullable=False),  # the database (password hidden) or the lake's folder
+    Column("engine", String(8), nullable=False),  # sql or spark
+    Column("sessions", BigInteger, nullable=False),  # the rows they were computed from
+    Column("labelled", BigInteger, nullable=False),
+    Column("male", BigInteger, nullable=False),
+    Column("views", BigInteger, nullable=False),
+    Column("seconds", Float, nullable=False),
+)
+summary_category = Table(  # views, and sessions with a view, per category of each level and gender
+    "summary_category",
+    metadata,
+    Column("level", String(1), primary_key=True),
+    Column("category", CATEGORY, primary_key=True),
+    Column("gender", GENDER_OR_UNKNOWN, primary_key=True),
+    Column("views", BigInteger, nullable=False),
+    Column("sessions", BigInteger, nullable=False),
+)
+summary_branch = Table(  # views per branch A > B > C and gender (the treemap). No key: three
+    "summary_branch",  # codes of 255 characters pass MariaDB's 3,072 bytes, and it is read whole
+    metadata,
+    *(Column(f"category_{level}", CATEGORY, nullable=False) for level in "abc"),
+    Column("gender", GENDER_OR_UNKNOWN, nullable=False),
+    Column("views", BigInteger, nullable=False),
+)
+summary_activity = Table(  # sessions per start date, start hour and gender
+    "summary_activity",
+    metadata,
+    Column("date", Date, primary_key=True),
+    Column("hour", Integer, primary_key=True, autoincrement=False),
+    Column("gender", GENDER_OR_UNKNOWN, primary_key=True),
+    Column("sessions", BigInteger, nullable=False),
+)
+summary_path = Table(  # views per path A > B > C > D (the what-if editor's catalogue); no key, as above
+    "summary_path",
+    metadata,
+    *(Column(f"category_{level}", CATEGORY, nullable=False) for level in "abcd"),
+    Column("views", BigInteger, nullable=False),
+)
+SUMMARY_TABLES = (summary_run, summary_category, summary_branch, summary_activity, summary_path)
+
+# Scores computed ahead, off the dashboard (`score --spark`, loaded by `import-scores`, see
+# gender/scores.py): one row per (session, model), a new import replacing the pair's row. `id`
+# grows with every row written (AUTOINCREMENT on SQLite too): the newest row is the largest id.
+session_score = Table(
+    "session_score",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", SESSION_ID, nullable=False),
+    Column("model_id", String(64), nullable=False),
+    Column("ab_group", String(16), nullable=False),
+    Column("p_male", Float, nullable=False),
+    Column("prediction", String(6), nullable=False),
+    # the top SHAP contributions as JSON, [{"label": ..., "shap": ...}], NULL when scored without --explain
+    Column("top_contributions", Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"), nullable=True),
+    Column("scored_at", DateTime, nullable=True),  # when the scores folder was written (UTC)
+    Column("imported_at", DateTime, nullable=False),  # UTC
+    UniqueConstraint("session_id", "model_id", name="uq_session_score_session_model"),
+    sqlite_autoincrement=True,
 )
 
 
@@ -334,48 +405,6 @@ def random_session_id(engine: Engine, labelled: bool, rng: random.Random | None 
 # -- the population ----------------------------------------------------------------------------
 
 
-def category_gender_counts(engine: Engine, level: str) -> pd.DataFrame:
-    """Views per category at one level and gender (NULL gender as 'unknown'): category, gender, views."""
-    column = CATEGORY_COLUMNS[level]
-    gender = func.coalesce(session.c.gender, "unknown").label("gender")
-    query = (
-        select(column.label("category"), gender, func.count().label("views"))
-        .select_from(product.join(session, session.c.session_id == product.c.session_id))
-        .group_by(column, gender)
-    )
-    with reporting(engine), engine.connect() as conn:
-        return pd.DataFrame(conn.execute(query).all(), columns=["category", "gender", "views"])
-
-
-def category_tree_counts(engine: Engine) -> pd.DataFrame:
-    """Views per branch of the hierarchy down to level C, by gender:
-    category_a, category_b, category_c, views, female, male."""
-    columns = [CATEGORY_COLUMNS[level] for level in "abc"]
-    by_gender = [func.sum(case((session.c.gender == g, 1), else_=0)).label(g) for g in GENDERS]
-    query = (
-        select(*columns, func.count().label("views"), *by_gender)
-        .select_from(product.join(session, session.c.session_id == product.c.session_id))
-        .group_by(*columns)
-    )
-    with reporting(engine), engine.connect() as conn:
-        rows = conn.execute(query).all()
-    frame = pd.DataFrame(rows, columns=[*CATEGORY_NAMES[:3], "views", *GENDERS])
-    return frame.astype({"views": int, "female": int, "male": int})
-
-
-def activity_counts(engine: Engine) -> pd.DataFrame:
-    """Sessions per start date, start hour and gender: date, hour, gender, sessions."""
-    day = func.date(session.c.start_time).label("date")
-    hour = extract("hour", session.c.start_time).label("hour")
-    gender = func.coalesce(session.c.gender, "unknown").label("gender")
-    query = select(day, hour, gender, func.count().label("sessions")).group_by(day, hour, gender)
-    with reporting(engine), engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(query).all(), columns=["date", "hour", "gender", "sessions"])
-    frame["date"] = pd.to_datetime(frame["date"])
-    frame["hour"] = frame["hour"].astype(int)
-    return frame
-
-
 # -- the prediction log ------------------------------------------------------------------------
 
 
@@ -526,12 +555,15 @@ class SessionFilter:
     gender: the recorded gender, "male", "female" or "unknown" (not recorded).
     predicted: "male" or "female" as last served: the prediction_log row of the session written
         last (the newest model that answered for it); sessions never served have none.
+    precomputed: "male" or "female" as precomputed: the session_score row of the session written
+        last (`import-scores`); sessions never scored ahead have none.
     viewed: a category code at any level (A, B, C or D), exactly as stored.
     started_from / started_before: the session's start time, from (inclusive) / before (exclusive).
     """
 
     gender: str | None = None
     predicted: str | None = None
+    precomputed: str | None = None
     viewed: str | None = None
     started_from: datetime | None = None
     started_before: datetime | None = None
@@ -539,8 +571,9 @@ class SessionFilter:
     def __post_init__(self):
         if self.gender not in (None, "male", "female", "unknown"):
             raise ValueError(f"gender must be male, female, unknown or None, not {self.gender!r}")
-        if self.predicted not in (None, "male", "female"):
-            raise ValueError(f"predicted must be male, female or None, not {self.predicted!r}")
+        for name in ("predicted", "precomputed"):
+            if getattr(self, name) not in (None, "male", "female"):
+                raise ValueError(f"{name} must be male, female or None, not {getattr(self, name)!r}")
         if self.viewed is not None and not isinstance(self.viewed, str):
             raise ValueError("viewed must be a category code (text) or None")
         for name in ("started_from", "started_before"):
@@ -556,12 +589,26 @@ class SessionFilter:
 class FoundSessions:
     """What `find_sessions` found: the first sessions in id order and how many match in all."""
 
-    sessions: pd.DataFrame  # session_id, start_time, end_time, gender, predicted (as last served)
+    sessions: pd.DataFrame  # session_id, start_time, end_time, gender, predicted (as last served), precomputed
     total: int  # sessions matching; a lower bound when `more` is true
     more: bool  # more than `total` match: counting stopped there
 
 
 COUNT_LIMIT = 10_000  # matches counted at most: "more than 10,000" needs no count to a million
+
+
+def _saying_last(table: Table, prediction: str):
+    """The ids of the sessions whose newest row in `table` (prediction_log, session_score: the
+    largest id) predicts `prediction`: read from that table, usually far smaller than the sessions."""
+    last, newer = table.alias("last"), table.alias("newer")
+    latest = select(func.max(newer.c.id)).where(newer.c.session_id == last.c.session_id).correlate(last)
+    return select(last.c.session_id).where(last.c.prediction == prediction, last.c.id == latest.scalar_subquery())
+
+
+def _said_last(table: Table):
+    """The prediction of a listed session's newest row in `table`, as a column of the listing."""
+    newest = select(table.c.prediction).where(table.c.session_id == session.c.session_id)
+    return newest.order_by(table.c.id.desc()).limit(1).correlate(session).scalar_subquery()
 
 
 def find_sessions(
@@ -570,7 +617,7 @@ def find_sessions(
     """The first `limit` sessions (in id order) matching `filters`, and how many match (counted up
     to `count_limit`). Every value is a bound parameter; a category code no column could hold
     matches nothing, without a query."""
-    columns = ["session_id", "start_time", "end_time", "gender", "predicted"]
+    columns = ["session_id", "start_time", "end_time", "gender", "predicted", "precomputed"]
     nothing = FoundSessions(pd.DataFrame(columns=columns), 0, False)
     if int(limit) > int(count_limit):
         raise ValueError("limit must not exceed count_limit")
@@ -596,28 +643,17 @@ def find_sessions(
         conditions.append(session.c.start_time < filters.started_before)
 
     with reporting(engine), engine.connect() as conn:
-        logged = inspect(conn).has_table("prediction_log")
-        if filters.predicted and not logged:
-            return nothing
-        if logged:
-            if filters.predicted:
-                # the sessions whose last logged prediction says so: from the log, usually far smaller
-                last, newer = prediction_log.alias("last"), prediction_log.alias("newer")
-                latest = select(func.max(newer.c.id)).where(newer.c.session_id == last.c.session_id).correlate(last)
-                said = select(last.c.session_id).where(
-                    last.c.prediction == filters.predicted, last.c.id == latest.scalar_subquery()
-                )
-                conditions.append(session.c.session_id.in_(said))
-            predicted = (
-                select(prediction_log.c.prediction)
-                .where(prediction_log.c.session_id == session.c.session_id)
-                .order_by(prediction_log.c.id.desc())
-                .limit(1)
-                .correlate(session)
-                .scalar_subquery()
-            )
-        else:
-            predicted = null()
+        said_last = {}  # column -> the prediction its table's newest row for the session says
+        for table, wanted, name in (
+            (prediction_log, filters.predicted, "predicted"),
+            (session_score, filters.precomputed, "precomputed"),
+        ):
+            held = inspect(conn).has_table(table.name)
+            if wanted and not held:
+                return nothing
+            if wanted:
+                conditions.append(session.c.session_id.in_(_saying_last(table, wanted)))
+            said_last[name] = _said_last(table) if held else null()
         # One pass for the count and the ids (a category filter reads every view once), then the
         # listed sessions' rows by their primary key.
         matching = select(session.c.session_id).where(*conditions).order_by(session.c.session_id)
@@ -626,7 +662,7 @@ def find_sessions(
         listed = found_ids[: max(0, int(limit))]
         columns_listed = (session.c.session_id, session.c.start_time, session.c.end_time, session.c.gender)
         listing = (
-            select(*columns_listed, predicted.label("predicted"))
+            select(*columns_listed, *(said.label(name) for name, said in said_last.items()))
             .where(session.c.session_id.in_(listed))
             .order_by(session.c.session_id)
         )

@@ -21,13 +21,14 @@ def session_category_counts(views: pd.DataFrame) -> pd.DataFrame:
 def category_shares(counts: pd.DataFrame) -> pd.DataFrame:
     """Per category: views by gender, total, and the male share of the labelled views.
 
-    `counts` has columns category, gender (female, male, unknown), views; the result is indexed
-    by category, busiest first.
+    `counts` has columns category, gender (female, male, unknown), views and sessions (those with
+    a view in it); the result is indexed by category, busiest first.
     """
     wide = counts.pivot_table(index="category", columns="gender", values="views", aggfunc="sum", fill_value=0)
     wide = wide.reindex(columns=["female", "male", "unknown"], fill_value=0)
     wide.columns.name = None
     wide["total"] = wide.sum(axis=1)
+    wide["sessions"] = counts.groupby("category")["sessions"].sum()  # a session has one gender: no double count
     labelled = wide["female"] + wide["male"]
     wide["male_share"] = (wide["male"] / labelled.where(labelled > 0)).round(4)
     return wide.sort_values(["total"], ascending=False)

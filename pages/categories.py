@@ -1,9 +1,10 @@
-"""Categories: one session's categories and the original count query; the population by gender."""
+"""Categories: one session's categories and the original count query; the population by gender,
+from the summary tables (`gender.summary`)."""
 
 import streamlit as st
 
 import ui
-from gender import explore, plots, predict
+from gender import explore, plots, predict, summary
 
 st.title("Categories")
 
@@ -34,18 +35,26 @@ with ui.banners():
         st.json(answer.as_json())
 
     st.header("Everyone")
+    # From the summary tables (`python -m gender summarize`): never a GROUP BY of the raw logs here.
+    population = ui.summaries()
+    if population is None:
+        st.info(summary.too_large_note(), icon=":material/summarize:")
+        st.stop()
+    st.caption(population.describe())
+    if population.stored and (stale := ui.stale_note(population.info)):
+        st.warning(stale, icon=":material/update:")
     level_col, top_col = st.columns(2)
     level = level_col.radio(
         "Level", ["a", "b", "c", "d"], format_func=lambda lv: f"{lv.upper()}", horizontal=True, key="level", index=1
     )
     top = top_col.slider("Categories shown", 5, 60, 20, key="top")
-    shares = explore.category_shares(ui.category_counts(level))
+    shares = explore.category_shares(population.category_counts(level))
     ui.chart(plots.category_by_gender(shares, top), key="category_by_gender")
-    with st.expander(f"Male share per category at level {level.upper()}, with counts"):
+    with st.expander(f"Male share per category at level {level.upper()}, with counts of views and sessions"):
         st.dataframe(shares, key="shares_table")
 
     st.subheader("The catalogue")
-    branches = ui.category_tree()
+    branches = population.tree_counts()
     within = st.selectbox(
         "Open an A category down to level C",
         sorted(branches["category_a"].unique()),
@@ -55,11 +64,10 @@ with ui.banners():
     )
     st.caption("Sized by views, coloured by the male share of labelled views: white is the overall share.")
     tree = explore.catalogue_tree(branches, within)
-    counts_now = ui.counts()
-    ui.chart(plots.category_treemap(tree, counts_now["male"] / max(counts_now["labelled"], 1)), key="treemap")
+    ui.chart(plots.category_treemap(tree, population.info.male_share), key="treemap")
 
     st.subheader("When people browse")
-    activity = ui.activity()
+    activity = population.activity
     hour_col, weekday_col = st.columns(2)
     with hour_col:
         ui.chart(plots.activity_by_hour(activity), key="by_hour")
