@@ -84,6 +84,13 @@ class Result:
     errors: list[str] = field(default_factory=list)
     peak_rss_mb: float = 0.0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # the server's CPU time (all its threads, user + system) during the load
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used so far, user and system, all its threads (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def rss_mb(pid: int) -> float:
@@ -131,9 +138,10 @@ async def drive(base: str, paths: list[str], clients: int, seconds: float, pid: 
             result.peak_rss_mb = max(result.peak_rss_mb, rss_mb(pid))
             await asyncio.sleep(1)
 
-    started = time.monotonic()
+    started, cpu = time.monotonic(), cpu_seconds(pid)
     await asyncio.gather(memory(), *(client(seed) for seed in range(clients)))
     result.seconds = time.monotonic() - started
+    result.cpu_seconds = cpu_seconds(pid) - cpu
     return result
 
 
@@ -232,6 +240,53 @@ def workload(url: str, rng: random.Random) -> dict[str, list[str]]:
     return {"predict": predict, "count": count}
 
 
+# -- CPU per answer, in process ----------------------------------------------------------------------
+
+
+def cpu_per_answer(url: str, model_dir: Path, n: int) -> None:
+    """CPU time (time.process_time: this process, answering from one thread) per answer by part,
+    over n real sessions drawn at random: the Predict page's path (pipeline) against the API's
+    (gender.fast), and the largest difference of their P(male). Other work on the machine moves
+    it far less than requests per second (it still inflates both paths alike on a busy machine)."""
+    from gender import artifact, fast, serve
+    from gender.session import Session
+
+    engine, models = db.connect(url), artifact.load(model_dir)
+    with engine.connect() as conn:
+        ids = [row[0] for row in conn.exec_driver_sql("SELECT session_id FROM session").all()]
+    ids = random.Random(1).sample(ids, min(n, len(ids)))
+    groups = {sid: serve.group_of(sid, "gender-lens", 0.5) for sid in ids}
+    for model in (models.treatment, models.control):  # compiled and warm before timing
+        fast.FastModel.of(model).p_male(fast.load_session(engine, ids[0]))
+        model.p_male(Session.load(engine, ids[0]).frame)
+
+    def per_answer(step, inputs) -> tuple[float, list]:
+        started, out = time.process_time(), [step(x) for x in inputs]
+        return (time.process_time() - started) / max(len(inputs), 1) * 1e3, out
+
+    rows = []
+    for name, group in (("treatment", "treatment"), ("control", "control")):
+        model, chosen = models.of(group), [sid for sid in ids if groups[sid] == group]
+        compiled = fast.FastModel.of(model)
+        # the page's path: Session.load (two queries, pandas), its one-row frame, the pipeline
+        load_ms, records = per_answer(lambda sid: Session.load(engine, sid), chosen)
+        frame_ms, frames = per_answer(lambda record: record.frame, records)
+        features_ms, matrices = per_answer(model.features, frames)
+        p_ms, slow = per_answer(lambda m, model=model: float(model.p_male_of(m)[0]), matrices)
+        rows.append([f"{name} ({model.candidate}), page path", len(chosen), load_ms, frame_ms, features_ms, p_ms])
+        # the API's path: one query, the compiled row, the estimators directly
+        fresh = [Session.load(engine, sid) for sid in chosen]  # a new Session: no cached frame
+        load_ms, _ = per_answer(lambda sid: fast.load_session(engine, sid), chosen)
+        row_ms, feature_rows = per_answer(compiled.row, fresh)
+        p_ms, quick = per_answer(compiled.p_male_of, feature_rows)
+        rows.append([f"{name} ({model.candidate}), fast path", len(chosen), load_ms, 0.0, row_ms, p_ms])
+        worst = max(abs(a - b) for a, b in zip(slow, quick))
+        print(f"  {name}: largest |P(male) page - fast| over {len(chosen)} sessions: {worst:.2e}")
+    headers = ["path", "sessions", "session rows", "session frame", "features", "P(male)", "total"]
+    print(table(headers, [[*r[:2], *(f"{v:.3f} ms" for v in r[2:]), f"{sum(r[2:]):.3f} ms"] for r in rows]))
+    engine.dispose()
+
+
 # -- the run ------------------------------------------------------------------------------------------
 
 
@@ -245,6 +300,7 @@ def row(server: str, route: str, result: Result) -> list[str]:
         ms(percentile(result.latencies, 0.5)) if done else "-",
         ms(percentile(result.latencies, 0.99)) if done else "-",
         f"{len(result.errors):,}" + (f" ({', '.join(sorted(set(result.errors))[:3])})" if result.errors else ""),
+        f"{result.cpu_seconds / max(done, 1) * 1e3:.2f} ms",
         f"{result.peak_rss_mb:,.0f} MB",
     ]
 
@@ -256,9 +312,15 @@ def main() -> None:
     options.add_argument("--clients", type=int, default=50, help=f"concurrent clients (at most {MAX_CLIENTS})")
     options.add_argument("--seconds", type=float, default=60, help=f"seconds a route (at most {MAX_SECONDS})")
     options.add_argument("--model-dir", type=Path, default=MODEL_DIR, help="trained models (trained here when missing)")
+    options.add_argument("--cpu", type=int, metavar="N", help="only the in-process CPU per answer over N real sessions")
     args = options.parse_args()
     if args.mysql:
         sys.exit("this benchmark runs on the SQLite copy of the real logs only")
+    if args.cpu:
+        prepare(args.model_dir)
+        header(f"CPU per /predict answer, in process, one thread: {args.cpu} real sessions")
+        cpu_per_answer(f"sqlite:///{DB_FILE}", args.model_dir, args.cpu)
+        return
     clients, seconds = min(args.clients, MAX_CLIENTS), min(args.seconds, MAX_SECONDS)
     prepare(args.model_dir)
     header(f"The HTTP service under load: {clients} clients, {seconds:.0f} s a route and server")
@@ -299,7 +361,7 @@ def main() -> None:
         finally:
             flask.stop()
 
-    headers = ["server", "route", "requests", "req/s", "p50", "p99", "errors", "peak RSS"]
+    headers = ["server", "route", "requests", "req/s", "p50", "p99", "errors", "server CPU/request", "peak RSS"]
     print(table(headers, [row(server, route, result) for server, route, result in results]))
     print()
     for route in ("predict", "count"):

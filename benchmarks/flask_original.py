@@ -24,9 +24,10 @@ from tests.original_style import OriginalService, union_connection, union_count 
 def create_app(db_url: str, model_dir: Path) -> Flask:
     engine = db.connect(db_url)
     pipeline = artifact.load(model_dir).control.pipeline  # the original's forest, as train() re-creates it
-    # One row at a time, as our serving predicts it (serve._one_row_at_a_time): the comparison is of
-    # the queries and the work per request, not of joblib's thread-pool polling.
-    pipeline[-1].set_params(n_jobs=1)
+    # One thread per prediction, as our serving walks the forest (gender.fast): the comparison is of
+    # the queries and the work per request, not of joblib's thread-pool polling. (The pipeline's
+    # last step is the calibrated decision around the forest.)
+    pipeline[-1].estimator.set_params(n_jobs=1)
     service = OriginalService(engine, pipeline)
     app = Flask("original")
 

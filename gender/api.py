@@ -18,16 +18,16 @@ therefore matched on the path as received (`raw_path`) and each segment is decod
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote, unquote_to_bytes
 
-import anyio
-import anyio.to_thread
 from fastapi import Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -121,14 +121,14 @@ class Service:
         self._config_key: object = None
         self._config: tuple[Settings, Access] | None = None
         self._engines: dict[str, Engine] = {}
+        self._engine: tuple[Settings, Engine] | None = None  # the last settings' engine, found without a lookup
         self._models: Models | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._threads = ThreadPoolExecutor(API_THREADS, thread_name_prefix="api")
 
     async def run(self, function: Callable, *args):
-        """function(*args) on one of the API's own API_THREADS threads."""
-        if self._limiter is None:  # made inside the event loop, as anyio wants
-            self._limiter = anyio.CapacityLimiter(API_THREADS)
-        return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
+        """function(*args) on one of the API's own API_THREADS threads: a plain executor, lighter
+        per request than anyio's hop with its limiter and cancel scopes."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, function, *args)
 
     def config(self) -> tuple[Settings, Access]:
         stat = SECRETS_FILE.stat() if SECRETS_FILE.is_file() else None
@@ -146,17 +146,20 @@ class Service:
     def access(self) -> Access:
         return self.config()[1]
 
-    def engine(self) -> Engine:
-        url = self.settings.db_url.render_as_string(hide_password=False)
-        engine = self._engines.get(url)
-        if engine is None:
-            with self._lock:
-                engine = self._engines.get(url) or db.connect(url)
-                self._engines[url] = engine
+    def engine(self, settings: Settings | None = None) -> Engine:
+        settings = settings or self.settings
+        held = self._engine
+        if held is not None and held[0] is settings:  # unchanged settings: no URL to render per request
+            return held[1]
+        url = settings.db_url.render_as_string(hide_password=False)
+        with self._lock:
+            engine = self._engines.get(url) or db.connect(url)
+            self._engines[url] = engine
+            self._engine = (settings, engine)
         return engine
 
-    def models(self) -> Models:
-        models = artifact.current(self.settings.model_dir)  # raises ModelUnavailable
+    def models(self, settings: Settings | None = None) -> Models:
+        models = artifact.current((settings or self.settings).model_dir)  # raises ModelUnavailable
         if models is not self._models:  # loaded anew: a start or a retrain
             with self._lock:
                 self._models = models
@@ -285,9 +288,10 @@ def create_app(service: Service | None = None) -> FastAPI:
     data = [Depends(Guard(service))]
 
     def answer(session_id: str) -> dict:
-        """One /predict answer, logged: the same as the Predict page's and the CLI's."""
-        settings, engine = service.settings, service.engine()
-        models = service.models()
+        """One /predict answer, logged: the same as the Predict page's and the CLI's (computed by
+        `gender.fast`, see `serve.serve`); the log is written by a background thread, in batches."""
+        settings = service.settings
+        engine, models = service.engine(settings), service.models(settings)
         served = serve.serve(engine, models, session_id, settings.ab_salt, settings.treatment_share, explain=False)
         if served is None:
             return Prediction.unknown(session_id).as_json()
@@ -302,23 +306,25 @@ def create_app(service: Service | None = None) -> FastAPI:
     def answers(session_ids: list[str]) -> list[dict]:
         return [answer(session_id) for session_id in session_ids]
 
-    @app.get("/predict/{session_id:path}", dependencies=data, tags=["original"])
-    async def predict_session(session_id: str) -> dict:
+    # The routes return their JSON as a response: FastAPI would otherwise validate and re-encode
+    # each answer against a response model, work per request for a dict built here.
+    @app.get("/predict/{session_id:path}", dependencies=data, tags=["original"], response_model=None)
+    async def predict_session(session_id: str) -> JSONResponse:
         """The session's predicted gender from its A/B group's model, or PREDICTION
         UNKNOWN_SESSION_ID when the database holds no such session (status 200, as the original).
         Percent-encode the id; a "/" inside it as %2F."""
-        return await service.run(answer, path_text(session_id))
+        return JSONResponse(await service.run(answer, path_text(session_id)))
 
-    @app.get("/count/{session_id}/{category}", dependencies=data, tags=["original"])
-    async def count_views(session_id: str, category: str) -> dict:
+    @app.get("/count/{session_id}/{category}", dependencies=data, tags=["original"], response_model=None)
+    async def count_views(session_id: str, category: str) -> JSONResponse:
         """How many of the session's views have the category at any level; COUNT 0 for an unknown
         session or category. Percent-encode both; a "/" inside either as %2F."""
-        return await service.run(count, path_text(session_id), path_text(category))
+        return JSONResponse(await service.run(count, path_text(session_id), path_text(category)))
 
-    @app.post("/api/predict", dependencies=data, tags=["batch"])
-    async def predict_many(session_ids: Annotated[list[str], Body(max_length=MAX_BATCH)]) -> list[dict]:
+    @app.post("/api/predict", dependencies=data, tags=["batch"], response_model=None)
+    async def predict_many(session_ids: Annotated[list[str], Body(max_length=MAX_BATCH)]) -> JSONResponse:
         """/predict for each id of a JSON list (at most 1,000), answers in the same order."""
-        return await service.run(answers, session_ids)
+        return JSONResponse(await service.run(answers, session_ids))
 
     @app.get("/api/health", dependencies=[Depends(Guard(service, lambda a: a.health_public))], tags=["operations"])
     async def health() -> JSONResponse:
@@ -374,5 +380,19 @@ class ApiFirst:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and is_api_path(scope.get("path", "")):
             await self.api(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.app(scope, receive, self._closing_log(send))
         else:
             await self.app(scope, receive, send)
+
+    @staticmethod
+    def _closing_log(send):
+        """`send` for the server's lifespan, writing the prediction log's waiting rows when the
+        server has shut down: uvicorn then raises SIGTERM again, so exit handlers never run."""
+
+        async def sending(message):
+            if message["type"] == "lifespan.shutdown.complete":
+                await asyncio.get_running_loop().run_in_executor(None, serve.log_writer.close)
+            await send(message)
+
+        return sending

@@ -67,7 +67,13 @@ def session_frame(sessions: pd.DataFrame, views: pd.DataFrame) -> pd.DataFrame:
 
 def _start_parts(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Day of month, weekday (Monday = 0) and hour of each session's start, with NumPy."""
-    start = frame["start_time"].to_numpy(dtype="datetime64[s]")
+    return start_parts(frame["start_time"].to_numpy(dtype="datetime64[s]"))
+
+
+def start_parts(start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Day of month, weekday (Monday = 0) and hour of start times (datetime64): for a frame, and
+    for one session without one (gender.fast)."""
+    start = start.astype("datetime64[s]")
     days = start.astype("datetime64[D]")
     day = (days - days.astype("datetime64[M]")).astype(np.int64) + 1
     weekday = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
@@ -96,19 +102,23 @@ def session_numbers(frame: pd.DataFrame) -> pd.DataFrame:
     """The per-session numbers: views, duration, seconds per view, start hour, weekday and day."""
     n_views = np.array([len(paths) for paths in frame["paths"].tolist()], dtype=np.float64)
     start, end = (frame[name].to_numpy(dtype="datetime64[ns]") for name in ("start_time", "end_time"))
+    return pd.DataFrame(number_columns(n_views, start, end), index=frame.index).astype(np.float32)
+
+
+def number_columns(n_views: np.ndarray, start: np.ndarray, end: np.ndarray) -> dict[str, np.ndarray]:
+    """The session numbers (NUMBER_NAMES, in order; float64) from view counts and start and end
+    times (datetime64): for a frame, and for one session without one (gender.fast)."""
+    start, end = start.astype("datetime64[ns]"), end.astype("datetime64[ns]")
     duration = np.clip((end - start) / np.timedelta64(1, "s"), 0, None)
-    day, weekday, hour = _start_parts(frame)
-    return pd.DataFrame(
-        {
-            "views": n_views,
-            "duration_s": duration,
-            "seconds_per_view": duration / np.clip(n_views, 1, None),
-            "start_hour": hour,
-            "start_weekday": weekday,
-            "start_day": day,
-        },
-        index=frame.index,
-    ).astype(np.float32)
+    day, weekday, hour = start_parts(start)
+    return {
+        "views": n_views,
+        "duration_s": duration,
+        "seconds_per_view": duration / np.clip(n_views, 1, None),
+        "start_hour": hour,
+        "start_weekday": weekday,
+        "start_day": day,
+    }
 
 
 class SessionFeatures(TransformerMixin, BaseEstimator):
@@ -233,9 +243,13 @@ def column_medians(matrix: sp.spmatrix) -> np.ndarray:
 
 
 def _words(X: pd.DataFrame) -> list[str]:
-    """Each session's codes in order, as the original's text of words (joined by JOIN, as a code
+    return [session_words(paths) for paths in X["paths"].tolist()]
+
+
+def session_words(paths) -> str:
+    """A session's codes in order, as the original's text of words (joined by JOIN, as a code
     may hold blanks)."""
-    return [JOIN.join(code for path in paths for code in path) for paths in X["paths"].tolist()]
+    return JOIN.join(code for path in paths for code in path)
 
 
 def describe(name: str, value: float) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from sqlalchemy import event
 
 from gender import artifact, db, monitor, predict, serve, synth
 from tests import live
@@ -72,10 +73,43 @@ def test_a_failing_log_never_breaks_serving(tmp_path, models, trained_demo, capl
     read_only = db.connect(f"sqlite:///file:{tmp_path / 'absent.db'}?mode=ro&uri=true")
     with caplog.at_level("WARNING", logger="gender.serve"):
         serve.log_in_background(read_only, answer)  # cannot even open: logged as a warning, not raised
-        serve._writer.submit(lambda: None).result(timeout=10)  # the writer has run
+        assert serve.log_writer.flush(timeout=10)  # the writer has run
     assert [record.levelname for record in caplog.records] == ["WARNING"]
     assert caplog.records[0].getMessage().startswith("prediction log not written: database ")
     assert answer.prediction.prediction in ("male", "female")  # the answer stands
+
+
+def test_the_log_writer_batches_and_loses_nothing_on_close(models, trained_demo, tmp_path):
+    """Rows from many threads at once are written in a few statements, `flush` waits for them,
+    and `close` (what runs at exit) writes what still waits; a row added after it is written at
+    once. A real SQLite file, read back with a connection of its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    source = db.connect(trained_demo[0])
+    answers = [serve.serve(source, models, f"u{10001 + i}", "salt", 0.5, explain=False) for i in range(300)]
+    engine = db.connect(f"sqlite:///{tmp_path / 'log.db'}")
+    db.create_schema(engine)
+    statements = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+    writer = serve.LogWriter()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda answer: writer.add(engine, serve.log_row(answer, "api")), answers[:200]))
+    assert writer.flush(timeout=30)
+    assert len(db.served_predictions(engine)) == 200
+    inserts = [statement for statement in statements if statement.lstrip().upper().startswith("INSERT")]
+    assert 1 <= len(inserts) < 50  # batched: far fewer statements than rows
+
+    for answer in answers[200:290]:  # waiting when the process ends
+        writer.add(engine, serve.log_row(answer, "api"))
+    writer.close()
+    assert len(db.served_predictions(engine)) == 290
+    for answer in answers[290:]:  # after close: written at once, nothing waits
+        writer.add(engine, serve.log_row(answer, "api"))
+    log = db.served_predictions(engine)
+    assert len(log) == 300 and set(log["served_via"]) == {"api"}
+    assert sorted(log["session_id"]) == sorted(a.prediction.session_id for a in answers)
+    engine.dispose()
 
 
 def test_monitoring_figures_match_a_hand_computed_example():
