@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -13,10 +14,43 @@ from gender import db, ingest
 from gender.features import session_frame
 from gender.trained import Model
 
+EXPLAIN_ROWS = 1_000  # SHAP values are dense (rows × features): explained this many rows at a time
 
-def score(model: Model, frame: pd.DataFrame) -> pd.DataFrame:
-    """session_id, p_male, prediction for every session of a session frame."""
-    return _scores(model, frame.index, model.p_male(frame) if len(frame) else np.array([]))
+
+class Contribution(NamedTuple):
+    """One feature's part in a session's answer, as the Predict page lists it."""
+
+    label: str  # the feature's value in words ("viewed C00007 ×3")
+    shap: float  # in the explanation's units (`explain.shap_values`)
+
+
+def score(model: Model, frame: pd.DataFrame, explain: int = 0) -> pd.DataFrame:
+    """session_id, p_male, prediction for every session of a session frame; with `explain` K,
+    also top_contributions: each session's K largest SHAP contributions (`top_contributions`)."""
+    matrix = model.features(frame) if len(frame) else None
+    scores = _scores(model, frame.index, model.p_male_of(matrix) if matrix is not None else np.array([]))
+    if explain:
+        scores["top_contributions"] = top_contributions(model, matrix, explain) if matrix is not None else []
+    return scores
+
+
+def top_contributions(model: Model, matrix, k: int) -> list[list[Contribution]]:
+    """Each feature row's k largest contributions (fewer when fewer are nonzero), from the
+    explainer and in the order of the Predict page's explanation (`explain.explain_row`): nonzero
+    SHAP values by |shap| descending, ties in feature order; labelled by `features.describe`."""
+    from gender.explain import shap_values  # shap is heavy; only explanations need it
+    from gender.features import describe
+
+    names = model.explainer.names
+    explained = []
+    for start in range(0, matrix.shape[0], EXPLAIN_ROWS):
+        rows = matrix[start : start + EXPLAIN_ROWS]
+        _, values = shap_values(model, rows)
+        for row_values, raw in zip(values, rows.toarray()):
+            used = np.flatnonzero(row_values)
+            top = used[np.argsort(-np.abs(row_values[used]), kind="stable")[:k]]
+            explained.append([Contribution(describe(names[i], raw[i]), float(row_values[i])) for i in top])
+    return explained
 
 
 def score_chunks(model: Model, chunks: Iterable[tuple[pd.DataFrame, pd.DataFrame]]) -> Iterator[pd.DataFrame]:

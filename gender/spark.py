@@ -3,16 +3,19 @@ in local mode, with the project's own features and models.
 
 The driver checks the tables' files and loads the models through gender's own loader (each
 file's sha256 and feature version checked) before any executor runs, so a corrupt or foreign
-model file, or a malformed table, stops the command with one line. Spark then assembles the
-sessions from the product rows: the views of each session grouped into one row, in
-`sequence_order`, one array per category level, joined to its session row. `mapInPandas` sends
-batches of those rows to the executors' Python workers, which rebuild the session frame with
+model file, or a malformed table, stops the command with one line. Spark then brings each
+session's rows together: the session rows and the product rows as one table, repartitioned by
+session id and sorted by it within each partition (`session_rows`: one shuffle of flat rows; an
+earlier version grouped each session's views into arrays and joined them, which cost the JVM
+half as much again). `mapInPandas` streams each partition's rows to the executors' Python workers,
+which take them a whole session at a time (`whole_sessions`), build the session frame with
 `features.session_frame` and score it as the single-machine service does: the A/B group from
 `serve.group_of` with the configured salt and treatment share, the group's model from
 `Models.of(group)`. Each worker loads the models once (a module-level cache) from the copy of
 the model folder Spark ships to it (`SparkContext.addArchive`) and checks that they are the very
 models the driver loaded. The output is Parquet: session_id, p_male, prediction, model_id,
-ab_group.
+ab_group, and with `explain` K top_contributions (`score.top_contributions`, from the model's
+explainer as the Predict page's explanation).
 
 pyspark is an optional extra (`requirements-spark.txt`, `make spark`, Java 17): nothing else in
 the package imports this module, so the dashboard never needs it.
@@ -42,7 +45,13 @@ from gender.errors import BadParquet, GenderError, ModelUnavailable
 
 OUTPUT_COLUMNS = ("session_id", "p_male", "prediction", "model_id", "ab_group")
 OUTPUT_SCHEMA = "session_id string, p_male double, prediction string, model_id string, ab_group string"
+# With --explain K: each session's top K contributions, |shap| descending (`score.top_contributions`).
+EXPLAIN_COLUMN = "top_contributions"
+EXPLAIN_SCHEMA = f"{EXPLAIN_COLUMN} array<struct<label:string,shap:double>>"
 LOCAL_MASTER = "local[*]"  # without --master and outside spark-submit
+# Rows an Arrow batch carries to a Python worker (Spark's default is 10,000): scoring has a cost
+# per batch (the pipelines' calls), so fewer, larger batches; 100,000 rows are ~30,000 sessions.
+ARROW_BATCH_ROWS = 100_000
 
 # -- the models: the one place this module meets the model API -----------------------------------
 
@@ -60,9 +69,10 @@ def model_ids(models) -> dict[str, str]:
     return {slot: model.model_id for slot in serve.GROUPS if (model := getattr(models, slot)) is not None}
 
 
-def score_frame(models, frame: pd.DataFrame, salt: str, treatment_share: float) -> pd.DataFrame:
+def score_frame(models, frame: pd.DataFrame, salt: str, treatment_share: float, explain: int = 0) -> pd.DataFrame:
     """session_id, p_male, prediction, model_id, ab_group of every session of a session frame,
-    as the single-machine service answers: each session's A/B group's model (`serve.serve`)."""
+    as the single-machine service answers: each session's A/B group's model (`serve.serve`);
+    with `explain` K, top_contributions too, from that model's explainer."""
     from gender.score import score
 
     if models.control is not None:
@@ -74,10 +84,11 @@ def score_frame(models, frame: pd.DataFrame, salt: str, treatment_share: float) 
         chosen = groups == group
         if chosen.any():
             model = models.of(group)
-            parts.append(score(model, frame[chosen]).assign(model_id=model.model_id, ab_group=group))
+            parts.append(score(model, frame[chosen], explain).assign(model_id=model.model_id, ab_group=group))
+    columns = [*OUTPUT_COLUMNS, EXPLAIN_COLUMN] if explain else list(OUTPUT_COLUMNS)
     if not parts:
-        return pd.DataFrame({name: pd.Series(dtype=object) for name in OUTPUT_COLUMNS}).astype({"p_male": float})
-    return pd.concat(parts, ignore_index=True)[list(OUTPUT_COLUMNS)]
+        return pd.DataFrame({name: pd.Series(dtype=object) for name in columns}).astype({"p_male": float})
+    return pd.concat(parts, ignore_index=True)[columns]
 
 
 # -- on the executors -----------------------------------------------------------------------------
@@ -91,6 +102,7 @@ class Job:
     model_ids: tuple[tuple[str, str], ...]  # (slot, model id) the driver loaded
     salt: str
     treatment_share: float
+    explain: int = 0  # top contributions a session (--explain K); 0: none
 
 
 _models_cache: dict[Job, object] = {}  # per Python worker: the models are loaded once, then reused
@@ -109,32 +121,47 @@ def _worker_models(job: Job):
     return models
 
 
-def batch_frame(batch: pd.DataFrame) -> pd.DataFrame:
-    """A batch of assembled rows (session_id, start_time, end_time and the views' category_a ..
-    category_d as arrays in sequence order; null arrays for a session without views) as a
-    session frame, through the project's own `session_frame`."""
+def whole_sessions(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """Batches of rows sorted by session_id (`session_rows`) as batches of whole sessions: Arrow
+    cuts batches at a row count, so the rows of a batch's last session wait for the next batch,
+    which may hold more of them."""
+    held = None
+    for batch in batches:
+        if not len(batch):
+            continue
+        if held is not None:
+            batch = pd.concat([held, batch], ignore_index=True)
+        ids = batch["session_id"].to_numpy(dtype=object)
+        others = np.flatnonzero(ids != ids[-1])
+        cut = int(others[-1]) + 1 if len(others) else 0  # where the last session's rows start
+        if cut:
+            yield batch.iloc[:cut]
+        held = batch.iloc[cut:]
+    if held is not None and len(held):
+        yield held
+
+
+def batch_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """Whole sessions' rows (`session_rows`: a session row, then its product rows) as a session
+    frame, through the project's own `session_frame`."""
     from gender.features import session_frame
 
-    lengths = np.array([0 if codes is None else len(codes) for codes in batch["category_a"].tolist()], dtype=np.int64)
-    total = int(lengths.sum())
-    views = {
-        "session_id": np.repeat(batch["session_id"].to_numpy(dtype=object), lengths),
-        "sequence_order": np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths) + 1,
-    }
-    for name in db.CATEGORY_NAMES:
-        arrays = [codes for codes in batch[name].tolist() if codes is not None and len(codes)]
-        views[name] = np.concatenate(arrays).astype(object) if arrays else np.array([], dtype=object)
-    return session_frame(batch[["session_id", "start_time", "end_time"]], pd.DataFrame(views))
+    views = rows["is_view"].to_numpy(dtype=bool)
+    return session_frame(
+        rows.loc[~views, ["session_id", "start_time", "end_time"]],
+        rows.loc[views, ["session_id", "sequence_order", *db.CATEGORY_NAMES]],
+    )
 
 
 def score_batches(job: Job, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """mapInPandas' function: each batch of assembled sessions scored."""
+    """mapInPandas' function: the sessions of a partition of `session_rows`, scored a batch at
+    a time."""
     models = _worker_models(job)
-    for batch in batches:
-        scores = score_frame(models, batch_frame(batch), job.salt, job.treatment_share)
+    for rows in whole_sessions(batches):
+        scores = score_frame(models, batch_frame(rows), job.salt, job.treatment_share, job.explain)
         # pandas 3 keeps text in Arrow-backed columns, which pyspark's conversion of the batch
         # back to Arrow does not take ("Cannot convert ChunkedArray to Array"): plain objects do.
-        yield scores.astype({name: object for name in OUTPUT_COLUMNS if name != "p_male"})
+        yield scores.astype({name: object for name in scores.columns if name != "p_male"})
 
 
 # -- on the driver --------------------------------------------------------------------------------
@@ -172,14 +199,19 @@ def session(master: str | None = None):
         # Local workers run this Python, with gender's pinned packages. On a cluster the nodes'
         # Python is the deployment's choice (PYSPARK_PYTHON or spark.pyspark.python; README).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        # A command of its own on this machine: the web UI costs seconds of CPU to start, unseen.
+        builder = builder.config("spark.ui.enabled", "false")
     # Times without a zone (as the lake holds them) are read as they are; times with one as UTC.
-    builder = builder.config("spark.sql.session.timeZone", "UTC")
+    builder = builder.config("spark.sql.session.timeZone", "UTC").config("spark.ui.showConsoleProgress", "false")
     try:
         spark = builder.getOrCreate()
     except Exception as exc:  # no Java, a wrong master URL, ...: pyspark raises many kinds
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GenderError(f"Spark did not start ({reason}); it needs Java 17: `make spark` installs it") from None
     spark.sparkContext.setLogLevel("ERROR")
+    batch_rows = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    if not spark.sparkContext.getConf().contains(batch_rows):  # spark-submit --conf has the last word
+        spark.conf.set(batch_rows, str(ARROW_BATCH_ROWS))
     return spark, True
 
 
@@ -240,26 +272,40 @@ def check_columns(frame, location: str, name: str) -> None:
             )
 
 
-def assembled(spark, locations: dict[str, str]):
-    """One row a session: session_id, start_time, end_time, and category_a .. category_d as
-    arrays of its views' codes in sequence order (null for a session without views)."""
+def session_rows(spark, locations: dict[str, str]):
+    """The session table's rows and the product table's in one table, each session's rows
+    together: repartitioned by session_id and sorted by it within each partition, so that an
+    executor reads its sessions one after the other (`whole_sessions`). Columns: session_id,
+    is_view, start_time, end_time (null on a view), sequence_order, category_a .. category_d
+    (null on a session row). One shuffle of flat rows: no per-session arrays to assemble and
+    no join (`session_frame` orders each session's views as on one machine)."""
     from pyspark.sql import functions as F
 
     frames = {name: spark.read.parquet(location) for name, location in locations.items()}
     for name, frame in frames.items():
         check_columns(frame, locations[name], name)
-    views = (
-        frames["product"]
-        .groupBy("session_id")
-        .agg(
-            F.array_sort(
-                F.collect_list(F.struct(F.col("sequence_order").cast("long").alias("order"), *db.CATEGORY_NAMES))
-            ).alias("views")
-        )
-        .select("session_id", *(F.col(f"views.{name}").alias(name) for name in db.CATEGORY_NAMES))
+    session, product = frames["session"], frames["product"]
+
+    def nothing(frame, column):
+        return F.lit(None).cast(frame.schema[column].dataType).alias(column)
+
+    sessions = session.select(
+        "session_id",
+        F.lit(False).alias("is_view"),
+        "start_time",
+        "end_time",
+        nothing(product, "sequence_order"),
+        *(nothing(product, name) for name in db.CATEGORY_NAMES),
     )
-    sessions = frames["session"].select("session_id", "start_time", "end_time")
-    return sessions.join(views, "session_id", "left")
+    views = product.select(
+        "session_id",
+        F.lit(True).alias("is_view"),
+        nothing(session, "start_time"),
+        nothing(session, "end_time"),
+        "sequence_order",
+        *db.CATEGORY_NAMES,
+    )
+    return sessions.unionByName(views).repartition("session_id").sortWithinPartitions("session_id")
 
 
 @dataclass
@@ -303,6 +349,7 @@ def score_parquet(
     master: str | None = None,
     spark=None,
     say: Callable[[str], None] | None = None,
+    explain: int = 0,
 ) -> SparkReport:
     """Score every session of the folder's tables on Spark into Parquet at `out`
     (session_id, p_male, prediction, model_id, ab_group). Nothing runs on an executor before the
@@ -323,7 +370,8 @@ def score_parquet(
             raise ModelUnavailable(str(exc).replace(str(staged), str(settings.model_dir))) from None
         ids = model_ids(models)
         say(f"tables in {parquet_dir} and models {', '.join(ids.values())} checked; scoring on Spark")
-        job = Job(archive.name, tuple(sorted(ids.items())), settings.ab_salt, settings.treatment_share)
+        job = Job(archive.name, tuple(sorted(ids.items())), settings.ab_salt, settings.treatment_share, explain)
+        schema = f"{OUTPUT_SCHEMA}, {EXPLAIN_SCHEMA}" if explain else OUTPUT_SCHEMA
         if spark is None:
             spark, created = session(master)
         else:
@@ -332,7 +380,7 @@ def score_parquet(
             ship_package(spark)
             spark.sparkContext.addArchive(str(archive))  # unpacked on every node, as SparkFiles.get(its name)
             with _spark_errors():
-                scores = assembled(spark, locations).mapInPandas(functools.partial(score_batches, job), OUTPUT_SCHEMA)
+                scores = session_rows(spark, locations).mapInPandas(functools.partial(score_batches, job), schema)
                 scores.write.mode("errorifexists").parquet(out_text)
                 scored = spark.read.parquet(out_text).count()  # from the files' footers
         finally:

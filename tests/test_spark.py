@@ -198,3 +198,52 @@ def test_a_malformed_parquet_file_is_one_clear_error(tmp_path, name, change, col
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"error: {broken / (name + '.parquet')}: {says}")
     assert column in result.stderr and not (tmp_path / "o").exists()
+
+
+def test_sessions_cut_across_arrow_batches_come_out_whole():
+    """Arrow cuts a partition's sorted rows at a row count: a session's rows may straddle batches."""
+    ids = ["a", "b", "b", "b", "b", "c", "d", "d"]
+    rows = pd.DataFrame({"session_id": ids, "n": range(len(ids))})
+    batches = [rows.iloc[0:2], rows.iloc[2:3], rows.iloc[3:3], rows.iloc[3:6], rows.iloc[6:8]]
+    whole = list(gspark.whole_sessions(iter(batches)))
+    assert [list(batch["session_id"]) for batch in whole] == [["a"], ["b", "b", "b", "b"], ["c"], ["d", "d"]]
+    assert pd.concat(whole)["n"].tolist() == list(range(len(ids)))
+
+
+def test_spark_explains_as_the_predict_page_on_the_real_logs(spark, real_db, trained_demo, tmp_path, capsys):
+    """--explain K: each session's top K contributions are the Predict page's (`predict.assess`)
+    first K, labels equal and SHAP to 1e-9, from its A/B group's model; P(male) as served."""
+    from gender import predict
+
+    _, model_dir = trained_demo
+    lake_dir = tmp_path / "real-lake"
+    lake.export_parquet(real_db, lake_dir)
+    out = tmp_path / "explained"
+    status, err = score_on_spark(capsys, "--parquet", lake_dir, "--out", out, "--model-dir", model_dir, "--explain", 3)
+    assert status == 0, err
+    got = pd.read_parquet(out).set_index("session_id").sort_index()
+    assert len(got) == 27_000 and list(got.columns) == [
+        "p_male",
+        "prediction",
+        "model_id",
+        "ab_group",
+        "top_contributions",
+    ]
+    from pyspark.sql import types
+
+    field = spark.read.parquet(str(out)).schema["top_contributions"]
+    assert field.dataType.simpleString() == "array<struct<label:string,shap:double>>"
+    assert isinstance(field.dataType, types.ArrayType)
+
+    models = gspark.load_models(model_dir)
+    for session_id in got.index[::900]:
+        row = got.loc[session_id]
+        assessment = predict.assess(real_db, models.of(row["ab_group"]), session_id)
+        expected = assessment.explanation.contributions.head(3)
+        top = list(row["top_contributions"])
+        assert [item["label"] for item in top] == expected["label"].tolist(), session_id
+        assert np.abs(np.array([item["shap"] for item in top]) - expected["shap"].to_numpy()).max() <= 1e-9
+        assert abs(row["p_male"] - assessment.prediction.p_male) <= 5e-7  # written to 6 decimals, as `score`
+        assert row["prediction"] == assessment.prediction.prediction
+    assert set(got["ab_group"]) == {"treatment", "control"}
+    assert all(len(top) <= 3 for top in got["top_contributions"])
