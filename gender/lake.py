@@ -53,6 +53,8 @@ SCHEMAS = {
 REQUIRED = {
     "session": {"session_id": "text", "start_time": "time", "end_time": "time"},
     "product": {"session_id": "text", "sequence_order": "whole number", **dict.fromkeys(db.CATEGORY_NAMES, "text")},
+    # what `score --spark` writes, as `import-scores` reads it back (gender/scores.py)
+    "scores": {"session_id": "text", "p_male": "number", "prediction": "text", "model_id": "text", "ab_group": "text"},
 }
 
 
@@ -63,6 +65,8 @@ def _is_kind(kind: str, arrow_type: pa.DataType) -> bool:
         return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
     if kind == "time":
         return pa.types.is_timestamp(arrow_type)
+    if kind == "number":
+        return pa.types.is_floating(arrow_type) or pa.types.is_integer(arrow_type)
     return pa.types.is_integer(arrow_type)  # a whole number
 
 

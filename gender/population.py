@@ -20,6 +20,10 @@ against the current model and database when read (`load`), computed on first nee
 or ahead (`python -m gender population`). Only the sample step reads the big tables: the ids and
 genders of the sessions (one pass over the session table), then the sample's rows and views by
 their ids (the primary key and the views' session index), never a scan of all views.
+
+The page's charts come from the figure functions at the end (`groups_figure` ...), and `html`
+puts the same figures into one standalone file (`python -m gender population --html`, the page's
+download button) with the session report's pieces (gender/report.py).
 """
 
 from __future__ import annotations
@@ -913,3 +917,146 @@ def _read(path: Path, model_sha256: str, fp: str) -> Population | None:
         return None
     _held[path] = (stamp, population)
     return population
+
+
+# -- the views as figures: on the Population page and in a file to take away ----------------------
+# plotly (gender.plots) and the report's HTML pieces load only here, when a figure is asked for.
+
+ONE_HOT_WORDS = {"hour": "start hour tokens", "weekday": "weekday tokens"}  # by DEPENDENCE's kinds
+TABLE_ROWS = 500  # features in the importance table
+
+
+@dataclass(frozen=True)
+class View:
+    """What the Population page shows of a population, as chosen there: the features in the
+    importance chart, the two cohorts and the features in their comparison (defaults: the page's)."""
+
+    top: int = 20
+    cohort_a: Cohort = Cohort("predicted", "male")
+    cohort_b: Cohort = Cohort("predicted", "female")
+    cohort_top: int = 15
+
+    def comparison(self, population: Population) -> Comparison:
+        return compare(population, self.cohort_a, self.cohort_b, self.cohort_top)
+
+
+def groups_figure(population: Population):
+    from gender import plots
+
+    return plots.population_groups(population.groups, population.info.units)
+
+
+def importance_figure(population: Population, top: int):
+    from gender import plots
+
+    return plots.population_importance(population.importance, population.info.units, top)
+
+
+def importance_table(population: Population) -> pd.DataFrame:
+    """The most important features with the way each pushes in words (the page's table)."""
+    table = population.importance.head(TABLE_ROWS).copy()
+    table["direction"] = np.where(
+        table["mean"] > 0, "towards male", np.where(table["mean"] < 0, "towards female", "none")
+    )
+    return table[["label", "group", "mean_abs", "mean", "direction", "corr", "sessions"]]
+
+
+def dependence_figure(population: Population, number: str):
+    from gender import plots
+
+    one_hot = ONE_HOT_WORDS.get(DEPENDENCE[number])
+    return plots.population_dependence(
+        population.dependence(number), NUMBER_LABELS[number], population.info.units, one_hot
+    )
+
+
+def comparison_figures(population: Population, comparison: Comparison) -> tuple:
+    """The two cohorts' mean contributions by kind and level, and by feature (None when no
+    feature differs)."""
+    from gender import plots
+
+    a, b, units = f"a: {comparison.a.label}", f"b: {comparison.b.label}", population.info.units
+    by_group = plots.cohort_comparison(comparison.groups, "group", a, b, units)
+    by_feature = (
+        None if comparison.features.empty else plots.cohort_comparison(comparison.features, "label", a, b, units)
+    )
+    return by_group, by_feature
+
+
+def report_file_name(population: Population) -> str:
+    from gender import report
+
+    return report.file_name(population.info.model_id, "gender-population")
+
+
+def html(population: Population, view: View = View(), generated_at: datetime | None = None) -> str:
+    """The population views as one standalone HTML file (gender/report.py's pieces): the page's
+    charts for `view`, every session number's dependence, interactive, opening with no network."""
+    from gender.report import chart_div, document, escape, html_table
+
+    info, sample = population.info, population.sample
+    generated = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    comparison = view.comparison(population)
+    by_group, by_feature = comparison_figures(population, comparison)
+    table = importance_table(population)
+
+    def p_male(value: float) -> str:
+        return "none" if np.isnan(value) else f"{value:.1%}"
+
+    body = [
+        f"<h1>The whole population: how <code>{escape(info.model_id)}</code> decides</h1>",
+        f'<p class="muted">gender-lens population report, generated {escape(generated)}. SHAP contributions of '
+        f"the treatment model over a random sample of {len(sample):,} of the database's {info.db_sessions:,} "
+        f"sessions, stratified by recorded gender (seed {info.seed}), in {escape(info.units)} of male: positive "
+        f"pushes towards male, negative towards female. Computed {escape(info.computed_at)} UTC.</p>",
+        "<h2>What matters, over everyone</h2>",
+        '<p class="muted">Mean |SHAP| over the sampled sessions (a session without the feature counts 0). By kind '
+        "and level: the coloured bar sums the features' mean |SHAP| (colour: the kind's mean push), the grey one "
+        "is the mean over sessions of |the kind's contributions summed|.</p>",
+        chart_div(groups_figure(population), "chart-groups"),
+        chart_div(importance_figure(population, view.top), "chart-importance"),
+        f"<details><summary>The {len(table):,} most important of {len(population.importance):,} features, "
+        "as a table</summary>",
+        html_table(
+            [
+                (row.label, row.group, f"{row.mean_abs:.4f}", f"{row.mean:+.4f}", row.direction)
+                + ("n/a" if np.isnan(row.corr) else f"{row.corr:+.2f}", f"{row.sessions:,}")
+                for row in table.itertuples(index=False)
+            ],
+            header=(
+                "feature",
+                "kind and level",
+                "mean |SHAP|",
+                "mean SHAP",
+                "direction",
+                "corr(value, SHAP)",
+                "sessions",
+            ),
+            classes=("text", "text", "num", "num", "text", "num", "num"),
+        ),
+        "</details>",
+        "<h2>How a session's numbers push, value by value</h2>",
+        '<p class="muted">Each point is one sampled session. The start is seen both as a number and as one-hot '
+        "tokens (<code>hour:14</code>): the number's contribution, its tokens' contributions summed, and the mean "
+        "of both per value.</p>",
+        *(
+            f"<h3>{escape(NUMBER_LABELS[number])}</h3>"
+            + chart_div(dependence_figure(population, number), f"chart-dependence-{number}")
+            for number in DEPENDENCE
+        ),
+        "<h2>Two groups of sessions, side by side</h2>",
+        html_table(
+            [
+                (f"cohort {name}", cohort.label, f"{size:,} sampled sessions", f"mean P(male) served {p_male(mean)}")
+                for name, cohort, size, mean in (
+                    ("a", comparison.a, comparison.sessions_a, comparison.p_male_a),
+                    ("b", comparison.b, comparison.sessions_b, comparison.p_male_b),
+                )
+            ],
+            header=None,
+            classes=("", "text", "num", "num"),
+        ),
+        chart_div(by_group, "chart-cohort-groups"),
+        chart_div(by_feature, "chart-cohort-features") if by_feature is not None else "<p>No feature differs.</p>",
+    ]
+    return document(f"gender-lens: the population of {info.model_id}", body)

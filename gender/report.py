@@ -60,10 +60,11 @@ def escape(text: object) -> str:
     return _html.escape(str(text), quote=True)
 
 
-def file_name(session_id: str) -> str:
-    """A safe file name for a session's report: its id's letters, digits, "-", "_" and "." kept."""
+def file_name(session_id: str, prefix: str = "gender-report") -> str:
+    """A safe file name for a session's report (or, with another prefix, another one's): its id's
+    letters, digits, "-", "_" and "." kept."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", session_id).strip("._")[:80]
-    return f"gender-report-{safe or 'session'}.html"
+    return f"{prefix}-{safe or 'session'}.html"
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,14 +153,6 @@ class Report:
             ("Model", f"{prediction.model} ({model.label})"),
         ]
         parts = [
-            "<!doctype html>",
-            '<html lang="en"><head><meta charset="utf-8">',
-            f'<meta http-equiv="Content-Security-Policy" content="{escape(CSP)}">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{escape(title)}</title>",
-            f"<style>{STYLE}</style>",
-            f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>',
-            "</head><body>",
             f'<h1>Session <code>{escape(record.session_id)}</code>: <span class="{answer_class}">'
             f"{escape(prediction.prediction)}</span></h1>",
             f'<p class="muted">gender-lens report, generated {escape(generated)}. Answered by the '
@@ -167,15 +160,15 @@ class Report:
             "<h2>The answer</h2>",
             f"<p>{escape(in_words(prediction, model.base_rate))}</p>",
             truth,
-            _table([(label, value) for label, value in facts], header=None, classes=("", "text")),
-            _chart(figures["p_male"], "chart-p-male", {**CHART_CONFIG, "displayModeBar": False}),
+            html_table([(label, value) for label, value in facts], header=None, classes=("", "text")),
+            chart_div(figures["p_male"], "chart-p-male", {**CHART_CONFIG, "displayModeBar": False}),
             "<details><summary>The answer as JSON (the original service's format, with the A/B group)</summary>",
             f"<pre>{escape(json.dumps(served.as_json(), indent=2, ensure_ascii=False))}</pre></details>",
             "<h2>The session</h2>",
             f"<p><b>Start</b> {record.start_time:%Y-%m-%d %H:%M:%S} ({record.start_time:%A}) · "
             f"<b>End</b> {record.end_time:%Y-%m-%d %H:%M:%S} · <b>Duration</b> {escape(record.duration)} · "
             f"<b>Views</b> {record.n_views}</p>",
-            _table(
+            html_table(
                 [(order, " › ".join(path)) for order, path in zip(record.orders, record.paths)],
                 header=("#", "path"),
                 classes=("num", "text"),
@@ -185,14 +178,14 @@ class Report:
             "(the base value) to this one, grouped: each top-level category the session viewed with "
             "everything under it, categories it did not view, when it started, and its length. Blue "
             "pushes towards male, pink towards female.</p>",
-            _chart(figures["waterfall"], "chart-waterfall"),
+            chart_div(figures["waterfall"], "chart-waterfall"),
             "<h3>Each group's parts</h3>",
             *(_group_details(group) for group in self.groups),
             "<h3>Up the catalogue</h3>",
             '<p class="muted">Contributions summed over A → B → C → D (colour: net push).</p>',
-            _chart(figures["sunburst"], "chart-sunburst"),
+            chart_div(figures["sunburst"], "chart-sunburst"),
             "<h3>Every contribution</h3>",
-            _table(
+            html_table(
                 [
                     (row.label, row.group, f"{row.value:g}", f"{row.shap:+.4f}", row.feature)
                     for row in self.contributions.itertuples(index=False)
@@ -203,9 +196,8 @@ class Report:
             f'<p class="muted">Base value (typical session) {explanation.base_value:+.4f} + contributions '
             f"{explanation.contributions['shap'].sum():+.4f} = {explanation.output:+.4f} {escape(explanation.units)}"
             f" → P(male) {explanation.p_male:.4f}.</p>",
-            "</body></html>",
         ]
-        return "\n".join(parts)
+        return document(title, parts)
 
 
 def build(served: Served, model: Model) -> Report:
@@ -240,7 +232,23 @@ def write_atomically(path: Path, text: str) -> None:
             os.unlink(tmp)
 
 
-# -- pieces -------------------------------------------------------------------------------------
+# -- pieces (the population's report uses them too: gender/population.py) -----------------------
+
+
+def document(title: str, body: list[str]) -> str:
+    """A standalone HTML page: `body`'s parts (HTML) under `title`, plotly.js inside, and a
+    Content-Security-Policy that forbids any request."""
+    head = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{escape(CSP)}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title>",
+        f"<style>{STYLE}</style>",
+        f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>',
+        "</head><body>",
+    ]
+    return "\n".join([*head, *body, "</body></html>"])
 
 
 def _plain(value):
@@ -252,13 +260,13 @@ def _plain(value):
     return value
 
 
-def _chart(figure: go.Figure, div_id: str, config: dict | None = None) -> str:
+def chart_div(figure: go.Figure, div_id: str, config: dict | None = None) -> str:
     """A figure as a div drawn by the plotly.js in the page's head (plotly escapes its JSON)."""
     body = pio.to_html(figure, include_plotlyjs=False, full_html=False, div_id=div_id, config=config or CHART_CONFIG)
     return f'<div class="chart">{body}</div>'
 
 
-def _table(rows, header: tuple[str, ...] | None, classes: tuple[str, ...]) -> str:
+def html_table(rows, header: tuple[str, ...] | None, classes: tuple[str, ...]) -> str:
     """Rows of values as an HTML table, every cell escaped."""
     out = ["<table>"]
     if header:
@@ -285,4 +293,4 @@ def _group_details(group: explain.Group) -> str:
         f"<summary><b>{escape(group.name)}</b> {group.shap:+.3f} "
         f'<span class="muted">({count} contribution{"s" if count != 1 else ""})</span></summary>'
     )
-    return f"<details>{summary}{_table(rows, header, ('text', 'num', 'text'))}</details>"
+    return f"<details>{summary}{html_table(rows, header, ('text', 'num', 'text'))}</details>"

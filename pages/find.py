@@ -1,5 +1,5 @@
-"""Find sessions: filters (recorded gender, gender as last served, a category viewed, start dates)
-listing the matching sessions, one click away from the Predict page."""
+"""Find sessions: filters (recorded gender, gender as last served or as precomputed, a category
+viewed, start dates) listing the matching sessions, one click away from the Predict page."""
 
 import functools
 from datetime import datetime, time, timedelta
@@ -21,7 +21,7 @@ st.caption(
 with ui.banners():
     engine = ui.require_database()
     with st.form("find_form", enter_to_submit=True):
-        gender_col, predicted_col, viewed_col = st.columns(3)
+        gender_col, predicted_col, precomputed_col, viewed_col = st.columns(4)
         gender = gender_col.selectbox("Recorded gender", [ANY, "male", "female", "unknown"], key="find_gender")
         predicted = predicted_col.selectbox(
             "Predicted gender, as last served",
@@ -29,6 +29,13 @@ with ui.banners():
             key="find_predicted",
             help="The answer the dashboard, the API or the CLI last served for the session (the prediction "
             "log); sessions never served have none. Not a fresh prediction by the current model.",
+        )
+        precomputed = precomputed_col.selectbox(
+            "Predicted gender, precomputed",
+            [ANY, "male", "female"],
+            key="find_precomputed",
+            help="The score computed ahead (`score --spark`, loaded with `import-scores`), the newest imported "
+            "for the session; sessions never scored ahead have none.",
         )
         viewed = viewed_col.text_input(
             "Viewed category (any level)", key="find_viewed", placeholder="e.g. B00009", max_chars=ui.MAX_TYPED
@@ -41,6 +48,7 @@ with ui.banners():
     filters = db.SessionFilter(
         gender=None if gender == ANY else gender,
         predicted=None if predicted == ANY else predicted,
+        precomputed=None if precomputed == ANY else precomputed,
         viewed=viewed or None,
         started_from=datetime.combine(started_from, time()) if started_from else None,
         started_before=datetime.combine(started_until + timedelta(days=1), time()) if started_until else None,
@@ -52,6 +60,8 @@ if filters.gender:
     words.append("gender not recorded" if filters.gender == "unknown" else f"labelled {filters.gender}")
 if filters.predicted:
     words.append(f"predicted {filters.predicted} (as last served)")
+if filters.precomputed:
+    words.append(f"predicted {filters.precomputed} (precomputed)")
 if filters.viewed is not None:
     words.append(f"viewed {ui.shown(filters.viewed)}")
 if started_from or started_until:
@@ -67,6 +77,7 @@ st.markdown(f"**{count}** sessions match ({matching}); {listed} below. Select a 
 table = found.sessions.assign(
     gender=found.sessions["gender"].fillna("unknown"),
     predicted=found.sessions["predicted"].fillna("never served"),
+    precomputed=found.sessions["precomputed"].fillna("not scored ahead"),
 )
 
 
@@ -89,6 +100,7 @@ st.dataframe(
         "end_time": st.column_config.DatetimeColumn("end", format="YYYY-MM-DD HH:mm:ss"),
         "gender": "recorded gender",
         "predicted": "predicted (as last served)",
+        "precomputed": "predicted (precomputed)",
     },
 )
 if chosen := st.session_state.pop("find_open", None):

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from gender import plots, population
+from gender import population
 
 st.title("The whole population")
 
@@ -39,6 +39,7 @@ st.caption(
     f"and kept beside the models as `{population.file_name(info.model_sha256, info.db_fingerprint)}`; computed again "
     "when the model or the database changes (or ahead, with `python -m gender population`)."
 )
+export = st.container()  # the download button, filled once every choice below is made
 
 # -- global importance --------------------------------------------------------------------------
 st.subheader("What matters, over everyone")
@@ -49,20 +50,19 @@ st.caption(
 groups_col, features_col = st.columns([2, 3])
 with groups_col:
     st.markdown("**By kind and level**")
-    ui.chart(plots.population_groups(result.groups, units), key="population_groups")
+    ui.chart(population.groups_figure(result), key="population_groups")
     st.caption(
         "Coloured bar: the features' mean |SHAP| summed (colour: the kind's mean push). Grey: the mean over "
         "sessions of |the kind's contributions summed|, where pushes of both ways cancel."
     )
 with features_col:
     top = st.slider("Features shown", 5, 50, 20, key="population_top")
-    ui.chart(plots.population_importance(result.importance, units, top), key="population_features")
+    ui.chart(population.importance_figure(result, top), key="population_features")
 
-table = result.importance.head(500).copy()
-table["direction"] = np.where(table["mean"] > 0, "towards male", np.where(table["mean"] < 0, "towards female", "none"))
+table = population.importance_table(result)
 with st.expander(f"The {len(table):,} most important of {len(result.importance):,} features, as a table"):
     st.dataframe(
-        table[["label", "group", "mean_abs", "mean", "direction", "corr", "sessions"]],
+        table,
         hide_index=True,
         key="population_table",
         column_config={
@@ -83,18 +83,13 @@ numbers = list(population.DEPENDENCE)
 number = st.selectbox(
     "Session number", numbers, format_func=lambda name: population.NUMBER_LABELS[name], key="population_number"
 )
-one_hot = {"hour": "start hour tokens", "weekday": "weekday tokens"}.get(population.DEPENDENCE[number])
-dependence = result.dependence(number)
-ui.chart(
-    plots.population_dependence(dependence, population.NUMBER_LABELS[number], units, one_hot),
-    key="population_dependence",
-)
-if one_hot:
+ui.chart(population.dependence_figure(result, number), key="population_dependence")
+if population.DEPENDENCE[number]:
     st.caption(
         "The model sees the start both as a number and as one-hot tokens (`hour:14`); each point is one sampled "
         "session: the number's contribution, its tokens' contributions summed, and the mean of both per value."
     )
-if dependence["number"].isna().all():
+if number not in result.model_numbers:
     st.caption("This model has no such number among its features.")
 
 # -- cohorts ------------------------------------------------------------------------------------
@@ -171,8 +166,8 @@ with left:
 with right:
     st.markdown("**Cohort b**")
     cohort_b = cohort_picker("cohort_b", "predicted", "female")
-shown = st.slider("Features shown", 5, 40, 15, key="cohort_top")
-comparison = population.compare(result, cohort_a, cohort_b, shown)
+view = population.View(top, cohort_a, cohort_b, st.slider("Features shown", 5, 40, 15, key="cohort_top"))
+comparison = view.comparison(result)
 left, right = st.columns(2)
 for column, name, cohort, size, p_male in (
     (left, "a", cohort_a, comparison.sessions_a, comparison.p_male_a),
@@ -186,9 +181,21 @@ for column, name, cohort, size, p_male in (
 if not (comparison.sessions_a and comparison.sessions_b):
     st.info("One of the cohorts holds no sampled session: pick another.")
 else:
-    name_a, name_b = f"a: {cohort_a.label}", f"b: {cohort_b.label}"
-    ui.chart(plots.cohort_comparison(comparison.groups, "group", name_a, name_b, units), key="cohort_groups")
-    if comparison.features.empty:
+    by_group, by_feature = population.comparison_figures(result, comparison)
+    ui.chart(by_group, key="cohort_groups")
+    if by_feature is None:
         st.caption("No feature differs between the two cohorts.")
     else:
-        ui.chart(plots.cohort_comparison(comparison.features, "label", name_a, name_b, units), key="cohort_features")
+        ui.chart(by_feature, key="cohort_features")
+
+export.download_button(
+    "Download these views as a report (HTML)",
+    data=lambda: population.html(result, view),  # built on click, in the background
+    file_name=population.report_file_name(result),
+    mime="text/html",
+    on_click="ignore",
+    icon=":material/download:",
+    key="population_report",
+    help="One HTML file: these charts (every session number's dependence) and the table, interactive; "
+    "opens without a network.",
+)

@@ -224,7 +224,8 @@ def test_filters_by_start_time_and_lists_the_first_in_id_order_with_a_count(odd)
     everything = db.find_sessions(odd, db.SessionFilter(), limit=10)
     assert len(everything.sessions) == 10 and everything.total == len(ODD_IDS) and not everything.more
     assert set(ids(everything)) <= set(ODD_IDS)
-    assert list(everything.sessions.columns) == ["session_id", "start_time", "end_time", "gender", "predicted"]
+    columns = ["session_id", "start_time", "end_time", "gender", "predicted", "precomputed"]
+    assert list(everything.sessions.columns) == columns
     capped = db.find_sessions(odd, db.SessionFilter(), limit=5, count_limit=12)
     assert len(capped.sessions) == 5 and capped.total == 12 and capped.more
 
