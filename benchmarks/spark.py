@@ -1,10 +1,10 @@
 """Scoring on Spark against the single-machine scorer, as a user runs them.
 
-    .venv/bin/python benchmarks/spark.py [--sizes 1M,10M] [--model-dir DIR] [--keep]
+    .venv/bin/python benchmarks/spark.py [--sizes 1M,10M] [--explain-sizes 1M] [--model-dir DIR] [--keep]
 
 For each size, synthetic Parquet logs (`python -m gender demo --parquet DIR --sessions N`, seed 0,
 cached under data/bench/) scored by `python -m gender score --spark --master local[2]`, without
-and with `--explain 5`; on the first size also with `GENDER_TREATMENT_SHARE=1` (every session by
+and (at --explain-sizes) with `--explain 5`; on the first size also with `GENDER_TREATMENT_SHARE=1` (every session by
 the treatment model, the work `score --unlabelled` does) and the single-machine streamed
 `python -m gender score --unlabelled` on the same sessions in a database (`demo --db`, same seed:
 the same rows; its sessions of unknown gender are scored). Without --model-dir, a model is trained
@@ -161,8 +161,14 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, help="trained models to score with (default: trained here)")
     parser.add_argument("--master", default="local[2]", help="Spark master of the runs")
     parser.add_argument("--keep", action="store_true", help="keep the scores written (data/bench/spark-out-*)")
+    parser.add_argument(
+        "--explain-sizes",
+        default="1M",
+        help="the sizes also run with --explain 5 (SHAP costs many times the scoring: at 10M, hours on 2 cores)",
+    )
     args = parser.parse_args()
     sizes = common.sizes(args.sizes)
+    explained = set(common.sizes(args.explain_sizes)) if args.explain_sizes else set()
 
     common.header(f"Scoring on Spark ({args.master}) and on one machine: {', '.join(map(common.size_label, sizes))}")
     print(f"uptime at start: {uptime()}\n", flush=True)
@@ -188,7 +194,9 @@ def main() -> None:
     for index, sessions in enumerate(sizes):
         label = common.size_label(sessions)
         lake = lake_for(sessions)
-        runs = [("", [], {}), (" --explain 5", ["--explain", "5"], {})]
+        runs = [("", [], {})]
+        if sessions in explained:
+            runs.append((" --explain 5", ["--explain", "5"], {}))
         if index == 0:
             runs.append((" (all treatment)", [], {"GENDER_TREATMENT_SHARE": "1"}))
         for suffix, extra, env in runs:

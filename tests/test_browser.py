@@ -90,7 +90,11 @@ def test_random_button(server, page):
     page.get_by_role("button", name="Random labelled session").click()
     settle(page)
     page.wait_for_selector(".js-plotly-plot .waterfalllayer .trace", timeout=60_000)
-    assert "True gender" in page.inner_text("body")
+    # The truth, once the run that picked the session has drawn it (on a loaded machine the click's
+    # rerun can still be drawing when the first waterfall shows): waited for, not read at once.
+    truth = page.get_by_test_id("stMetricLabel").filter(has_text="True gender")
+    truth.first.wait_for(state="visible", timeout=60_000)
+    assert "session=" in page.url and "True gender" in page.inner_text("body")
     no_exceptions(page)
 
 
