@@ -398,13 +398,6 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--spark", action="store_true", help="in Spark SQL from --parquet DIR (default: SQL on the db)")
     sub.add_argument("--parquet", metavar="DIR", help="the Parquet tables (export-parquet's) to read, with --spark")
     sub.add_argument("--master", help="Spark master URL (default: spark-submit's, else local[*])")
-    sub.add_argument(
-        "--explain",
-        type=int,
-        metavar="K",
-        help="with --spark: each session's top K SHAP contributions in words, as the column "
-        "top_contributions array<struct<label,shap>>, largest |shap| first",
-    )
 
     sub = command("count", cmd_count, "count a session's views in a category of any level (JSON)")
     sub.add_argument("session_id", metavar="SESSION_ID")
