@@ -13,8 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from gender import artifact, db, events, ingest, predict, score, serve, synth
-from gender.answers import Prediction
+# Only what every command needs loads here; the models' libraries (sklearn, LightGBM, numba) load in
+# the commands that use a model, so `count` and the imports answer in a fraction of a second.
+from gender import db, events, ingest, synth
 from gender.config import CTU_URL, load_settings
 from gender.errors import GenderError
 
@@ -131,6 +132,9 @@ def cmd_setup(args) -> None:
 def _served(args):
     """(engine, models, the served answer or None) for the session id of a command, as the
     Predict page and the API serve it; the UNKNOWN answer is printed when there is no such session."""
+    from gender import artifact, serve
+    from gender.answers import Prediction
+
     settings = load_settings(db=args.db, model_dir=args.model_dir)
     engine = db.connect(settings.db_url)
     db.check_schema(engine)
@@ -142,6 +146,8 @@ def _served(args):
 
 
 def _log(engine, served) -> None:
+    from gender import serve
+
     try:
         serve.write_log(engine, served)
     except GenderError as exc:  # the answer stands; say why it is not in the log
@@ -177,6 +183,8 @@ def cmd_explain(args) -> None:
 
 
 def cmd_count(args) -> None:
+    from gender import predict
+
     settings, engine = _engine(args)
     db.check_schema(engine)
     print(json.dumps(predict.count(engine, args.session_id, args.category).as_json()))
@@ -198,7 +206,7 @@ def cmd_api_token(args) -> None:
 
 def cmd_population(args) -> None:
     """population: SHAP of the treatment model over a sample of the sessions, kept beside the models."""
-    from gender import population  # shap loads only here
+    from gender import artifact, population  # shap loads only here
 
     settings = load_settings(db=args.db, model_dir=args.model_dir)
     engine = db.connect(settings.db_url)
@@ -232,6 +240,8 @@ def cmd_score(args) -> None:
     if args.spark or args.parquet:
         cmd_score_spark(args)
         return
+    from gender import artifact, score
+
     settings = load_settings(db=args.db, model_dir=args.model_dir)
     model = artifact.load(settings.model_dir).treatment
     progress = StderrProgress()

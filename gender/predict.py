@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from gender import db
 from gender.answers import Count, Prediction, typed
 from gender.session import Session
-from gender.trained import Model
+
+if TYPE_CHECKING:  # sklearn loads only where a model does: `count` needs none
+    from gender.trained import Model
 
 
 def lookup(engine: Engine, session_id: object) -> Session | None:
