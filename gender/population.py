@@ -14,7 +14,8 @@ a fixed seed. From the per-session SHAP matrix of the sample come
   one-hot contributions too);
 - cohorts: the mean contributions of two groups of sampled sessions side by side.
 
-It is computed once per model and database and kept beside the models as
+It is computed once per model and database (the fingerprint names the database as well as its
+sessions: a copy elsewhere has its own) and kept beside the models as
 ``population-<model sha8>-<db fingerprint>.npz`` (numbers only: loaded without pickle), checked
 against the current model and database when read (`load`), computed on first need (`current`)
 or ahead (`python -m gender population`). Only the sample step reads the big tables: the ids and
@@ -121,9 +122,25 @@ def _fingerprint_facts(engine: Engine) -> dict:
     return facts
 
 
+def _database_identity(engine: Engine) -> list:
+    """Which database it is: the backend and where (a SQLite file by its absolute path; a server's
+    host, port and database), never the user or the password."""
+    url = engine.url
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        name = url.database or ""
+        if name and name != ":memory:" and not name.startswith("file:"):
+            name = str(Path(name).expanduser().resolve())
+        return [backend, name]
+    return [backend, url.host, url.port, url.database]
+
+
 def fingerprint_of(engine: Engine) -> str:
-    """A short fingerprint of the database's sessions (12 hex digits)."""
-    text = json.dumps(_fingerprint_facts(engine), sort_keys=True, ensure_ascii=True)
+    """A short fingerprint of the database's sessions and of the database itself (12 hex
+    digits): a copy of the sessions elsewhere (a SQLite file copied into MariaDB) has a
+    fingerprint, and so a population, of its own."""
+    facts = {**_fingerprint_facts(engine), "database": _database_identity(engine)}
+    text = json.dumps(facts, sort_keys=True, ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -12,6 +12,13 @@ from gender import db
 LIMIT = 100  # sessions listed; the count goes on to db.COUNT_LIMIT
 ANY = "any"
 
+
+def predicted_gender(column, source: str, key: str, help: str) -> str:
+    """A selectbox in `column` for a predicted gender to match (any, male, female), saying which
+    prediction (`source`: as last served, precomputed) it is matched against."""
+    return column.selectbox(f"Predicted gender, {source}", [ANY, "male", "female"], key=key, help=help)
+
+
 st.title("Find sessions")
 st.caption(
     "List the sessions that match, e.g. labelled male, predicted female, viewed B00009, and open one. "
@@ -23,18 +30,18 @@ with ui.banners():
     with st.form("find_form", enter_to_submit=True):
         gender_col, predicted_col, precomputed_col, viewed_col = st.columns(4)
         gender = gender_col.selectbox("Recorded gender", [ANY, "male", "female", "unknown"], key="find_gender")
-        predicted = predicted_col.selectbox(
-            "Predicted gender, as last served",
-            [ANY, "male", "female"],
-            key="find_predicted",
-            help="The answer the dashboard, the API or the CLI last served for the session (the prediction "
+        predicted = predicted_gender(
+            predicted_col,
+            "as last served",
+            "find_predicted",
+            "The answer the dashboard, the API or the CLI last served for the session (the prediction "
             "log); sessions never served have none. Not a fresh prediction by the current model.",
         )
-        precomputed = precomputed_col.selectbox(
-            "Predicted gender, precomputed",
-            [ANY, "male", "female"],
-            key="find_precomputed",
-            help="The score computed ahead (`score --spark`, loaded with `import-scores`), the newest imported "
+        precomputed = predicted_gender(
+            precomputed_col,
+            "precomputed",
+            "find_precomputed",
+            "The score computed ahead (`score --spark`, loaded with `import-scores`), the newest imported "
             "for the session; sessions never scored ahead have none.",
         )
         viewed = viewed_col.text_input(

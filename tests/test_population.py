@@ -11,12 +11,13 @@ import scipy.sparse as sp
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
-from gender import artifact, db, population, predict
+from gender import artifact, db, ingest, population, predict
 from gender.cli import main
 from gender.session import Feature, Session
 from gender.trained import Models
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, _mysql_database
 from tests.live import charts
+from tests.test_app import array
 
 SALT, SHARE = "gender-lens", 0.5
 
@@ -302,3 +303,139 @@ def test_shap_of_many_rows_is_explain_row_of_each(setting, which):
         by_name = dict(zip(model.explainer.names, row))
         for name, value in zip(explanation.contributions["feature"], explanation.contributions["shap"]):
             assert by_name[name] == pytest.approx(value, abs=1e-9)
+
+
+# -- on MariaDB: the demo database copied into a database of the test's own ---------------------
+
+
+@pytest.fixture(scope="module")
+def mariadb(setting):
+    """(URL, engine, population) on a MariaDB copy of the demo database (`ingest.import_db`), the
+    population computed in the same model folder as SQLite's; the database dropped afterwards."""
+    engine, models, folder, _ = setting
+    databases = _mysql_database()
+    url = next(databases)
+    try:
+        maria = db.connect(url)
+        report = ingest.import_db(maria, engine.url)
+        assert report.new_sessions == db.table_counts(engine)["sessions"] and not report.skipped_sessions
+        try:
+            result = population.current(maria, models, folder, SALT, SHARE)
+            yield url.render_as_string(hide_password=False), maria, result
+        finally:
+            maria.dispose()
+    finally:
+        next(databases, None)  # drops the database
+
+
+def assert_same_population(mine: population.Population, theirs: population.Population) -> None:
+    """The same sample and the same numbers, to float tolerance."""
+    a, b = mine.sample, theirs.sample
+    assert a.session_ids == b.session_ids
+    for name in ("gender", "predicted", "group"):
+        assert getattr(a, name).tolist() == getattr(b, name).tolist(), name
+    assert (a.start_time == b.start_time).all() and a.codes == b.codes and (a.viewed != b.viewed).nnz == 0
+    assert np.allclose(a.p_male, b.p_male, rtol=0, atol=1e-12)
+    pd.testing.assert_frame_equal(a.numbers, b.numbers, check_exact=False, rtol=0, atol=1e-9)
+    assert mine.features == theirs.features and mine.levels == theirs.levels
+    assert mine.info.base_value == pytest.approx(theirs.info.base_value, abs=1e-12)
+    assert mine.info.db_sessions == theirs.info.db_sessions and mine.info.model_id == theirs.info.model_id
+    assert (mine.values != theirs.values).nnz == 0
+    assert np.allclose(mine.shap.toarray(), theirs.shap.toarray(), rtol=0, atol=1e-9)
+
+    def by_feature(table):
+        return table.set_index("feature").sort_index()
+
+    close = dict(check_exact=False, rtol=1e-9, atol=1e-12)
+    pd.testing.assert_frame_equal(by_feature(mine.importance), by_feature(theirs.importance), **close)
+    pd.testing.assert_frame_equal(mine.groups, theirs.groups, **close)
+    for number in population.DEPENDENCE:
+        pd.testing.assert_frame_equal(mine.dependence(number), theirs.dependence(number), **close)
+    for cohorts in (
+        (population.Cohort("predicted", "male"), population.Cohort("predicted", "female")),
+        (population.Cohort("gender", "unknown"), population.Cohort("group", "control")),
+    ):
+        x, y = population.compare(mine, *cohorts), population.compare(theirs, *cohorts)
+        assert (x.sessions_a, x.sessions_b) == (y.sessions_a, y.sessions_b)
+        assert [x.p_male_a, x.p_male_b] == pytest.approx([y.p_male_a, y.p_male_b], abs=1e-12)
+        pd.testing.assert_frame_equal(by_feature(x.features), by_feature(y.features), **close)
+        pd.testing.assert_frame_equal(x.groups, y.groups, **close)
+
+
+def test_mariadb_draws_the_same_sample_and_the_same_aggregates_as_sqlite(setting, mariadb):
+    engine, _, _, on_sqlite = setting
+    _, maria, on_mariadb = mariadb
+    assert maria.dialect.name in ("mysql", "mariadb") and engine.dialect.name == "sqlite"
+    ids, total = population.sample_ids(maria)
+    assert tuple(ids) == on_sqlite.sample.session_ids and total == on_sqlite.info.db_sessions
+    assert_same_population(on_mariadb, on_sqlite)
+    # the sample's rows and views read by id are the same rows
+    some = list(on_sqlite.sample.session_ids[::97])
+    for mine, theirs in zip(population.read_sample(maria, some), population.read_sample(engine, some)):
+        pd.testing.assert_frame_equal(mine, theirs)
+
+
+def test_mariadb_reads_the_samples_views_by_id_not_by_scanning_them(mariadb):
+    _, maria, _ = mariadb
+    query = population.views_query(["u10001", "u10002"]).compile(maria, compile_kwargs={"literal_binds": True})
+    with maria.connect() as conn:
+        plan = conn.execute(text(f"EXPLAIN {query}")).mappings().all()
+    assert [row["table"] for row in plan] == ["product"]
+    assert plan[0]["type"] in ("range", "ref", "eq_ref") and plan[0]["key"], plan  # not "ALL": a scan
+
+
+def test_the_stored_file_is_kept_per_database(setting, mariadb, monkeypatch):
+    engine, models, folder, on_sqlite = setting
+    _, maria, on_mariadb = mariadb
+    sha = models.treatment.entry.sha256
+    lite_path, maria_path = population.path_for(engine, models, folder), population.path_for(maria, models, folder)
+    assert lite_path != maria_path and lite_path.parent == maria_path.parent == folder.resolve()
+    assert on_mariadb.info.db_fingerprint == population.fingerprint(maria) != on_sqlite.info.db_fingerprint
+    assert maria_path.name == population.file_name(sha, population.fingerprint(maria))
+    assert lite_path.is_file() and maria_path.is_file()
+    # each file is its own database's: the other one's is refused
+    assert population.load(maria_path, sha, on_mariadb.info.db_fingerprint).info == on_mariadb.info
+    assert population.load(lite_path, sha, on_sqlite.info.db_fingerprint).info == on_sqlite.info
+    with pytest.raises(population.PopulationMismatch, match="another database"):
+        population.load(lite_path, sha, on_mariadb.info.db_fingerprint)
+    with pytest.raises(population.PopulationMismatch, match="another database"):
+        population.load(maria_path, sha, on_sqlite.info.db_fingerprint)
+    # both read back from their files, neither computed again nor overwritten by the other
+    monkeypatch.setattr(population, "compute", lambda *a, **k: (_ for _ in ()).throw(AssertionError("computed")))
+    population._held.clear()
+    assert population.current(engine, models, folder, SALT, SHARE).info == on_sqlite.info
+    assert population.current(maria, models, folder, SALT, SHARE).info == on_mariadb.info
+
+
+def test_the_page_computes_and_draws_every_chart_on_mariadb(setting, mariadb, trained_demo, monkeypatch, tmp_path):
+    _, model_dir = trained_demo
+    _, models, _, on_sqlite = setting
+    url, maria, on_mariadb = mariadb
+    folder = tmp_path / "models"
+    shutil.copytree(model_dir, folder)  # no population kept here yet: the page computes it on MariaDB
+    monkeypatch.setenv("GENDER_DB_URL", url)
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(folder))
+    at = AppTest.from_file(str(PROJECT / "streamlit_app.py"), default_timeout=120)
+    at.switch_page("pages/population.py")
+    at.run()
+    assert not at.exception
+    kept = [path.name for path in folder.glob("population-*.npz")]
+    assert kept == [population.file_name(models.treatment.entry.sha256, population.fingerprint(maria))]
+    page = " ".join(m.value for m in at.markdown)
+    assert "treatment model" in page and models.treatment.model_id in page
+    assert f"{on_sqlite.info.db_sessions:,} sessions" in page
+    drawn = charts(at)
+    kinds = [chart["data"][0]["type"] for chart in drawn]
+    assert kinds.count("bar") == 4 and "scatter" in kinds  # importance ×2, dependence, cohorts ×2
+    # the page's groups chart holds MariaDB's numbers, which are SQLite's
+    bars = drawn[0]["data"]
+    assert array(bars[0]["x"]) == pytest.approx(on_mariadb.groups["mean_abs"].tolist(), abs=1e-12)
+    assert array(bars[1]["x"]) == pytest.approx(on_sqlite.groups["net_abs"].tolist(), abs=1e-9)
+    at.selectbox(key="population_number").set_value("duration_s").run()
+    assert not at.exception and len(charts(at)) == len(drawn)
+    at.selectbox(key="cohort_a_by").set_value("viewed").run()  # the most viewed code of the sample
+    at.selectbox(key="cohort_b_by").set_value("gender").run()  # recorded male
+    assert not at.exception
+    most_viewed = on_mariadb.viewed_codes()["sessions"].iat[0]
+    assert [m.value for m in at.metric] == [f"{most_viewed:,}", f"{(on_mariadb.sample.gender == 'male').sum():,}"]
+    assert len(charts(at)) == len(drawn)
