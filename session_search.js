@@ -1,13 +1,22 @@
 // A search box that suggests session ids as one types (ui.session_search). Each change of the
-// text goes to Python as the state value "query"; Python answers with the ids that start with it
-// (db.suggest_session_ids: a range of the primary key, at most 20) in `data`, and Streamlit calls
-// this function again with them. At most one question is in flight: what is typed meanwhile is
-// sent when the answer arrives, so a fast typist costs one rerun per round trip, and the first
-// keystroke after a pause goes at once (no fixed delay). Picking an id (click, or arrows and
-// Enter) sends it as the trigger value "picked"; Enter without a highlighted suggestion sends the
-// text as typed. Every text is set with textContent: nothing from an id is ever parsed as HTML.
+// text is asked of the server's route `data.suggestUrl` (GET ?q=TEXT, gender/suggest.py) with the
+// token the page minted after its access gate (`data.token`, sent as the X-Gender-Search header):
+// the answer, the ids that start with the text (db.suggest_session_ids: a range of the primary key,
+// at most 20) with their labels and a note, comes back without any Streamlit rerun.
+//
+// When the route cannot be used (the request fails or times out, the token is refused, the text
+// cannot be put in a URL) the text goes to Python as the state value "query" instead, and Python
+// answers in `data` (a rerun of the box's fragment) with the same answer; a refused token is
+// replaced by the one that rerun brings. At most one question is in flight either way: what is
+// typed meanwhile is asked when the answer arrives, so the answer shown is always for the text in
+// the box, and the first keystroke after a pause goes at once (no fixed delay). Picking an id
+// (click, or arrows and Enter) sends it as the trigger value "picked"; Enter without a highlighted
+// suggestion sends the text as typed. Every text is set with textContent: nothing from an id is
+// ever parsed as HTML.
 
-const ANSWER_TIMEOUT_MS = 3000; // an answer that never came (a rerun cut short): ask again
+const ANSWER_TIMEOUT_MS = 3000; // an answer that never came (a rerun cut short, a request hung): move on
+const ROUTE_PAUSE_MS = 30000; // after the route failed (not a refused token), Python answers meanwhile
+const TOKEN_HEADER = "X-Gender-Search";
 
 function build(parentElement, data) {
   const root = document.createElement("div");
@@ -49,10 +58,15 @@ function build(parentElement, data) {
     list,
     status,
     data,
-    sent: data.query ?? "", // the query Python last got
-    inFlight: null, // the query asked and not answered yet
+    answer: answerOf(data), // the latest answer, from the route or from Python: {query, suggestions, note}
+    sent: data.query ?? "", // the text last asked
+    inFlight: null, // the text asked and not answered yet
+    via: null, // how it was asked: "route" or "python"
+    asked: 0, // numbers the questions, so that a late answer to an abandoned one is dropped
     pending: null, // typed while a question was in flight
     timer: null,
+    refusedToken: null, // a token the route refused: Python is asked until a new one comes
+    routePausedUntil: 0,
     active: -1, // the highlighted suggestion
     closed: false, // closed by a pick or Escape until the text changes
     shown: [], // the suggestions in the list
@@ -78,9 +92,13 @@ function build(parentElement, data) {
   return root;
 }
 
+function answerOf(data) {
+  return { query: data.query ?? "", suggestions: data.suggestions ?? [], note: data.note ?? null };
+}
+
 function ask(state, text) {
   if (state.inFlight !== null) {
-    state.pending = text; // sent when the answer to the one in flight arrives
+    state.pending = text; // asked when the answer to the one in flight arrives
   } else if (text !== state.sent) {
     send(state, text);
   }
@@ -90,14 +108,73 @@ function ask(state, text) {
 function send(state, text) {
   state.sent = state.inFlight = text;
   state.pending = null;
+  const number = ++state.asked;
+  if (routeUsable(state)) {
+    askRoute(state, text, number);
+  } else {
+    askPython(state, text, number);
+  }
+}
+
+function routeUsable(state) {
+  const { suggestUrl, token } = state.data;
+  return Boolean(suggestUrl && token) && token !== state.refusedToken && Date.now() >= state.routePausedUntil;
+}
+
+function askPython(state, text, number) {
+  state.via = "python";
   clearTimeout(state.timer);
-  state.timer = setTimeout(() => answered(state), ANSWER_TIMEOUT_MS);
-  state.api.setStateValue("query", text);
+  state.timer = setTimeout(() => {
+    if (state.asked === number) answered(state); // never answered (a rerun cut short): the next text may go
+  }, ANSWER_TIMEOUT_MS);
+  state.api.setStateValue("query", text); // Python answers in `data`, see the default export
+}
+
+async function askRoute(state, text, number) {
+  state.via = "route";
+  const { suggestUrl, token } = state.data;
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), ANSWER_TIMEOUT_MS);
+  let answer = null;
+  try {
+    const response = await fetch(`${suggestUrl}?q=${encodeURIComponent(text)}`, {
+      headers: { [TOKEN_HEADER]: token },
+      cache: "no-store",
+      credentials: "same-origin",
+      signal: controller.signal,
+    });
+    if (response.status === 401) {
+      state.refusedToken = token; // Python is asked until a rerun brings a new token
+    } else if (response.ok) {
+      const body = await response.json();
+      const texts = (s) => typeof s?.id === "string" && typeof s.label === "string";
+      if (Array.isArray(body.suggestions) && body.suggestions.every(texts)) {
+        answer = { query: text, suggestions: body.suggestions, note: body.note ?? null };
+      }
+    }
+  } catch (error) {
+    // A text that cannot be put in a URL (a lone surrogate) is no fault of the route.
+    if (error instanceof URIError) state.via = "unsendable";
+  } finally {
+    clearTimeout(timer);
+  }
+  if (state.asked !== number || state.inFlight !== text) return; // given up on meanwhile
+  if (answer !== null) {
+    state.answer = answer;
+    answered(state);
+    render(state);
+    return;
+  }
+  if (state.refusedToken !== token && state.via === "route") {
+    state.routePausedUntil = Date.now() + ROUTE_PAUSE_MS; // a network error, a timeout, a 5xx
+  }
+  askPython(state, text, number); // the same question, answered by a rerun of the box
 }
 
 function answered(state) {
   clearTimeout(state.timer);
   state.inFlight = null;
+  state.via = null;
   const next = state.pending;
   state.pending = null;
   if (next !== null && next !== state.sent) send(state, next);
@@ -106,7 +183,7 @@ function answered(state) {
 // What to show for the text in the box: the answer to it, or while that is on its way, the
 // suggestions of an earlier, shorter text that still start with it.
 function suggestionsFor(state, text) {
-  const { query, suggestions } = state.data;
+  const { query, suggestions } = state.answer;
   if (query === text) return { items: suggestions, final: true };
   if (text.startsWith(query) && query !== "") {
     return { items: suggestions.filter((s) => s.id.startsWith(text)), final: false };
@@ -115,7 +192,7 @@ function suggestionsFor(state, text) {
 }
 
 function render(state) {
-  const { input, list, status, data } = state;
+  const { input, list, status } = state;
   const text = input.value;
   const { items, final } = suggestionsFor(state, text);
   const previous = state.shown[state.active]?.id;
@@ -140,7 +217,7 @@ function render(state) {
   highlight(state);
   const waiting = state.inFlight !== null || state.pending !== null;
   if (!text.trim()) status.textContent = "";
-  else if (final) status.textContent = data.note ?? "";
+  else if (final) status.textContent = state.answer.note ?? "";
   else status.textContent = waiting ? "searching…" : "";
   status.dataset.final = String(final);
 }
@@ -200,8 +277,13 @@ export default function ({ parentElement, data, setStateValue, setTriggerValue }
   const root = parentElement.querySelector(".gl-search") ?? build(parentElement, data);
   const state = root.state;
   state.api = { setStateValue, setTriggerValue };
-  state.data = data;
-  if (data.query === state.inFlight) answered(state);
+  state.data = data; // a rerun brings a fresh token
+  // Python's answer counts when Python was asked; otherwise `data` holds the answer to the text
+  // Python was last asked, older than the route's.
+  if (state.via === "python" && data.query === state.inFlight) {
+    state.answer = answerOf(data);
+    answered(state);
+  }
   render(state);
   return () => clearTimeout(state.timer);
 }

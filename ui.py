@@ -20,7 +20,7 @@ import plotly.offline
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from gender import artifact, db, serve, summary, synth
+from gender import artifact, db, serve, suggest, summary, synth
 from gender.config import Settings, load_settings
 from gender.errors import DatabaseUnavailable, GenderError, ModelUnavailable
 from gender.trained import Model, Models
@@ -334,14 +334,17 @@ _search_box = st.components.v2.component(
 def session_search(key: str) -> None:
     """A box that suggests session ids as one types: at most db.SUGGESTIONS ids that start with the
     text, from a range of the primary key (milliseconds at a million sessions). Picking one (or
-    Enter) puts it in `session_picker(key)`'s box and opens it, ?session= included. A fragment:
-    a keystroke reruns this box only, never the page under it."""
+    Enter) puts it in `session_picker(key)`'s box and opens it, ?session= included.
+
+    Each keystroke's suggestions come from the route GET /_gender/suggest (gender/suggest.py),
+    asked by the box's script with a token minted here, after the access gate: no rerun. When the
+    route cannot be used (a failed request, a refused token; or AppTest) the text goes to Python as
+    the box's state "query" and this fragment answers it: a rerun of the box only, never the page
+    under it. Both answer with `suggest.answer`."""
     _session_search(key)
 
 
-def suggestion_label(session_id: str) -> str:
-    """An id as a suggestion shows it: control characters made visible (set as text, never markup)."""
-    return session_id if session_id.isprintable() else session_id.encode("unicode_escape").decode("ascii")
+suggestion_label = suggest.label  # an id as a suggestion shows it (the Population page uses it too)
 
 
 def _open_picked(key: str, search_key: str) -> None:
@@ -355,27 +358,16 @@ def _open_picked(key: str, search_key: str) -> None:
 def _session_search(key: str) -> None:
     search_key = f"{key}_search"
     query = (st.session_state.get(search_key) or {}).get("query") or ""
-    found, note = [], None
-    if query.strip():
-        try:
-            found = db.suggest_session_ids(engine(), query)
-        except GenderError:
-            note = "The database does not answer: no suggestions."
-        else:
-            if len(query.strip()) > db.SESSION_ID_LENGTH:
-                note = f"A session id has at most {db.SESSION_ID_LENGTH} characters."
-            elif not found:
-                note = "No session id starts with this."
-            elif len(found) == db.SUGGESTIONS:
-                note = f"The first {db.SUGGESTIONS} ids in order: type more to narrow them down."
     _search_box(
         data={
-            "query": query,
-            "suggestions": [{"id": found_id, "label": suggestion_label(found_id)} for found_id in found],
-            "note": note,
+            **suggest.answer(query, engine),
             "label": "Find a session: type the start of its id",
             "placeholder": "e.g. u100",
             "maxLength": MAX_TYPED,
+            # The route the box's script asks as one types, and its pass: streamlit_app.py's access
+            # gate has let this visitor in, or this would not run.
+            "suggestUrl": suggest.route_path(),
+            "token": suggest.mint(),
         },
         key=search_key,
         default={"query": ""},

@@ -13,6 +13,7 @@ session every few seconds: the dashboard must keep answering (time until "Predic
 
     .venv/bin/python benchmarks/api.py                      # 50 clients, 60 s a route and server
     .venv/bin/python benchmarks/api.py --clients 10 --seconds 10
+    .venv/bin/python benchmarks/api.py --server-cpu 3000 --clients 10   # our server's CPU per request
 
 Loopback only; the database is a copy of the real logs in data/bench/api_pakdd.db, the models
 those `python -m gender train` made in data/bench/models-api (trained first when missing).
@@ -25,6 +26,7 @@ import os
 import random
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -113,14 +115,24 @@ def children(pid: int) -> list[int]:
         return []
 
 
-async def drive(base: str, paths: list[str], clients: int, seconds: float, pid: int) -> Result:
+async def drive(
+    base: str, paths: list[str], clients: int, seconds: float, pid: int, requests: int | None = None
+) -> Result:
+    """`clients` keep-alive clients, each asking the next path as soon as its last answer came, for
+    `seconds`, or (`requests`) until that many requests have been sent, whatever the time."""
     host, port = base.removeprefix("http://").split(":")
     result = Result()
     stop = time.monotonic() + seconds
+    sent = 0
+
+    def more() -> bool:
+        nonlocal sent
+        sent += 1
+        return time.monotonic() < stop and (requests is None or sent <= requests)
 
     async def client(seed: int):
         rng, connection = random.Random(seed), Connection(host, int(port))
-        while time.monotonic() < stop:
+        while more():
             path = rng.choice(paths)
             started = time.perf_counter()
             try:
@@ -134,14 +146,16 @@ async def drive(base: str, paths: list[str], clients: int, seconds: float, pid: 
         connection.close()
 
     async def memory():
-        while time.monotonic() < stop:
+        while True:
             result.peak_rss_mb = max(result.peak_rss_mb, rss_mb(pid))
             await asyncio.sleep(1)
 
     started, cpu = time.monotonic(), cpu_seconds(pid)
-    await asyncio.gather(memory(), *(client(seed) for seed in range(clients)))
+    watch = asyncio.create_task(memory())
+    await asyncio.gather(*(client(seed) for seed in range(clients)))
     result.seconds = time.monotonic() - started
     result.cpu_seconds = cpu_seconds(pid) - cpu
+    watch.cancel()
     return result
 
 
@@ -287,6 +301,69 @@ def cpu_per_answer(url: str, model_dir: Path, n: int) -> None:
     engine.dispose()
 
 
+# -- our server's CPU per request, from /proc ---------------------------------------------------------
+
+
+def idle_cpu_rate(pid: int, seconds: float) -> float:
+    """CPU seconds a second the server spends with no request (Streamlit's own timers and threads)."""
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / seconds
+
+
+def server_cpu(model_dir: Path, requests: int, clients: int, rounds: int) -> None:
+    """Our server alone: `requests` requests a route from `clients` keep-alive clients, `rounds`
+    times, the routes taking turns; the server process's CPU time per request (every thread, user
+    and system, from /proc, less its idle rate over the same time). A fixed number of requests,
+    not a fixed time: what an answer costs the server, which other work on the machine moves far
+    less than requests per second or latency (both printed too, for short comparisons)."""
+    from gender.serve import LogWriter
+
+    rng = random.Random(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        url = fresh_database(tmp)
+        paths = workload(url, rng)
+        env = {"GENDER_DB_URL": url, "GENDER_MODEL_DIR": str(model_dir)}
+        for name in ("GENDER_ALLOWED_USERS", "GENDER_API_TOKENS_SHA256"):
+            os.environ.pop(name, None)  # the open demo: no token to send
+        with live.streamlit_server(env, tmp / "streamlit.log") as (base, process):
+            pid = process.pid
+            for route in ("predict", "count"):  # models loaded, pools and caches warm
+                asyncio.run(drive(base, paths[route], clients, MAX_SECONDS, pid, requests=min(requests, 500)))
+            time.sleep(1)
+            idle = idle_cpu_rate(pid, 3)
+            print(f"server idle: {idle * 1e3:.1f} ms CPU a second; {load_average()} load\n", flush=True)
+            rows, per_request = [], {"predict": [], "count": []}
+            for turn in range(1, rounds + 1):
+                for route in ("predict", "count"):
+                    before, started = cpu_seconds(pid), time.monotonic()
+                    result = asyncio.run(drive(base, paths[route], clients, MAX_SECONDS, pid, requests=requests))
+                    time.sleep(LogWriter.LINGER + 0.3)  # the prediction log's last batch is written: its cost is theirs
+                    used = cpu_seconds(pid) - before - idle * (time.monotonic() - started)
+                    done = len(result.latencies)
+                    per_request[route].append(used / max(done, 1))
+                    rows.append(
+                        [
+                            f"/{route}",
+                            turn,
+                            f"{done:,}",
+                            f"{used / max(done, 1) * 1e3:.2f} ms",
+                            f"{done / result.seconds:,.1f}",
+                            ms(percentile(result.latencies, 0.5)),
+                            ms(percentile(result.latencies, 0.99)),
+                            f"{len(result.errors):,}",
+                        ]
+                    )
+            tracebacks = "Traceback" in (tmp / "streamlit.log").read_text()
+    headers = ["route", "round", "requests", "server CPU/request", "req/s", "p50", "p99", "errors"]
+    print(table(headers, rows))
+    print()
+    for route, values in per_request.items():
+        print(f"/{route}: median server CPU {statistics.median(values) * 1e3:.2f} ms a request over {rounds} rounds")
+    print(f"a traceback in the server's log: {tracebacks}; uptime at end: {uptime()}")
+
+
 # -- the run ------------------------------------------------------------------------------------------
 
 
@@ -313,9 +390,23 @@ def main() -> None:
     options.add_argument("--seconds", type=float, default=60, help=f"seconds a route (at most {MAX_SECONDS})")
     options.add_argument("--model-dir", type=Path, default=MODEL_DIR, help="trained models (trained here when missing)")
     options.add_argument("--cpu", type=int, metavar="N", help="only the in-process CPU per answer over N real sessions")
+    options.add_argument(
+        "--server-cpu",
+        type=int,
+        metavar="N",
+        help="only our server: its CPU per request (from /proc) over N requests a route from --clients clients",
+    )
+    options.add_argument("--rounds", type=int, default=3, help="--server-cpu: rounds, the routes taking turns")
     args = options.parse_args()
     if args.mysql:
         sys.exit("this benchmark runs on the SQLite copy of the real logs only")
+    if args.server_cpu:
+        prepare(args.model_dir)
+        clients = min(args.clients, MAX_CLIENTS)
+        shape = f"{args.server_cpu:,} requests a route, {clients} clients, {args.rounds} rounds"
+        header(f"Our server's CPU per request: {shape}")
+        server_cpu(args.model_dir, args.server_cpu, clients, args.rounds)
+        return
     if args.cpu:
         prepare(args.model_dir)
         header(f"CPU per /predict answer, in process, one thread: {args.cpu} real sessions")

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, MetaData, Table, UniqueConstraint, insert, text
+from starlette.routing import Match
 
 from gender import api, artifact, db, predict, serve
 from gender.answers import UNKNOWN, Prediction
@@ -272,6 +273,59 @@ def test_errors_are_json_with_a_status(server):
         assert assert_json(response) == {"ERROR": response.json()["ERROR"], "STATUS": status}
 
 
+# -- the hot routes' own path past FastAPI's router, and the server under them -----------------------
+
+
+def test_the_hot_routes_take_the_paths_fastapis_templates_take():
+    """GET /predict and /count are answered before FastAPI's router (api.Direct): exactly the
+    requests FastAPI's templates would give those routes must reach them, with the same ids, and
+    every other request must go on to FastAPI (its 404s, 405s and redirects)."""
+    app = api.create_app(api.Service())
+    direct = next(m.kwargs["direct"] for m in app.user_middleware if m.cls is api.RawPathRouting)
+
+    def fastapi(method: str, path: str) -> tuple | None:
+        scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+        for route in app.router.routes:
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                return route.path, tuple(api.path_text(value) for value in child["path_params"].values())
+        return None
+
+    paths = ["/predict/u1", "/predict/", "/predict", "/predict/a%2Fb/c", "/predict/%2E%2E", "/predict//x"]
+    paths += ["/predict/%ff%fe", "/predict/..%2F..%2Fetc", "/count/a/b", "/count/a%2Fb/C%20D", "/count/a"]
+    paths += ["/count/a/", "/count//b", "/count/a/b/", "/count/a/b/c", "/count", "/count/", "/api/predict"]
+    paths += ["/api/health", "/metrics", "/predictx/u1", "/count/%E4%BC%9A/%2F"]
+    for method in ("GET", "POST", "HEAD", "DELETE"):
+        for path in paths:
+            expected_route = fastapi(method, path)
+            if expected_route is not None and expected_route[0] not in (api.PREDICT_ROUTE, api.COUNT_ROUTE):
+                expected_route = None
+            found = direct.route({"type": "http", "method": method, "path": path, "headers": []})
+            answered = None if found is None else (found[0], found[2])
+            assert answered == expected_route, (method, path)
+            assert found is None or found[1] is (direct.predict if found[0] == api.PREDICT_ROUTE else direct.count)
+
+
+def test_the_server_parses_http_in_c_on_uvloop():
+    """Streamlit leaves uvicorn to choose its HTTP parser and event loop, and uvicorn chooses
+    httptools (C) and uvloop when they are installed (requirements.txt): pure-Python h11 on
+    asyncio's loop cost the server about twice the CPU a request (`benchmarks/api.py --server-cpu`)."""
+    import uvicorn
+    from streamlit.web.server.starlette import starlette_server
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    options = starlette_server._get_uvicorn_config_kwargs()
+    assert "http" not in options and "loop" not in options  # uvicorn's "auto" for both
+    config = uvicorn.Config(app=api.create_app(api.Service()), **options)
+    config.load()
+    assert config.http_protocol_class is HttpToolsProtocol
+    loop = config.get_loop_factory()()
+    try:
+        assert type(loop).__module__.startswith("uvloop")
+    finally:
+        loop.close()
+
+
 # -- the hostile corpus through the routes ----------------------------------------------------------
 
 PATH_TRICKS = [
@@ -289,8 +343,8 @@ PATH_TRICKS = [
     "/api/..%2fpredict%2fu10003",
     "/api/../predict/u10003",
     "/metrics/..%2f..%2f",
-    "/predict/" + "a" * 100_000,
-    "/count/" + "b" * 50_000 + "/" + "c" * 50_000,
+    "/predict/" + "a" * 65_000,  # long paths up to the HTTP parser's limit (TOO_LONG)
+    "/count/" + "b" * 32_000 + "/" + "c" * 32_000,
     "/predict/" + "%2F" * 20_000,
 ]
 
@@ -335,11 +389,19 @@ def test_hostile_ids_through_the_routes(data, server, hostile: Hostile):
     assert row_counts(data.engine) == data.counts
 
 
+# A URL over 65,535 bytes is refused by the server's HTTP parser (httptools) before any route
+# sees it: uvicorn's plain-text 400, as for any request that is not valid HTTP.
+TOO_LONG = ["/predict/" + "a" * 100_000, "/count/" + "b" * 50_000 + "/" + "c" * 50_000]
+
+
 def test_path_tricks_and_very_long_paths(data, server):
     client, log = server
     base = str(client.base_url).rstrip("/")
     with ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(lambda path: (path, *raw_get(base, path)), PATH_TRICKS))
+        refused = list(pool.map(lambda path: raw_get(base, path), TOO_LONG))
+    for status, _, body in refused:
+        assert status == 400 and b"Traceback" not in body
     for path, status, content_type, body in answers:
         assert content_type.startswith("application/json"), (path[:80], status, body[:200])
         assert b"Traceback" not in body

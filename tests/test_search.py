@@ -3,21 +3,36 @@ box of ui.session_search) and sessions listed by filters (db.find_sessions, the 
 
 On SQLite and MariaDB, with ids of every odd kind (LIKE wildcards, the escape character, quotes,
 backslashes, control characters, non-ASCII, the last code point, 255 characters); the query plan
-must be a range of the primary key on both. The box is driven in AppTest (its state sent as the
-browser sends it) and typed into in Chromium.
+must be a range of the primary key on both. The box asks the route GET /_gender/suggest
+(gender/suggest.py) as one types, with a token the page mints: the route is called through a real
+server with a real HTTP client (no, a forged, an expired token: a JSON 401; the right one: exactly
+db.suggest_session_ids' ids), the box is typed into in Chromium (its answers come from the route,
+with no rerun; when the route fails or refuses the token, from Python), and its fallback, Python's
+fragment, is driven in AppTest (its state sent as the browser sends it).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import socket
+import threading
+import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
+import httpx
 import pytest
+import uvicorn
+from streamlit import config as streamlit_config
 from streamlit.components.v2.bidi_component.main import _make_trigger_id
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 
-from gender import db, ingest, synth
+from gender import api, db, ingest, suggest, synth
 from tests import live
+from tests.hostile_inputs import HOSTILE
+from tests.test_access import dashboard
 from tests.test_app import make_app
 
 ODD_IDS = [
@@ -258,6 +273,177 @@ def test_a_filter_says_what_is_wrong_with_it():
     assert db.SessionFilter().empty and not db.SessionFilter(gender="male").empty
 
 
+# -- the route the box asks as one types (gender/suggest.py) ---------------------------------------
+
+
+def test_a_token_is_this_process_s_signed_expiry_and_nothing_else():
+    now = time.time()
+    token = suggest.mint(now)
+    assert suggest.valid(token, now) and suggest.valid(token, now + suggest.TOKEN_SECONDS - 2)
+    assert not suggest.valid(token, now + suggest.TOKEN_SECONDS + 1)  # expired
+    expiry, signature = token.split(".")
+    flipped = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+    forged = hmac.new(b"another process's key", f"gender-lens session search until {expiry}".encode(), hashlib.sha256)
+    for wrong in (
+        None,
+        "",
+        42,
+        f"{expiry}.{flipped}",  # tampered
+        f"{int(expiry) + 86_400}.{signature}",  # a later expiry under the old signature
+        f"{expiry}.{forged.hexdigest()}",  # signed with another key
+        f"{expiry}.{signature.upper()}",
+        f" {token}",
+        f"{token}\n",
+        token + "0",
+        "٣" * 10 + "." + signature,  # other digits
+        "x" * 10_000,
+    ):
+        assert not suggest.valid(wrong, now), wrong
+
+
+@contextmanager
+def api_server(base_url_path: str = ""):
+    """The HTTP service in front of a stand-in dashboard (`api.ApiFirst`), on a real uvicorn server
+    in this process, so that the test can mint tokens with the server's key (and expired ones)."""
+
+    async def dashboard(scope, receive, send):
+        await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"the dashboard"})
+
+    saved = streamlit_config.get_option("server.baseUrlPath")
+    streamlit_config.set_option("server.baseUrlPath", base_url_path)
+    try:
+        app = api.ApiFirst(dashboard, api.create_app(api.Service()))
+        # bound as Streamlit binds it (protocol number 0: asyncio leaves Nagle on), on asyncio's loop
+        listening = socket.socket(socket.AF_INET)
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(100)
+        port = listening.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning", loop="asyncio"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+                yield client
+        finally:
+            server.should_exit = True
+            thread.join(30)
+            listening.close()
+    finally:
+        streamlit_config.set_option("server.baseUrlPath", saved)
+
+
+def asked(client: httpx.Client, text: str, token: str | None, path: str = suggest.ROUTE) -> httpx.Response:
+    headers = {suggest.HEADER: token} if token is not None else {}
+    return client.get(path, params={"q": text}, headers=headers)
+
+
+def assert_refused(response: httpx.Response) -> None:
+    assert response.status_code == 401, response.text[:300]
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == {"ERROR": suggest.REFUSED, "STATUS": 401}
+    assert response.headers["cache-control"] == "no-store"
+
+
+TYPED = ["a", "ab", "ab\t", "AB", "a%", "a_", "a!", "a\\", "O'", "O'Bri\"", "sesió", "会话", "🙂", "\U0010ffff", "lim"]
+
+
+def test_the_route_answers_a_token_s_holder_exactly_what_the_box_shows(odd, monkeypatch):
+    monkeypatch.setenv("GENDER_DB_URL", odd.url.render_as_string(hide_password=False))
+    with api_server() as client:
+        for token in (None, "", "garbage", suggest.mint(time.time() - suggest.TOKEN_SECONDS - 5)):  # ... expired
+            assert_refused(asked(client, "lim", token))
+        real = suggest.mint()
+        expiry, signature = real.split(".")
+        assert_refused(asked(client, "lim", f"{expiry}.{signature[::-1]}"))
+        assert_refused(asked(client, "lim", f"{int(expiry) + 1}.{signature}"))
+        assert_refused(client.get(suggest.ROUTE, params={"q": "lim"}, headers={"Authorization": f"Bearer {real}"}))
+
+        for typed in TYPED:
+            response = asked(client, typed, real)
+            assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+            assert response.headers["cache-control"] == "no-store"
+            body = response.json()
+            assert [s["id"] for s in body["suggestions"]] == db.suggest_session_ids(odd, typed), typed
+            assert body == suggest.answer(typed, lambda: odd)  # ids, labels and note: the fragment's
+        assert [s["id"] for s in asked(client, "lim", real).json()["suggestions"]] == [
+            f"lim{i:02d}" for i in range(db.SUGGESTIONS)
+        ]
+        labels = {s["id"]: s["label"] for s in asked(client, "ab", real).json()["suggestions"]}
+        assert labels["ab\tx"] == "ab\\tx" and labels["ab\n2"] == "ab\\n2" and labels["ab x"] == "ab x"
+        assert asked(client, "lim", real).json()["note"].startswith("The first 20 ids")
+        assert asked(client, "zzz", real).json()["note"] == "No session id starts with this."
+        assert asked(client, "", real).json() == {"query": "", "suggestions": [], "note": None}
+        assert client.post(suggest.ROUTE, headers={suggest.HEADER: real}).json()["STATUS"] == 405
+
+
+def test_the_route_answers_hostile_text_in_json(odd, monkeypatch):
+    monkeypatch.setenv("GENDER_DB_URL", odd.url.render_as_string(hide_password=False))
+    before = db.table_counts(odd)
+    token = suggest.mint()
+    texts = [h.text for h in HOSTILE if h.browser] + ["%2F", "..%2F..%2Fetc", "a/../b", "x" * 5_000, "<b>ab</b>"]
+    with api_server() as client:
+        for text in texts:
+            response = asked(client, text, token)
+            assert response.status_code == 200, (text[:40], response.text[:300])
+            assert response.headers["content-type"] == "application/json" and "Traceback" not in response.text
+            body = response.json()
+            assert body["query"] == text
+            assert [s["id"] for s in body["suggestions"]] == db.suggest_session_ids(odd, text)
+        assert asked(client, "x" * 5_000, token).json()["note"] == "A session id has at most 255 characters."
+        # a raw query string as a browser may send it: %2F is a "/" of the text, bad UTF-8 replaced
+        for raw, query in (("a%2F..%2Fb", "a/../b"), ("%ff%fe", "\ufffd\ufffd"), ("%", "%"), ("a+b", "a b")):
+            response = client.get(f"{suggest.ROUTE}?q={raw}", headers={suggest.HEADER: token})
+            assert response.status_code == 200 and response.json()["query"] == query
+    assert db.table_counts(odd) == before
+
+
+def test_the_route_follows_the_base_url_path_and_says_when_the_database_does_not_answer(monkeypatch):
+    monkeypatch.setenv("GENDER_DB_URL", f"mysql+pymysql://gender:secret-pw@127.0.0.1:{live.free_port()}/ftp")
+    with api_server("/lens/") as client:
+        token = suggest.mint()
+        assert suggest.route_path() == "/lens/_gender/suggest"
+        response = asked(client, "u1", token, "/lens/_gender/suggest")
+        assert response.status_code == 200, response.text
+        assert response.json() == {
+            "query": "u1",
+            "suggestions": [],
+            "note": "The database does not answer: no suggestions.",
+        }
+        assert "secret-pw" not in response.text
+        assert_refused(asked(client, "u1", None, "/lens/_gender/suggest"))
+        assert asked(client, "u1", token).text == "the dashboard"  # outside the base path: not the route
+    assert suggest.route_path() == suggest.ROUTE
+
+
+def test_the_route_s_answer_leaves_at_once_on_a_kept_alive_connection(odd, monkeypatch):
+    """A server socket bound as Streamlit binds it keeps Nagle's algorithm on (gender/suggest.py,
+    `_without_delay`): an answer's body would wait ~40 ms for the client's delayed acknowledgement
+    of its head, on every request of a kept-alive connection."""
+    monkeypatch.setenv("GENDER_DB_URL", odd.url.render_as_string(hide_password=False))
+    token = suggest.mint()
+    took = []
+    with api_server() as client, socket.create_connection((client.base_url.host, client.base_url.port)) as connection:
+        for i in range(15):
+            request = f"GET {suggest.ROUTE}?q=lim{i} HTTP/1.1\r\nHost: x\r\n{suggest.HEADER}: {token}\r\n\r\n"
+            started, received = time.perf_counter(), b""
+            connection.sendall(request.encode())
+            while b"\r\n\r\n" not in received or len(received.split(b"\r\n\r\n", 1)[1]) < length(received):
+                received += connection.recv(65536)
+            took.append(time.perf_counter() - started)
+            assert received.startswith(b"HTTP/1.1 200")
+    assert sorted(took)[len(took) // 2] < 0.025, took
+
+
+def length(response: bytes) -> int:
+    head = response.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
+    return int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
+
+
 # -- the search box in AppTest ---------------------------------------------------------------------
 
 
@@ -291,11 +477,15 @@ def test_the_search_box_suggests_and_opens_a_session(trained_demo, monkeypatch):
     monkeypatch.setenv("GENDER_MODEL_DIR", str(model_dir))
     at = make_app()
     assert box_data(at)["suggestions"] == []
+    # What the box's script asks as one types: the route and a pass to it (this process's key).
+    assert box_data(at)["suggestUrl"] == suggest.ROUTE and suggest.valid(box_data(at)["token"])
+    # Where no script runs (and wherever the route fails), the text goes to Python: the fallback.
     send(at, query="u1001")
     assert not at.exception
     data = box_data(at)
     assert data["query"] == "u1001"
     assert [s["id"] for s in data["suggestions"]] == [f"u1001{i}" for i in range(10)]
+    assert {k: data[k] for k in ("query", "suggestions", "note")} == suggest.answer("u1001", lambda: db.connect(url))
     send(at, query="u1")
     assert len(box_data(at)["suggestions"]) == db.SUGGESTIONS and "type more" in box_data(at)["note"]
     send(at, query="<b>nope</b>")
@@ -305,6 +495,23 @@ def test_the_search_box_suggests_and_opens_a_session(trained_demo, monkeypatch):
     assert at.text_input(key="session_id").value == "u10012"
     assert at.query_params["session"] in ("u10012", ["u10012"])
     assert any(m.label == "Predicted gender" for m in at.metric)
+
+
+def search_boxes(at) -> list:
+    return [element for element in at.get("bidi_component") if element.proto.component_name.endswith("session_search")]
+
+
+def test_only_a_page_past_the_access_gate_gets_a_token(trained_demo, monkeypatch):
+    url, model_dir = trained_demo
+    monkeypatch.setenv("GENDER_DB_URL", url)
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv("GENDER_ALLOWED_USERS", "ana@shop.example")
+    monkeypatch.delenv("GENDER_API_TOKENS_SHA256", raising=False)
+    for user in (None, {"is_logged_in": False}, {"is_logged_in": True, "email": "bob@shop.example"}):
+        at = dashboard(user)
+        assert not search_boxes(at) and "token" not in live.page_text(at), user
+    at = dashboard({"is_logged_in": True, "email": "ana@shop.example"})
+    assert suggest.valid(box_data(at)["token"])
 
 
 def test_the_find_page_lists_sessions(trained_demo, monkeypatch):
@@ -350,18 +557,57 @@ def answered(page, typed: str) -> None:
     )
 
 
+class Watched:
+    """What a page sends while one types: its requests to the route, and the messages it sends
+    Streamlit over its websocket (a rerun, a widget's value: none while the route answers)."""
+
+    def __init__(self, page):
+        self.routed, self.statuses, self.frames = [], [], []
+        page.on("request", lambda request: self.routed.append(request) if suggest.ROUTE in request.url else None)
+        page.on(
+            "response",
+            lambda response: self.statuses.append(response.status) if suggest.ROUTE in response.url else None,
+        )
+        page.on("websocket", lambda ws: ws.on("framesent", lambda payload: self.frames.append(payload)))
+
+
+def open_box(page, server: str):
+    page.goto(server)
+    page.wait_for_selector(live.IDLE, timeout=120_000)
+    box = page.get_by_role("combobox", name="Find a session: type the start of its id")
+    box.click()
+    return box
+
+
 @pytest.mark.slow
-def test_typing_a_prefix_in_chromium_suggests_ids_and_picking_one_opens_it(server, browser):
+def test_typing_a_prefix_in_chromium_suggests_ids_and_picking_one_opens_it(server, browser, trained_demo):
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    watched = Watched(page)
     try:
-        page.goto(server)
-        page.wait_for_selector(live.IDLE, timeout=120_000)
-        box = page.get_by_role("combobox", name="Find a session: type the start of its id")
-        box.click()
+        box = open_box(page, server)
+        page.wait_for_timeout(500)  # the page's own messages sent
+        frames = len(watched.frames)
         box.press_sequentially("u1002", delay=60)
         answered(page, "u1002")
         options = page.get_by_role("option")
         assert options.all_inner_texts() == [f"u1002{i}" for i in range(10)]
+        # from the route, one question at a time, the last for the text in the box; no rerun
+        assert 1 <= len(watched.routed) <= len("u1002") and watched.routed[-1].url.endswith("?q=u1002")
+        assert set(watched.statuses) == {200}
+        assert len(watched.frames) == frames, watched.frames[frames:]
+
+        # the page's token, as the script sent it: good for exactly these ids, and nothing else is
+        token = watched.routed[-1].headers[suggest.HEADER.lower()]
+        demo = db.connect(trained_demo[0])
+        with httpx.Client(base_url=server, timeout=60) as client:
+            body = asked(client, "u100", token).json()
+            assert [s["id"] for s in body["suggestions"]] == db.suggest_session_ids(demo, "u100")
+            assert len(body["suggestions"]) == db.SUGGESTIONS
+            expiry, signature = token.split(".")
+            for wrong in (None, f"{expiry}.{signature[::-1]}", f"{int(expiry) + 60}.{signature}", suggest.mint()):
+                assert_refused(asked(client, "u100", wrong))  # the last: this process's key, not the server's
+        demo.dispose()
+
         box.press("ArrowDown")
         box.press("ArrowDown")
         assert page.locator('[role="option"][aria-selected="true"]').inner_text() == "u10021"
@@ -371,6 +617,7 @@ def test_typing_a_prefix_in_chromium_suggests_ids_and_picking_one_opens_it(serve
         assert "type more" in page.locator(".gl-search-status").inner_text()
         box.press_sequentially("3", delay=60)
         answered(page, "u1003")
+        assert len(watched.frames) == frames  # still no rerun
         options.filter(has_text="u10037").click()
         page.wait_for_url("**/?session=u10037", timeout=60_000)
         page.wait_for_selector(live.IDLE, timeout=120_000)
@@ -388,6 +635,44 @@ def test_typing_a_prefix_in_chromium_suggests_ids_and_picking_one_opens_it(serve
         page.wait_for_function("() => !location.search.includes('u10037')", timeout=60_000)
         page.wait_for_selector(live.IDLE, timeout=120_000)
         assert page.get_by_label("Session id").input_value() != "u10037"
+    finally:
+        page.close()
+
+
+def routed(url: str) -> bool:
+    return suggest.ROUTE in url
+
+
+@pytest.mark.slow
+def test_without_the_route_python_answers_in_chromium(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    watched = Watched(page)
+    try:
+        # the route unreachable: each text goes to Python, and its answer is shown
+        page.route(routed, lambda route: route.abort())
+        box = open_box(page, server)
+        frames = len(watched.frames)
+        box.press_sequentially("u1004", delay=60)
+        answered(page, "u1004")
+        assert page.get_by_role("option").all_inner_texts() == [f"u1004{i}" for i in range(10)]
+        assert watched.routed and len(watched.frames) > frames  # asked the route, then Python (a rerun)
+
+        # the token refused: Python answers, with the same ids and note
+        page.unroute(routed)
+        page.route(
+            routed,
+            lambda route: route.continue_(headers={**route.request.headers, suggest.HEADER.lower(): "forged"}),
+        )
+        watched.routed.clear()
+        box = open_box(page, server)
+        box.press_sequentially("u1005", delay=60)
+        answered(page, "u1005")
+        assert page.get_by_role("option").all_inner_texts() == [f"u1005{i}" for i in range(10)]
+        assert 401 in watched.statuses
+        box.press_sequentially("7", delay=60)
+        answered(page, "u10057")
+        assert page.get_by_role("option").all_inner_texts() == ["u10057"]
+        assert page.locator('[data-testid="stException"]').count() == 0
     finally:
         page.close()
 
