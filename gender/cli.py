@@ -129,9 +129,10 @@ def cmd_setup(args) -> None:
         train(engine, settings.model_dir, StderrProgress())
 
 
-def _served(args):
+def _served(args, explain: bool):
     """(engine, models, the served answer or None) for the session id of a command, as the
-    Predict page and the API serve it; the UNKNOWN answer is printed when there is no such session."""
+    Predict page (`explain`) and the API serve it; the UNKNOWN answer is printed when there is no
+    such session."""
     from gender import artifact, serve
     from gender.answers import Prediction
 
@@ -139,7 +140,7 @@ def _served(args):
     engine = db.connect(settings.db_url)
     db.check_schema(engine)
     models = artifact.load(settings.model_dir)
-    served = serve.serve(engine, models, args.session_id, settings.ab_salt, settings.treatment_share)
+    served = serve.serve(engine, models, args.session_id, settings.ab_salt, settings.treatment_share, explain)
     if served is None:
         print(json.dumps(Prediction.unknown(args.session_id).as_json()))
     return engine, models, served
@@ -155,7 +156,7 @@ def _log(engine, served) -> None:
 
 
 def cmd_predict(args) -> None:
-    engine, _, served = _served(args)
+    engine, _, served = _served(args, explain=False)  # the API's fast path: the same P(male), no SHAP
     if served is not None:
         print(json.dumps(served.as_json()))
         _log(engine, served)
@@ -166,7 +167,7 @@ def cmd_explain(args) -> None:
     standalone HTML report and/or the contributions as JSON (`-`, or neither option: stdout)."""
     from gender import report  # plotly and shap load only here
 
-    engine, models, served = _served(args)
+    engine, models, served = _served(args, explain=True)
     if served is None:
         print("no such session: no explanation written", file=sys.stderr)
         return

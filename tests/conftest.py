@@ -8,9 +8,14 @@ skipped test fails the run: CI must not pass by skipping.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
+import sys
 import uuid
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 from sqlalchemy import text
@@ -18,6 +23,10 @@ from sqlalchemy import text
 from gender import db, ingest, synth
 from gender.config import parse_url
 from tests import live
+
+if TYPE_CHECKING:
+    from gender.card import ModelCard
+    from gender.trained import Models
 
 PROJECT = Path(__file__).resolve().parents[1]
 PAKDD = PROJECT.parent / "shared" / "data" / "pakdd15"
@@ -134,3 +143,62 @@ def real_db(tmp_path_factory):
     ingest.import_pakdd(engine, PAKDD / "testData.csv")
     yield engine
     engine.dispose()
+
+
+class RealTrained(NamedTuple):
+    """`train()`'s run on the real logs: its card, its model folder and the models loaded from it."""
+
+    card: ModelCard
+    model_dir: Path
+    models: Models
+
+
+@pytest.fixture(scope="session")
+def real_trained(real_db, tmp_path_factory) -> RealTrained:
+    """`train(real_db, model_dir)` run once for every module that needs it (minutes: 15
+    cross-validation fits and the two final ones on the 12,000 labelled sessions). Shared
+    read-only: load from its folder, never train into it or change its models."""
+    from gender import artifact
+    from gender.train import train
+
+    model_dir = tmp_path_factory.mktemp("real-models")
+    card = train(real_db, model_dir)
+    return RealTrained(card, model_dir, artifact.load(model_dir))
+
+
+def spark_missing() -> str | None:
+    """Why Spark cannot run here, or None."""
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark is not installed (make spark installs it from requirements-spark.txt)"
+    if shutil.which("java") is None:
+        return "Java is not installed (make spark installs Debian's openjdk-17-jre-headless)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """A local-mode SparkSession for a module's Spark tests, stopped at the module's end.
+
+    Module-scoped on purpose: a SparkSession left running between modules would be what another
+    module's `SparkSession.builder...getOrCreate()` or `gender.spark.session()` gets back, whatever
+    master it asks for, and one module stopping it would break the next. Little is lost: the JVM
+    starts once per pytest process (tens of seconds), a later module's session on it in ~2 s.
+    Without pyspark or Java the tests skip, saying so (CI fails on a skip)."""
+    reason = spark_missing()
+    if reason:
+        pytest.skip(reason)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("gender-lens tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

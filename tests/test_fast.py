@@ -14,7 +14,7 @@ from gender.metrics import Calibration
 from gender.model import BoostedLogistic
 from gender.session import Session
 from gender.trained import Model, served_pipeline
-from tests.models import fitted_model
+from tests.models import fitted_model, wrap_model
 
 
 def assert_same_rows(model: Model, frame, sessions: list[Session]) -> None:
@@ -50,23 +50,40 @@ def real(real_db):
     return frame, sessions
 
 
+def bare(model: Model) -> Pipeline:
+    """A served model's fitted pipeline without its calibration and threshold: features, classifier."""
+    return Pipeline(model.pipeline.steps[:-1] + [("model", model.classifier)])
+
+
 @pytest.fixture(scope="module")
-def real_models(real_db, real):
-    """The three candidates as `train()` builds them, fitted on the real labelled sessions (no
-    cross-validation: only the fitted shapes matter here), one of them Platt-scaled."""
+def real_models(real_db, real, real_trained):
+    """The three candidates as `train()` builds them, fitted on the real labelled sessions with
+    n_jobs=1 (no calibration, the threshold at the base rate), and one of them Platt-scaled.
+
+    The original's forest and the chosen candidate are `train()`'s own final fits on the real logs
+    (conftest's `real_trained`, shared with tests/test_real_data.py: fitting them again cost
+    minutes); only the candidate it did not choose is fitted here."""
     frame, _ = real
-    labelled = frame.loc[db.read_sessions(real_db, "labelled")[0]["session_id"]]
-    y = (db.read_sessions(real_db, "labelled")[0]["gender"] == "male").to_numpy().astype(int)
-    models = {
-        "original": fitted_model(train.original_pipeline(n_jobs=1), labelled, y, "control", "original"),
-        "logistic": fitted_model(train.logistic_pipeline(n_jobs=1), labelled, y, "treatment", "logistic"),
-        "boosted": fitted_model(train.boosted_pipeline(n_jobs=1), labelled, y, "treatment", "boosted"),
-    }
+    sessions = db.read_sessions(real_db, "labelled")[0]
+    labelled = frame.loc[sessions["session_id"]]
+    y = (sessions["gender"] == "male").to_numpy().astype(int)
+    card, saved = real_trained.card, real_trained.models
+    makers = {candidate.name: candidate.make for candidate in train.CANDIDATES}  # n_jobs -> pipeline
+    # What these tests take train()'s models for: fitted on every labelled session, as makers[name](1).
+    assert card.training.sessions == len(y) and card.training.male == y.sum()
+    for slot, name in (("control", "original"), ("treatment", card.chosen)):
+        assert card.slots[slot].candidate == name and card.slots[slot].fitted_sessions == len(y)
+        assert getattr(saved, slot).classifier.get_params() == makers[name](1)[-1].get_params()
+    base_rate = float(y.mean())
+    models = {"original": wrap_model(bare(saved.control), base_rate, "control", "original")}
+    for name in ("logistic", "boosted"):
+        if name == card.chosen:
+            models[name] = wrap_model(bare(saved.treatment), base_rate, "treatment", name)
+        else:
+            models[name] = fitted_model(makers[name](1), labelled, y, "treatment", name)
     boosted = models["boosted"]
     calibration = Calibration(slope=0.8, intercept=-0.3)
-    pipeline = served_pipeline(
-        Pipeline(boosted.pipeline.steps[:-1] + [("model", boosted.classifier)]), calibration, 0.4
-    )
+    pipeline = served_pipeline(bare(boosted), calibration, 0.4)
     models["boosted, calibrated"] = Model(pipeline, boosted.card, "treatment")
     return models
 

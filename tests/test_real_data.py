@@ -2,17 +2,17 @@
 
 import pytest
 
-from gender import artifact, db, explain, predict
-from gender.train import FOREST_SESSIONS, train
+from gender import db, explain, predict
+from gender.train import FOREST_SESSIONS
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def real_model(real_db, tmp_path_factory):
-    model_dir = tmp_path_factory.mktemp("real-models")
-    card = train(real_db, model_dir)
-    return card, artifact.load(model_dir).treatment
+def real_model(real_trained):
+    """`train(real_db, model_dir)`'s card and its saved treatment model (conftest's `real_trained`:
+    one training run on the real logs, shared with tests/test_fast.py)."""
+    return real_trained.card, real_trained.models.treatment
 
 
 def test_the_logs_arrive_whole(real_db):

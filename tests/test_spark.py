@@ -1,18 +1,15 @@
 """Scoring on Spark (gender/spark.py) in local mode: the same answers as the single-machine
 service for every session, and bad models and bad files refused on the driver with one line.
 
-One SparkSession for the module (a JVM start costs tens of seconds): the command line, run in
-this process, scores on it. Without pyspark or Java the Spark tests skip, saying so; CI
+One SparkSession for the module (conftest's `spark`; a JVM start costs tens of seconds): the command
+line, run in this process, scores on it. Without pyspark or Java the Spark tests skip, saying so; CI
 (GENDER_TEST_REQUIRE_ALL=1) fails on a skip, and `make test` installs both (`make spark`).
 """
 
 import csv
-import importlib.util
-import os
 import shutil
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -27,36 +24,6 @@ from gender.features import session_frame
 from tests.conftest import PROJECT
 
 SALT, SHARE = "spark-test", "0.3"  # not the defaults: the settings must reach the executors
-
-
-def _spark_missing() -> str | None:
-    if importlib.util.find_spec("pyspark") is None:
-        return "pyspark is not installed (make spark installs it from requirements-spark.txt)"
-    if shutil.which("java") is None:
-        return "Java is not installed (make spark installs Debian's openjdk-17-jre-headless)"
-    return None
-
-
-@pytest.fixture(scope="module")
-def spark():
-    reason = _spark_missing()
-    if reason:
-        pytest.skip(reason)
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("gender-lens tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")

@@ -2,19 +2,14 @@
 Spark SQL from a Parquet lake, equal to one another and to the logs counted afresh; stored
 atomically; read by the Categories page, which says when and from what they were computed.
 
-Spark runs in local mode on one SparkSession for the module; without pyspark or Java those tests
-skip, saying so (CI fails on a skip).
+Spark runs in local mode on one SparkSession for the module (conftest's `spark`); without pyspark
+or Java those tests skip, saying so (CI fails on a skip).
 """
 
 from __future__ import annotations
 
 import base64
-import importlib.util
-import os
-import shutil
 import sqlite3
-import sys
-import warnings
 from datetime import UTC, datetime
 
 import numpy as np
@@ -86,29 +81,6 @@ def real_copy(real_db, tmp_path):
     engine = db.connect(copy_sqlite(real_db, tmp_path / "real.db"))
     yield engine
     engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def spark():
-    if importlib.util.find_spec("pyspark") is None:
-        pytest.skip("pyspark is not installed (make spark installs it from requirements-spark.txt)")
-    if shutil.which("java") is None:
-        pytest.skip("Java is not installed (make spark installs Debian's openjdk-17-jre-headless)")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("gender-lens summary tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 # -- computing and storing -------------------------------------------------------------------------
