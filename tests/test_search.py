@@ -436,7 +436,9 @@ def test_the_route_s_answer_leaves_at_once_on_a_kept_alive_connection(odd, monke
                 received += connection.recv(65536)
             took.append(time.perf_counter() - started)
             assert received.startswith(b"HTTP/1.1 200")
-    assert sorted(took)[len(took) // 2] < 0.025, took
+    # Not a speed target (benchmarks/search.py measures those): with Nagle on, every answer waits
+    # the ~40 ms of a delayed ACK; without it, even a loaded machine answers one of 15 in < 20 ms.
+    assert min(took) < 0.020, took
 
 
 def length(response: bytes) -> int:
