@@ -54,12 +54,17 @@ DEFAULT_MODELS = common.model_dir_for("synth_20000")
 # (page, path, main charts drawn: at least this many plotly charts, and these selectors)
 PAGES = (
     ("Predict", "/?session={session}", 3, [".js-plotly-plot .waterfalllayer .trace"]),
+    # the what-if editor open on the same session with a view added (a shared link): its catalogue
+    # of paths is read from the stored summaries (`python -m gender summarize`)
+    ("What-if", "/?session={session}&whatif={whatif}", 3, [".js-plotly-plot .waterfalllayer .trace"]),
     ("Categories", "/categories", 5, [".js-plotly-plot .treemaplayer"]),
     ("Model", "/model", 3, []),
     ("Monitoring", "/monitoring", 3, []),
 )
+SIDEBAR = ("Predict", "Categories", "Model", "Monitoring")  # the pages a sidebar link opens
 HEADINGS = {  # each page's title, to tell it from the page before when moving inside the app
     "Predict": "Predict a visitor's gender",
+    "What-if": "Predict a visitor's gender",
     "Categories": "Categories",
     "Model": "The model",
     "Monitoring": "Monitoring",
@@ -237,12 +242,13 @@ def navigate(context, base: str, session_id: str, rounds: int, timeout_s: float)
     """Moving inside the app as a user does: one tab, a click on the page's link in the sidebar,
     to the new page rendered (Streamlit reruns the page's script; the frontend stays loaded)."""
     page = context.new_page()
-    times: dict[str, list[float]] = {name: [] for name, *_ in PAGES}
+    in_sidebar = [page_ for page_ in PAGES if page_[0] in SIDEBAR]
+    times: dict[str, list[float]] = {name: [] for name, *_ in in_sidebar}
     try:
         page.goto(base + PAGES[0][1].format(session=session_id))
         page.wait_for_function(RENDERED, arg=[IDLE, PAGES[0][2], PAGES[0][3], None], timeout=timeout_s * 1000)
         for _ in range(rounds):
-            for name, _, charts, selectors in (*PAGES[1:], PAGES[0]):
+            for name, _, charts, selectors in (*in_sidebar[1:], in_sidebar[0]):
                 link = page.locator('[data-testid="stSidebarNavLink"]', has_text=name).first
                 started = time.perf_counter()
                 link.click()
@@ -363,7 +369,8 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from gender import db
+    from gender import db, whatif
+    from gender.session import Session
 
     url, url_source = database(args)
     model_source = models(args.model_dir)
@@ -372,6 +379,8 @@ def main() -> None:
     counts = db.table_counts(engine)
     log_rows = seed_log(engine, args.model_dir, args.log_size)
     session_id = db.random_session_id(engine, labelled=True, rng=random.Random(0))
+    stored = whatif.Draft.of(Session.load(engine, session_id))
+    fill = {"session": session_id, "whatif": stored.adding(stored.paths[0], len(stored.paths)).link()}
     engine.dispose()
     shown_dir = (
         args.model_dir.relative_to(common.PROJECT) if args.model_dir.is_relative_to(common.PROJECT) else args.model_dir
@@ -396,11 +405,11 @@ def main() -> None:
         with browser_profile(playwright, args) as context:
             for name, path, charts, selectors in PAGES:
                 common.log(f"cold: {name}")
-                target = path.format(session=session_id)
+                target = path.format(**fill)
                 cold[name] = load(context, base, target, charts, selectors, args.timeout, process.pid)
             for round_ in range(args.warm):
                 for name, path, charts, selectors in PAGES:
-                    target = path.format(session=session_id)
+                    target = path.format(**fill)
                     warm[name].append(load(context, base, target, charts, selectors, args.timeout, process.pid))
                 common.log(f"warm round {round_ + 1}/{args.warm} done")
             common.log("moving between the pages inside the app")
@@ -408,7 +417,7 @@ def main() -> None:
         common.log("the floor: a Streamlit page that does nothing")
         floor_rows = floor(playwright, args)
 
-    rows = [row(name, path.format(session=session_id), cold[name][0], warm[name]) for name, path, *_ in PAGES]
+    rows = [row(name, path.format(**fill), cold[name][0], warm[name]) for name, path, *_ in PAGES]
     headers = [
         "page",
         "path",
