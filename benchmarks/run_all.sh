@@ -27,4 +27,8 @@ run training benchmarks/training.py  # writes the models lookup.py uses
 run lookup benchmarks/lookup.py
 run end_to_end benchmarks/end_to_end.py --keep
 run dashboard benchmarks/dashboard.py
+run search benchmarks/search.py
+run search-mysql benchmarks/search.py --mysql
+run api benchmarks/api.py
+run spark benchmarks/spark.py  # needs `make spark` (pyspark, Java 17); about 25 minutes at 1M and 10M
 echo "== done: reports in benchmarks/results/" >&2
