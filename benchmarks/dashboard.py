@@ -15,7 +15,8 @@ nothing to draw without it.
 
 `streamlit run streamlit_app.py` starts on a free loopback port with GENDER_DB_URL and
 GENDER_MODEL_DIR set, and headless Chromium (Playwright) opens each page in a new tab: Predict
-(`/?session=<a labelled session>`), Categories, Model and Monitoring; each first once cold (right
+(`/?session=<a labelled session>`), the same with the what-if editor open (a shared `&whatif=`
+link adding a view), Categories, Model, Population and Monitoring; each first once cold (right
 after the server started: nothing imported, loaded or cached), then --warm times. A page counts as
 rendered when the script is idle and its main charts are drawn, with no exception shown; the
 time runs from `page.goto` to that moment. Then, in one tab, the pages again by their links in the
@@ -59,14 +60,17 @@ PAGES = (
     ("What-if", "/?session={session}&whatif={whatif}", 3, [".js-plotly-plot .waterfalllayer .trace"]),
     ("Categories", "/categories", 5, [".js-plotly-plot .treemaplayer"]),
     ("Model", "/model", 3, []),
+    # the SHAP sample of 2,000 sessions: computed ahead (`python -m gender population`) or on first need
+    ("Population", "/population", 5, []),
     ("Monitoring", "/monitoring", 3, []),
 )
-SIDEBAR = ("Predict", "Categories", "Model", "Monitoring")  # the pages a sidebar link opens
+SIDEBAR = ("Predict", "Categories", "Model", "Population", "Monitoring")  # the pages a sidebar link opens
 HEADINGS = {  # each page's title, to tell it from the page before when moving inside the app
     "Predict": "Predict a visitor's gender",
     "What-if": "Predict a visitor's gender",
     "Categories": "Categories",
     "Model": "The model",
+    "Population": "The whole population",
     "Monitoring": "Monitoring",
 }
 RENDERED = """([idle, charts, selectors, heading]) => {

@@ -99,6 +99,18 @@ def trained_demo(demo_db, tmp_path_factory):
     return f"sqlite:///{demo_db}", model_dir
 
 
+@pytest.fixture(scope="session")
+def lake_dir(trained_demo, tmp_path_factory):
+    """The demo database exported as a Parquet lake (`python -m gender export-parquet`), read-only:
+    the Spark tests, local and on a cluster, score and summarise it."""
+    from gender import lake
+
+    url, _ = trained_demo
+    directory = tmp_path_factory.mktemp("lake")
+    lake.export_parquet(db.connect(url), directory)
+    return directory
+
+
 def write_pakdd(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines))
     return path

@@ -18,7 +18,7 @@ from gender import artifact, db, scores, serve, synth
 from gender.cli import main
 from gender.config import load_settings
 from tests.test_app import make_app
-from tests.test_spark import lake_dir, score_on_spark, spark  # noqa: F401 (fixtures)
+from tests.test_spark import score_on_spark
 
 SCHEMA = pa.schema(
     [

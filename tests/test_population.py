@@ -3,6 +3,7 @@
 import json
 import shutil
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -241,16 +242,23 @@ def test_the_cli_reuses_the_kept_file(setting, capsys):
     assert [g["group"] for g in answer["groups"]] == list(result.groups["group"])
 
 
-def test_the_page_computes_on_first_need_then_shows_every_chart(setting, trained_demo, monkeypatch, tmp_path):
-    url, model_dir = trained_demo
+def population_page(url, model_dir, tmp_path, monkeypatch) -> tuple[AppTest, Path]:
+    """The Population page run once on `url`, with a copy of the models where no population is
+    kept yet (so the page computes it); the page and that model folder."""
     folder = tmp_path / "models"
-    shutil.copytree(model_dir, folder)  # no population kept here yet
-    monkeypatch.setenv("GENDER_DB_URL", url)
+    shutil.copytree(model_dir, folder)
+    monkeypatch.setenv("GENDER_DB_URL", str(url))
     monkeypatch.setenv("GENDER_MODEL_DIR", str(folder))
     at = AppTest.from_file(str(PROJECT / "streamlit_app.py"), default_timeout=120)
     at.switch_page("pages/population.py")
     at.run()
     assert not at.exception
+    return at, folder
+
+
+def test_the_page_computes_on_first_need_then_shows_every_chart(setting, trained_demo, monkeypatch, tmp_path):
+    url, model_dir = trained_demo
+    at, folder = population_page(url, model_dir, tmp_path, monkeypatch)
     assert list(folder.glob("population-*.npz"))  # computed on the page, kept beside the models
     page = " ".join(m.value for m in at.markdown)
     assert "treatment model" in page and setting[1].treatment.model_id in page
@@ -411,14 +419,7 @@ def test_the_page_computes_and_draws_every_chart_on_mariadb(setting, mariadb, tr
     _, model_dir = trained_demo
     _, models, _, on_sqlite = setting
     url, maria, on_mariadb = mariadb
-    folder = tmp_path / "models"
-    shutil.copytree(model_dir, folder)  # no population kept here yet: the page computes it on MariaDB
-    monkeypatch.setenv("GENDER_DB_URL", url)
-    monkeypatch.setenv("GENDER_MODEL_DIR", str(folder))
-    at = AppTest.from_file(str(PROJECT / "streamlit_app.py"), default_timeout=120)
-    at.switch_page("pages/population.py")
-    at.run()
-    assert not at.exception
+    at, folder = population_page(url, model_dir, tmp_path, monkeypatch)  # computed on MariaDB
     kept = [path.name for path in folder.glob("population-*.npz")]
     assert kept == [population.file_name(models.treatment.entry.sha256, population.fingerprint(maria))]
     page = " ".join(m.value for m in at.markdown)

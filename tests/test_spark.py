@@ -26,14 +26,6 @@ from tests.conftest import PROJECT
 SALT, SHARE = "spark-test", "0.3"  # not the defaults: the settings must reach the executors
 
 
-@pytest.fixture(scope="module")
-def lake_dir(trained_demo, tmp_path_factory):
-    url, _ = trained_demo
-    directory = tmp_path_factory.mktemp("lake")
-    lake.export_parquet(db.connect(url), directory)
-    return directory
-
-
 def score_on_spark(capsys, *args) -> tuple[int, str]:
     capsys.readouterr()
     status = main(["score", "--spark", *map(str, args)])

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gender import db, lake, serve, summary
+from gender import db, serve, summary
 from tests.conftest import PROJECT, spark_missing
 
 pytestmark = pytest.mark.slow
@@ -226,14 +226,6 @@ def cluster(tmp_path_factory):
 
 
 # -- what the answers must be ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def lake_dir(trained_demo, tmp_path_factory):
-    url, _ = trained_demo
-    directory = tmp_path_factory.mktemp("cluster-lake")
-    lake.export_parquet(db.connect(url), directory)
-    return directory
 
 
 @pytest.fixture(scope="module")
