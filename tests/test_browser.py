@@ -169,7 +169,11 @@ def test_charts_are_drawn_by_the_plotly_js_served_from_static(server, page):
     with urllib.request.urlopen(script) as served:  # dated long ago: browsers reuse it without asking
         assert served.headers["Last-Modified"] == "Sat, 01 Jan 2000 00:00:00 GMT"
         assert served.read().decode() == plotly.offline.get_plotlyjs()
-    assert page.locator(".js-plotly-plot").count() == 3  # confusion matrix, ROC, PR
+    # confusion matrix, ROC, PR: the first drawn does not mean the others are (they came one at a
+    # time under CI's load), so wait for the three before counting
+    drawn = "[...document.querySelectorAll('.js-plotly-plot')].filter(e => e.querySelector('.main-svg')).length"
+    page.wait_for_function(f"{drawn} >= 3", timeout=60_000)
+    assert page.locator(".js-plotly-plot").count() == 3
 
     confusion = page.locator(".js-plotly-plot").first
     cells = confusion.locator(".heatmaplayer").text_content()
