@@ -19,13 +19,10 @@ falls back to asking Python, which hands it a new one.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import re
 import secrets
-import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -137,30 +134,7 @@ def add_route(app: FastAPI, service) -> None:
 
     @app.get(quote(route_path()), include_in_schema=False, response_model=None)
     async def suggest(request: Request, q: str = "") -> JSONResponse:
-        _without_delay(request)
         if not valid(request.headers.get(HEADER)):
             # The same answer for a missing, a forged and an expired token; never echoed or logged.
             raise HTTPException(401, REFUSED, {"WWW-Authenticate": HEADER, **NO_STORE})
         return JSONResponse(await service.run(answer, q, service.engine), headers=NO_STORE)
-
-
-def _without_delay(request: Request) -> None:
-    """Turn Nagle's algorithm off on the connection carrying `request`.
-
-    Streamlit binds its listening socket itself (`socket.socket(family)`, protocol number 0), and
-    asyncio disables Nagle only on sockets whose protocol is IPPROTO_TCP, so every connection to
-    the dashboard's server keeps it. uvicorn writes a response's head and its body separately: the
-    body then waits for the browser's acknowledgement of the head, which Linux delays by 40 ms.
-    That was most of a keystroke's time; with Nagle off the answer leaves at once. The connection
-    is found in the event loop's table of transports (asyncio's selector loop); uvloop, which
-    uvicorn takes when it is installed, has no such table and turns Nagle off itself."""
-    client = request.scope.get("client")
-    transports = getattr(asyncio.get_running_loop(), "_transports", None)
-    if not client or not transports:
-        return
-    for transport in list(transports.values()):
-        peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple) and tuple(peer[:2]) == tuple(client[:2]):
-            with contextlib.suppress(OSError, AttributeError):
-                transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return

@@ -314,12 +314,13 @@ def api_server(base_url_path: str = ""):
     streamlit_config.set_option("server.baseUrlPath", base_url_path)
     try:
         app = api.ApiFirst(dashboard, api.create_app(api.Service()))
-        # bound as Streamlit binds it (protocol number 0: asyncio leaves Nagle on), on asyncio's loop
+        # bound as Streamlit binds it (protocol number 0: asyncio's own loop would leave Nagle on),
+        # on the loop uvicorn picks as under `streamlit run` (uvloop, which turns Nagle off)
         listening = socket.socket(socket.AF_INET)
         listening.bind(("127.0.0.1", 0))
         listening.listen(100)
         port = listening.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning", loop="asyncio"))
+        server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
         thread.start()
         deadline = time.monotonic() + 30
@@ -421,9 +422,10 @@ def test_the_route_follows_the_base_url_path_and_says_when_the_database_does_not
 
 
 def test_the_route_s_answer_leaves_at_once_on_a_kept_alive_connection(odd, monkeypatch):
-    """A server socket bound as Streamlit binds it keeps Nagle's algorithm on (gender/suggest.py,
-    `_without_delay`): an answer's body would wait ~40 ms for the client's delayed acknowledgement
-    of its head, on every request of a kept-alive connection."""
+    """A server socket bound as Streamlit binds it keeps Nagle's algorithm on under asyncio's own
+    loop: an answer's body would wait ~40 ms for the client's delayed acknowledgement of its head,
+    on every request of a kept-alive connection. uvloop (requirements.txt, picked by uvicorn as
+    under `streamlit run`) turns it off on every connection."""
     monkeypatch.setenv("GENDER_DB_URL", odd.url.render_as_string(hide_password=False))
     token = suggest.mint()
     took = []
