@@ -225,9 +225,9 @@ def test_monitoring_page_after_some_lookups(app, trained_demo):
     for _ in range(12):
         at.button(key="session_id_labelled").click().run()
         assert not at.exception
-    deadline = time.monotonic() + 10
-    while len(db.served_predictions(source)) < 12 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # Every row this process logged is written before the page reads the log (polling for a count
+    # raced: earlier tests' rows made the count reached while these were still on their way).
+    assert serve.log_writer.flush(timeout=30)
     monitoring = make_app("monitoring")
     table = monitoring.dataframe[0].value
     assert set(table["group"]) <= {"treatment", "control"} and table["served"].sum() >= 12
