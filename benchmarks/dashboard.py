@@ -373,7 +373,7 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from gender import db, whatif
+    from gender import artifact, db, whatif
     from gender.session import Session
 
     url, url_source = database(args)
@@ -386,14 +386,15 @@ def main() -> None:
     stored = whatif.Draft.of(Session.load(engine, session_id))
     fill = {"session": session_id, "whatif": stored.adding(stored.paths[0], len(stored.paths)).link()}
     engine.dispose()
+    treatment = artifact.load(args.model_dir).treatment
     shown_dir = (
         args.model_dir.relative_to(common.PROJECT) if args.model_dir.is_relative_to(common.PROJECT) else args.model_dir
     )
     print(
         f"data: {counts['sessions']:,} sessions ({counts['labelled']:,} labelled), {counts['views']:,} views "
         f"({url_source}); prediction log: {log_rows:,} rows\n"
-        f"models: {shown_dir} ({model_source}): trained on a 20k synthetic database; features come from the "
-        "session alone, so any model serves any database\n"
+        f"models: {shown_dir} ({model_source}): treatment {treatment.model_id} ({treatment.label}), trained "
+        f"{treatment.card.trained} UTC; features come from the session alone, so any model serves any database\n"
         f"Predict page: /?session={session_id}; warm loads: {args.warm} per page, each in a new tab "
         "(a new Streamlit session: only the server's caches are warm); browser profile: "
         f"{'in memory (--incognito)' if args.incognito else 'on disk, as a visitor has'}\n",
