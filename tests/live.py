@@ -24,6 +24,9 @@ PROJECT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'  # the page's script has finished
+# How many plotly charts a page has drawn (a div with its svg), for wait_for_function: charts are
+# drawn one at a time, and a chart's svgs are several, so neither the first nor an svg count will do.
+CHARTS_DRAWN = "[...document.querySelectorAll('.js-plotly-plot')].filter(e => e.querySelector('.main-svg')).length"
 
 
 class ServerDidNotStart(RuntimeError):

@@ -48,6 +48,11 @@ def settle(page):
     page.wait_for_selector(live.IDLE, timeout=120_000)
 
 
+def wait_for_charts(page, count):
+    """Until `count` plotly charts are drawn: under CI's load they come one at a time."""
+    page.wait_for_function(f"{live.CHARTS_DRAWN} >= {count}", timeout=60_000)
+
+
 def shoot(page, name):
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"))
@@ -136,9 +141,8 @@ def test_a_deep_link_as_the_first_visit_after_a_start_goes_through_the_router(tr
 def test_other_pages_render(server, page, path, expected):
     page.goto(f"{server}/{path}")
     settle(page)
-    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    wait_for_charts(page, 2)
     assert expected in page.inner_text("body")
-    assert page.locator(".js-plotly-plot").count() >= 2
     no_exceptions(page)
     shoot(page, path.split("?")[0])
 
@@ -172,10 +176,7 @@ def test_charts_are_drawn_by_the_plotly_js_served_from_static(server, page):
     with urllib.request.urlopen(script) as served:  # dated long ago: browsers reuse it without asking
         assert served.headers["Last-Modified"] == "Sat, 01 Jan 2000 00:00:00 GMT"
         assert served.read().decode() == plotly.offline.get_plotlyjs()
-    # confusion matrix, ROC, PR: the first drawn does not mean the others are (they came one at a
-    # time under CI's load), so wait for the three before counting
-    drawn = "[...document.querySelectorAll('.js-plotly-plot')].filter(e => e.querySelector('.main-svg')).length"
-    page.wait_for_function(f"{drawn} >= 3", timeout=60_000)
+    wait_for_charts(page, 3)  # confusion matrix, ROC, PR
     assert page.locator(".js-plotly-plot").count() == 3
 
     confusion = page.locator(".js-plotly-plot").first

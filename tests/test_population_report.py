@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from gender import artifact, db, population, report
 from gender.cli import main
 from gender.config import load_settings
+from tests import live
 from tests.conftest import PROJECT
 from tests.live import charts
 from tests.test_app import array
@@ -101,9 +102,7 @@ def test_the_file_opens_offline_draws_every_chart_and_they_are_the_pages(setting
     path.write_text(population.html(result), encoding="utf-8")  # the page's defaults
     context, tab, requests, errors = open_offline(browser, path)
     try:
-        tab.wait_for_function(
-            f"() => document.querySelectorAll('.js-plotly-plot svg.main-svg').length >= {len(CHARTS)}"
-        )
+        tab.wait_for_function(f"{live.CHARTS_DRAWN} >= {len(CHARTS)}")
         shown = {figure["id"]: figure for figure in tab.evaluate(FIGURES_IN_THE_BROWSER)}
         body = tab.inner_text("body")
     finally:
@@ -201,9 +200,7 @@ def test_the_pages_button_downloads_the_views_shown(setting, browser, tmp_path):
             tab.close()
     context, opened, requests, errors = open_offline(browser, saved)
     try:
-        opened.wait_for_function(
-            f"() => document.querySelectorAll('.js-plotly-plot svg.main-svg').length >= {len(CHARTS)}"
-        )
+        opened.wait_for_function(f"{live.CHARTS_DRAWN} >= {len(CHARTS)}")
         shown = {figure["id"]: figure for figure in opened.evaluate(FIGURES_IN_THE_BROWSER)}
     finally:
         context.close()

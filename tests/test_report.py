@@ -274,7 +274,7 @@ def open_offline(browser, path: Path):
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(path.as_uri())
-    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot svg.main-svg').length >= 3")
+    page.wait_for_function(f"{live.CHARTS_DRAWN} >= 3")
     page.wait_for_timeout(300)
     return context, page, requests, errors
 
