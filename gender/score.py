@@ -9,12 +9,13 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from gender import db, ingest
 from gender.features import session_frame
 from gender.trained import Model
 
-EXPLAIN_ROWS = 1_000  # SHAP values are dense (rows × features): explained this many rows at a time
+EXPLAIN_ROWS = 1_000  # the trees' SHAP values are dense (rows × their columns): explained this many rows at a time
 
 
 class Contribution(NamedTuple):
@@ -38,18 +39,21 @@ def top_contributions(model: Model, matrix, k: int) -> list[list[Contribution]]:
     """Each feature row's k largest contributions (fewer when fewer are nonzero), from the
     explainer and in the order of the Predict page's explanation (`explain.explain_row`): nonzero
     SHAP values by |shap| descending, ties in feature order; labelled by `features.describe`."""
-    from gender.explain import shap_values  # shap is heavy; only explanations need it
+    from gender.explain import nonzero, shap_values  # shap is heavy; only explanations need it
     from gender.features import describe
 
     names = model.explainer.names
     explained = []
     for start in range(0, matrix.shape[0], EXPLAIN_ROWS):
-        rows = matrix[start : start + EXPLAIN_ROWS]
+        rows = sp.csr_matrix(matrix[start : start + EXPLAIN_ROWS])
         _, values = shap_values(model, rows)
-        for row_values, raw in zip(values, rows.toarray()):
-            used = np.flatnonzero(row_values)
-            top = used[np.argsort(-np.abs(row_values[used]), kind="stable")[:k]]
-            explained.append([Contribution(describe(names[i], raw[i]), float(row_values[i])) for i in top])
+        for i in range(rows.shape[0]):
+            used, shap = nonzero(values, i)
+            top = np.argsort(-np.abs(shap), kind="stable")[:k]
+            columns = used[top]
+            raw = np.asarray(rows[[i] * len(columns), columns]).ravel() if len(columns) else []
+            top_shap = shap[top]
+            explained.append([Contribution(describe(names[c], v), float(s)) for c, v, s in zip(columns, raw, top_shap)])
     return explained
 
 

@@ -122,6 +122,28 @@ def test_trees_grown_on_a_sample_still_explain_exactly(served):
         assert len(used) and (row[used] != reference[used]).all(), session_id
 
 
+def test_the_explainers_sparse_answer_is_shaps_dense_one(served):
+    """Explainer computes the logistic part sparsely and puts the trees' part back in the model's
+    columns: equal, value for value, to what shap's own explainers answer on dense rows."""
+    engine, _, _ = served
+    frame, y = labelled_data(engine)
+    model_step = BoostedLogistic(n_estimators=20, tree_sessions=300)
+    pipeline = Pipeline([("features", SessionFeatures(min_df=1)), ("model", model_step)]).fit(frame, y)
+    assert model_step.tree_columns_ is not None  # the trees see some columns only
+    explainer = wrap_model(pipeline, base_rate=float(y.mean())).explainer
+    rows = pipeline.named_steps.features.transform(frame.iloc[:50])
+    base, values = explainer(rows)
+
+    linear = explainer.linear
+    expected = np.asarray(linear.shap_values(model_step.linear_input(rows).toarray()), dtype=float)
+    expected_base = float(np.ravel(linear.expected_value)[-1])
+    trees = np.asarray(explainer.trees.shap_values(rows[:, model_step.tree_columns_].toarray()), dtype=float)
+    expected[:, model_step.tree_columns_] += trees
+    expected_base += float(np.ravel(explainer.trees.expected_value)[-1])
+    assert values.shape == expected.shape and np.array_equal(values.toarray(), expected)
+    assert base == expected_base
+
+
 def test_the_control_slot_serves_the_original(served):
     engine, _, model_dir = served
     control = artifact.load(model_dir).control
