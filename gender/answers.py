@@ -1,12 +1,16 @@
 """The answers every interface gives (the CLI, the pages, the HTTP routes): built once, here.
 
 `Prediction` and `Count` are the original service's two JSON answers (with the extra keys the
-CLI and the API add); `in_words` reads a P(male) for a person.
+CLI and the API add); `Contribution` is one line of an explanation as scores carry it;
+`in_words` reads a P(male) for a person.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 UNKNOWN = "UNKNOWN_SESSION_ID"  # the original service's answer for a session without data
 
@@ -47,6 +51,21 @@ class Count:
 
     def as_json(self) -> dict:
         return {"SESSION_ID": self.session_id, "CATEGORY": self.category, "COUNT": self.count}
+
+
+class Contribution(NamedTuple):
+    """One feature's part in a session's answer, as the Predict page lists it: what `score
+    --explain` and `score --spark --explain` write for each session's top K, and what
+    `import-scores` reads back. A tuple, so that Arrow writes it as a struct."""
+
+    label: str  # the feature's value in words ("viewed C00007 ×3")
+    shap: float  # in the explanation's units (`explain.shap_values`)
+
+
+def contributions_json(contributions: Iterable[Contribution]) -> str:
+    """Top contributions as text: the JSON list of {"label", "shap"} that `score --explain` writes
+    into its CSV and `import-scores` stores."""
+    return json.dumps([contribution._asdict() for contribution in contributions], ensure_ascii=False)
 
 
 def in_words(prediction: Prediction, base_rate: float) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 # Only what every command needs loads here; the models' libraries (sklearn, LightGBM, numba) load in
 # the commands that use a model, so `count` and the imports answer in a fraction of a second.
 from gender import db, events, ingest, synth
+from gender.answers import contributions_json
 from gender.config import CTU_URL, load_settings
 from gender.errors import GenderError
 
@@ -236,8 +237,6 @@ def cmd_population(args) -> None:
 def cmd_score(args) -> None:
     if args.explain is not None and args.explain < 1:
         raise GenderError("--explain K needs K of at least 1")
-    if args.explain and not args.spark:
-        raise GenderError("--explain K is for score --spark (the CSV of score has no room for it yet)")
     if args.spark or args.parquet:
         cmd_score_spark(args)
         return
@@ -257,8 +256,11 @@ def cmd_score(args) -> None:
     scored = 0
     try:
         with tmp.open("w", newline="") as f:
-            f.write("session_id,p_male,prediction\n")
-            for scores in score.score_chunks(model, chunks):
+            f.write(",".join(["session_id", "p_male", "prediction", *(["top_contributions"] if args.explain else [])]))
+            f.write("\n")
+            for scores in score.score_chunks(model, chunks, args.explain or 0):
+                if args.explain:
+                    scores["top_contributions"] = scores["top_contributions"].map(contributions_json)
                 scores.to_csv(f, header=False, index=False)
                 scored += len(scores)
                 if total:
@@ -438,8 +440,8 @@ def parser() -> argparse.ArgumentParser:
         "--explain",
         type=int,
         metavar="K",
-        help="with --spark: each session's top K SHAP contributions in words, as the column "
-        "top_contributions array<struct<label,shap>>, largest |shap| first",
+        help="each session's top K SHAP contributions in words, largest |shap| first, as the column "
+        "top_contributions: a JSON list of {label, shap} in the CSV, array<struct<label,shap>> with --spark",
     )
     sub.add_argument("--model-dir", type=Path, help=dir_help)
     return top

@@ -5,24 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from gender import db, ingest
+from gender.answers import Contribution
 from gender.features import session_frame
 from gender.trained import Model
 
 EXPLAIN_ROWS = 1_000  # the trees' SHAP values are dense (rows × their columns): explained this many rows at a time
-
-
-class Contribution(NamedTuple):
-    """One feature's part in a session's answer, as the Predict page lists it."""
-
-    label: str  # the feature's value in words ("viewed C00007 ×3")
-    shap: float  # in the explanation's units (`explain.shap_values`)
 
 
 def score(model: Model, frame: pd.DataFrame, explain: int = 0) -> pd.DataFrame:
@@ -57,7 +50,9 @@ def top_contributions(model: Model, matrix, k: int) -> list[list[Contribution]]:
     return explained
 
 
-def score_chunks(model: Model, chunks: Iterable[tuple[pd.DataFrame, pd.DataFrame]]) -> Iterator[pd.DataFrame]:
+def score_chunks(
+    model: Model, chunks: Iterable[tuple[pd.DataFrame, pd.DataFrame]], explain: int = 0
+) -> Iterator[pd.DataFrame]:
     """score() of each (sessions, views) chunk, in order, as `db.session_chunks` yields them.
 
     A second thread reads the next chunk and builds its features while the model scores this
@@ -75,7 +70,10 @@ def score_chunks(model: Model, chunks: Iterable[tuple[pd.DataFrame, pd.DataFrame
         while (batch := upcoming.result()) is not None:
             upcoming = reader.submit(next, batches, None)
             session_ids, matrix = batch
-            yield _scores(model, session_ids, model.p_male_of(matrix) if matrix is not None else np.array([]))
+            scores = _scores(model, session_ids, model.p_male_of(matrix) if matrix is not None else np.array([]))
+            if explain:
+                scores["top_contributions"] = top_contributions(model, matrix, explain) if matrix is not None else []
+            yield scores
 
 
 def _scores(model: Model, session_ids: pd.Index, p_male: np.ndarray) -> pd.DataFrame:

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import Connection, Engine, bindparam, delete, func, inspect, select
 
 from gender import db, lake
+from gender.answers import Contribution, contributions_json
 from gender.errors import BadParquet, ImportFailed
 from gender.ingest import Invalid, Progress, _insert_many, _shown, check_session_id
 from gender.serve import GROUPS
@@ -32,14 +33,6 @@ from gender.serve import GROUPS
 BATCH_ROWS = 5_000  # rows read, checked and written at a time
 CONTRIBUTIONS = "top_contributions"  # the optional column `score --spark --explain K` adds
 MODEL_ID_LENGTH = db.session_score.c.model_id.type.length
-
-
-@dataclass(frozen=True)
-class Contribution:
-    """One of a session's top SHAP contributions, in words ("viewed C00007 ×3") and in size."""
-
-    label: str
-    shap: float
 
 
 @dataclass(frozen=True)
@@ -160,8 +153,8 @@ def _contributions_json(value: list | None) -> str | None:
         label, shap = (item or {}).get("label"), (item or {}).get("shap")
         if not isinstance(label, str) or not isinstance(shap, (int, float)) or not math.isfinite(shap):
             raise Invalid(f"bad top contribution {_shown(item)}: expected a label and a finite shap")
-        contributions.append({"label": label, "shap": float(shap)})
-    return json.dumps(contributions, ensure_ascii=False)
+        contributions.append(Contribution(label, float(shap)))
+    return contributions_json(contributions)
 
 
 def _rows(part: ScoresFile, columns: dict[str, list], start: int, stamps: dict) -> list[dict]:

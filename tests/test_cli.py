@@ -78,6 +78,30 @@ def test_score_a_file_and_the_unlabelled_sessions(tmp_path, trained_demo):
     assert len(rows) == db.table_counts(db.connect(url))["unknown"] > 0
 
 
+def test_score_explain_writes_the_predict_pages_top_contributions(tmp_path, trained_demo):
+    """score --unlabelled --explain K: each row's top K contributions are the Predict page's
+    (`predict.assess`) first K, by the treatment model `score` uses, as a JSON list in the CSV."""
+    from gender import artifact, predict
+
+    url, model_dir = trained_demo
+    out = tmp_path / "explained.csv"
+    run("score", "--unlabelled", "--explain", 3, "--out", out, "--db", url, "--model-dir", model_dir)
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert list(rows[0]) == ["session_id", "p_male", "prediction", "top_contributions"]
+    engine, model = db.connect(url), artifact.load(model_dir).treatment
+    assert len(rows) == db.table_counts(engine)["unknown"]
+    for row in rows[:: max(1, len(rows) // 25)]:
+        assessment = predict.assess(engine, model, row["session_id"])
+        expected = assessment.explanation.contributions.head(3)
+        top = json.loads(row["top_contributions"])
+        assert [item["label"] for item in top] == expected["label"].tolist(), row["session_id"]
+        assert max(abs(item["shap"] - want) for item, want in zip(top, expected["shap"])) <= 1e-9
+        assert row["prediction"] == assessment.prediction.prediction
+
+    refused = run("score", "--unlabelled", "--explain", 0, "--out", out, "--db", url, check=False)
+    assert refused.returncode == 1 and "--explain K needs K of at least 1" in refused.stderr
+
+
 def test_scoring_a_file_with_a_bad_line_writes_nothing(tmp_path, trained_demo):
     _, model_dir = trained_demo
     good = [f"n{i},2014-11-20 10:00:00,2014-11-20 10:05:00,A00001/B00001/C00001/D{i:05d}/" for i in range(6_000)]

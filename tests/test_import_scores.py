@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gender import artifact, db, scores, serve, synth
+from gender.answers import Contribution
 from gender.cli import main
 from gender.config import load_settings
 from tests.test_app import make_app
@@ -106,7 +107,7 @@ def test_scores_load_back_replace_their_own_and_keep_other_models(engine, sessio
             expected["prediction"],
         )
         assert got.p_male == pytest.approx(expected["p_male"], abs=1e-12)
-        want = tuple(scores.Contribution(c["label"], c["shap"]) for c in expected["top_contributions"])
+        want = tuple(Contribution(c["label"], c["shap"]) for c in expected["top_contributions"])
         assert got.contributions == want
         assert abs((got.scored_at - success).total_seconds()) < 1
         assert abs((datetime.now(UTC).replace(tzinfo=None) - got.imported_at).total_seconds()) < 120
