@@ -161,7 +161,8 @@ def models(model_dir: Path) -> str:
 
 
 def seed_log(engine, model_dir: Path, size: int) -> int:
-    """At least `size` served predictions in prediction_log, from random sessions: returns its rows."""
+    """At least `size` predictions in prediction_log served by the models of `model_dir` (the
+    Monitoring page shows the served models' own), from random sessions: returns their rows."""
     import numpy as np
     import pandas as pd
     from sqlalchemy import func, select
@@ -171,12 +172,14 @@ def seed_log(engine, model_dir: Path, size: int) -> int:
     from gender.features import session_frame
 
     db.prediction_log.create(engine, checkfirst=True)
-    with engine.connect() as conn:
-        have = conn.execute(select(func.count()).select_from(db.prediction_log)).scalar_one()
-    if have >= size:
-        return have
     settings = load_settings(model_dir=model_dir)
     served = artifact.load(model_dir)
+    model_ids = [served.of(group).model_id for group in ("treatment", "control")]
+    theirs = select(func.count()).where(db.prediction_log.c.model_id.in_(model_ids))
+    with engine.connect() as conn:
+        have = conn.execute(theirs).scalar_one()
+    if have >= size:
+        return have
     with engine.connect() as conn:
         everyone = conn.execute(select(db.session.c.session_id)).scalars().all()
     ids = random.Random(1).sample(everyone, min(size - have, len(everyone)))
@@ -218,7 +221,7 @@ def seed_log(engine, model_dir: Path, size: int) -> int:
             )
     db.log_predictions(engine, rows)
     with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(db.prediction_log)).scalar_one()
+        return conn.execute(theirs).scalar_one()
 
 
 def load(context, base: str, path: str, charts: int, selectors: list[str], timeout_s: float, server_pid: int):
