@@ -253,11 +253,11 @@ def cmd_score(args) -> None:
         chunks, total = db.session_chunks(engine, "unlabelled"), db.table_counts(engine)["unknown"]
     out = Path(args.out)
     tmp = out.with_name(f".{out.name}.tmp")
+    columns = ["session_id", "p_male", "prediction"] + (["top_contributions"] if args.explain else [])
     scored = 0
     try:
         with tmp.open("w", newline="") as f:
-            f.write(",".join(["session_id", "p_male", "prediction", *(["top_contributions"] if args.explain else [])]))
-            f.write("\n")
+            f.write(",".join(columns) + "\n")
             for scores in score.score_chunks(model, chunks, args.explain or 0):
                 if args.explain:
                     scores["top_contributions"] = scores["top_contributions"].map(contributions_json)

@@ -53,7 +53,8 @@ def top_contributions(model: Model, matrix, k: int) -> list[list[Contribution]]:
 def score_chunks(
     model: Model, chunks: Iterable[tuple[pd.DataFrame, pd.DataFrame]], explain: int = 0
 ) -> Iterator[pd.DataFrame]:
-    """score() of each (sessions, views) chunk, in order, as `db.session_chunks` yields them.
+    """score() of each (sessions, views) chunk, in order, as `db.session_chunks` yields them
+    (with `explain` K, top_contributions too).
 
     A second thread reads the next chunk and builds its features while the model scores this
     one: LightGBM's prediction, most of the time, releases the GIL to run on both cores.
