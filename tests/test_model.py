@@ -144,6 +144,27 @@ def test_the_explainers_sparse_answer_is_shaps_dense_one(served):
     assert base == expected_base
 
 
+def test_the_forests_explanation_is_shaps_own_for_the_male_class(served):
+    """The original's forest is explained as one output, P(male): the values shap's own
+    TreeExplainer of the RandomForestClassifier gives for that class, to the bit."""
+    import shap
+
+    engine, _, model_dir = served
+    control = artifact.load(model_dir).control
+    frame, _ = labelled_data(engine)
+    rows = control.features(frame.iloc[:60])
+    base, values = control.explainer(rows)
+
+    forest = control.explainer.estimator
+    assert type(forest).__name__ == "RandomForestClassifier"
+    own = shap.TreeExplainer(
+        forest, data=control.explainer.trees.data, feature_perturbation="interventional", model_output="raw"
+    )
+    expected = np.asarray(own.shap_values(rows.toarray(), check_additivity=False))[..., -1]
+    assert values.shape == expected.shape and np.array_equal(values.toarray(), expected)
+    assert base == pytest.approx(float(np.ravel(own.expected_value)[-1]), abs=1e-15)
+
+
 def test_the_control_slot_serves_the_original(served):
     engine, _, model_dir = served
     control = artifact.load(model_dir).control
