@@ -10,7 +10,7 @@ the treatment model, the work `score --unlabelled` does) and the single-machine 
 `python -m gender score --unlabelled` on the same sessions in a database (`demo --db`, same seed:
 the same rows; its sessions of unknown gender are scored). With --explain-all-treatment the
 --explain runs too score every session by the treatment model: the original's forest, the A/B
-control, is what makes SHAP dear (about 2 ms a session against 0.13 for a logistic treatment).
+control, is what makes SHAP dear (about 1 ms a session against 0.13 for a logistic treatment).
 Without --model-dir, a model is trained once on a small demo database (data/bench/models-spark).
 
 Each command is its own process, measured from outside: wall time, and from its process tree
@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument(
         "--explain-sizes",
         default="1M",
-        help="the sizes also run with --explain 5 (SHAP costs many times the scoring: at 10M, hours on 2 cores)",
+        help="the sizes also run with --explain 5 (SHAP costs many times the scoring: 10M take most of an hour)",
     )
     parser.add_argument(
         "--explain-all-treatment",
