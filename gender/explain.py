@@ -62,8 +62,8 @@ def _male_part(values, base) -> tuple[float, np.ndarray]:
 def _p_male_trees(forest) -> dict:
     """A random forest's P(male) alone, as shap's tree model: each tree's nodes with their class
     fractions' male column, scaled by 1 / trees (what shap itself makes of a RandomForestClassifier,
-    one output instead of two). Explaining one output costs a quarter of explaining both and
-    picking one, and gives the same values to the bit (test_model.py)."""
+    one output instead of two). Explaining one output costs less than half of explaining both and
+    picking one (BENCHMARKS.md), and gives the same values to the bit (test_model.py)."""
     trees = []
     for estimator in forest.estimators_:
         tree = estimator.tree_

@@ -21,11 +21,7 @@ EXPLAIN_ROWS = 1_000  # the trees' SHAP values are dense (rows × their columns)
 def score(model: Model, frame: pd.DataFrame, explain: int = 0) -> pd.DataFrame:
     """session_id, p_male, prediction for every session of a session frame; with `explain` K,
     also top_contributions: each session's K largest SHAP contributions (`top_contributions`)."""
-    matrix = model.features(frame) if len(frame) else None
-    scores = _scores(model, frame.index, model.p_male_of(matrix) if matrix is not None else np.array([]))
-    if explain:
-        scores["top_contributions"] = top_contributions(model, matrix, explain) if matrix is not None else []
-    return scores
+    return _scores(model, frame.index, model.features(frame) if len(frame) else None, explain)
 
 
 def top_contributions(model: Model, matrix, k: int) -> list[list[Contribution]]:
@@ -70,21 +66,22 @@ def score_chunks(
         upcoming = reader.submit(next, batches, None)
         while (batch := upcoming.result()) is not None:
             upcoming = reader.submit(next, batches, None)
-            session_ids, matrix = batch
-            scores = _scores(model, session_ids, model.p_male_of(matrix) if matrix is not None else np.array([]))
-            if explain:
-                scores["top_contributions"] = top_contributions(model, matrix, explain) if matrix is not None else []
-            yield scores
+            yield _scores(model, *batch, explain)
 
 
-def _scores(model: Model, session_ids: pd.Index, p_male: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame(
+def _scores(model: Model, session_ids: pd.Index, matrix, explain: int) -> pd.DataFrame:
+    """The sessions' scores from their feature rows (None: no sessions), explained with `explain` K."""
+    p_male = model.p_male_of(matrix) if matrix is not None else np.array([])
+    scores = pd.DataFrame(
         {
             "session_id": session_ids,
             "p_male": np.round(p_male, 6),
             "prediction": model.decide(p_male),
         }
     )
+    if explain:
+        scores["top_contributions"] = top_contributions(model, matrix, explain) if matrix is not None else []
+    return scores
 
 
 def pakdd_chunks(path: Path, progress=None) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
