@@ -34,10 +34,16 @@ export default function ({ parentElement, data }) {
     .then((Plotly) => {
       if (chart.failed) chart.replaceChildren(); // the message of an earlier try
       chart.failed = false;
-      Plotly.react(chart, traces, layout, { displaylogo: false, ...data.config });
+      // The width is the container's, given outright at every draw and every resize: plotly's own
+      // autosize keeps the width of the draw before, so a draw racing a resize could stay too wide.
+      const width = chart.clientWidth || undefined; // 0 while hidden: plotly's default until shown
+      Plotly.react(chart, traces, { ...layout, width }, { displaylogo: false, ...data.config });
       if (!chart.resizing) {
         // Columns and the sidebar change a chart's width without resizing the window.
-        chart.resizing = new ResizeObserver(() => Plotly.Plots.resize(chart));
+        chart.resizing = new ResizeObserver(() => {
+          const width = chart.clientWidth;
+          if (width && chart._fullLayout?.width !== width) Plotly.relayout(chart, { width });
+        });
         chart.resizing.observe(chart);
       }
     })
