@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote, unquote_to_bytes
@@ -32,6 +34,7 @@ from fastapi import Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
 
@@ -60,10 +63,15 @@ def is_api_path(path: str) -> bool:
 
 
 class Metrics:
-    """The Prometheus metrics of one app, in its own registry (tests build several apps)."""
+    """The Prometheus metrics of one app, in its own registry (tests build several apps).
+
+    Under `python -m gender api --workers N` each process counts in files of a folder named by
+    PROMETHEUS_MULTIPROC_DIR, and /metrics, whichever process answers it, adds them all up.
+    """
 
     def __init__(self):
         self.registry = CollectorRegistry()
+        self._shown_models: set[tuple[str, ...]] = set()
         self.requests = Counter(
             "gender_http_requests",
             "HTTP requests by route and status",
@@ -88,26 +96,40 @@ class Metrics:
             "The models serving (value 1), with their id and training date",
             ["slot", "model_id", "candidate", "trained_at"],
             registry=self.registry,
+            multiprocess_mode="livemostrecent",  # across processes: what the last to load models set
         )
         self.trained = Gauge(
             "gender_model_trained_timestamp_seconds",
             "When each serving model was trained",
             ["slot"],
             registry=self.registry,
+            multiprocess_mode="livemostrecent",
         )
         self.database_errors = Counter(
             "gender_database_errors", "Requests that failed on the database", registry=self.registry
         )
 
     def show_models(self, models: Models) -> None:
-        self.model.clear()
-        self.trained.clear()
+        # Models no longer serving drop to 0 rather than vanish: prometheus_client cannot remove a
+        # label set that other processes have written.
+        for labels in self._shown_models:
+            self.model.labels(*labels).set(0)
         for slot, model in (("treatment", models.treatment), ("control", models.control)):
             if model is None:
                 continue
             trained_at = model.card.trained_at
-            self.model.labels(slot, model.model_id, model.candidate, trained_at.isoformat()).set(1)
+            labels = (slot, model.model_id, model.candidate, trained_at.isoformat())
+            self.model.labels(*labels).set(1)
+            self._shown_models.add(labels)
             self.trained.labels(slot).set(trained_at.timestamp())
+
+    def exposition(self) -> bytes:
+        """The text format: this process's metrics, or every worker's when there are several."""
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            return generate_latest(self.registry)
+        everyone = CollectorRegistry()
+        MultiProcessCollector(everyone)
+        return generate_latest(everyone)
 
 
 class Service:
@@ -344,11 +366,20 @@ class Guard:
 
 
 def create_app(service: Service | None = None) -> FastAPI:
-    """The HTTP service as an ASGI app of its own (tests call it directly; the server puts it in
-    front of the dashboard with `ApiFirst`)."""
+    """The HTTP service as an ASGI app of its own: `python -m gender api` serves it alone, the
+    dashboard's server puts it in front of the pages with `ApiFirst`, tests call it directly."""
     service = service or Service()
     handlers = _handlers(service.metrics)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        # Served alone (`python -m gender api`): the prediction log's waiting rows are written
+        # before the process ends (uvicorn ends on SIGTERM by raising it again: no exit handler runs).
+        await asyncio.get_running_loop().run_in_executor(None, serve.log_writer.flush)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="gender-lens",
         summary="The original gender-prediction service's routes, with A/B groups, a batch route and metrics.",
         docs_url="/api/docs",
@@ -433,7 +464,7 @@ def create_app(service: Service | None = None) -> FastAPI:
             service.models()  # the model's info is current even before the first prediction
         except ModelUnavailable:
             pass
-        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     suggest.add_route(app, service)  # the dashboard's search box: GET /_gender/suggest (gender/suggest.py)
     return app

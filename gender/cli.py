@@ -192,6 +192,50 @@ def cmd_count(args) -> None:
     print(json.dumps(predict.count(engine, args.session_id, args.category).as_json()))
 
 
+def cmd_api(args) -> None:
+    """The HTTP routes alone, without the dashboard, for the shop's systems: uvicorn running
+    gender.api's app in --workers processes, each loading the models once."""
+    import os
+    import shutil
+    import tempfile
+
+    import uvicorn
+
+    from gender import artifact
+
+    settings = load_settings(db=args.db, model_dir=args.model_dir)
+    db.check_schema(db.connect(settings.db_url))  # a clear error now, not a 503 on every request
+    artifact.current(settings.model_dir)
+    # The workers read the settings as the dashboard does; what was given here goes to them by name.
+    os.environ["GENDER_DB_URL"] = settings.db_url.render_as_string(hide_password=False)
+    os.environ["GENDER_MODEL_DIR"] = str(settings.model_dir)
+    metrics_dir = None
+    if args.workers > 1:  # each worker counts in files there; /metrics adds them up (gender.api.Metrics)
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gender-metrics-")
+    processes = f"{args.workers} processes" if args.workers > 1 else "one process"
+    print(
+        f"the API on http://{args.host}:{args.port} ({processes}, {settings.db_label}, models in "
+        f"{settings.model_dir}); its routes at /api/docs; Ctrl+C stops it",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        uvicorn.run(
+            "gender.api:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            http="httptools",
+            loop="uvloop" if sys.platform != "win32" else "asyncio",
+            access_log=False,  # a line a request costs more than the answer; /metrics counts them
+            log_level="warning",
+        )
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
 def cmd_api_token(args) -> None:
     """A new API token: the token for the client (stdout), its hash for the deployment (stderr)."""
     from gender.access import new_token
@@ -416,6 +460,18 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("session_id", metavar="SESSION_ID")
     sub.add_argument("category", metavar="CATEGORY")
 
+    sub = command(
+        "api", cmd_api, "serve the HTTP routes alone (/predict, /count, /api, /metrics), without the dashboard"
+    )
+    sub.add_argument(
+        "--host", default="127.0.0.1", help="the interface to listen on (default 127.0.0.1: this machine only)"
+    )
+    sub.add_argument("--port", type=int, default=8000, help="default 8000")
+    sub.add_argument(
+        "--workers", type=int, default=1, help="processes answering side by side, at most one a core (default 1)"
+    )
+    sub.add_argument("--model-dir", type=Path, help=dir_help)
+
     sub = commands.add_parser(
         "api-token", help="make an API bearer token and print the hash a deployment stores (not the token)"
     )
@@ -451,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "sessions", 1) < 1:
         parser().error("--sessions must be at least 1")
+    if getattr(args, "workers", 1) < 1:
+        parser().error("--workers must be at least 1")
     try:
         args.function(args)
     except GenderError as exc:

@@ -1,0 +1,129 @@
+"""`python -m gender api`: the HTTP routes served alone by uvicorn, in one process or several,
+driven by a real HTTP client (urllib, a new connection a request, so the workers share them)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import quote
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
+
+from gender import artifact, db, serve
+from gender.answers import Prediction
+from tests import live
+from tests.conftest import PROJECT
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def samples(metrics_text: str, name: str) -> list:
+    return [
+        sample
+        for family in text_string_to_metric_families(metrics_text)
+        for sample in family.samples
+        if sample.name == name
+    ]
+
+
+@pytest.fixture(params=[1, 2], ids=["one process", "two workers"])
+def api_server(request, trained_demo, tmp_path):
+    """(base URL, database URL, model folder, process) of `python -m gender api --workers N` on a
+    copy of the trained demo database (its prediction log is this test's own)."""
+    source, model_dir = trained_demo
+    copy = tmp_path / "demo.db"
+    shutil.copy(source.removeprefix("sqlite:///"), copy)
+    url, port = f"sqlite:///{copy}", live.free_port()
+    command = ["api", "--db", url, "--model-dir", model_dir, "--port", port, "--workers", request.param]
+    log = (tmp_path / "api.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gender", *map(str, command)],
+        cwd=PROJECT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("GENDER_", "PROMETHEUS_"))},
+        start_new_session=True,  # its own process group: the workers stop with it
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while get_or_none(f"{base}/api/health") != 200:
+        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "api.log").read_text()
+        time.sleep(0.3)
+    yield base, url, model_dir, process
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
+    log.close()
+    assert "Traceback" not in (tmp_path / "api.log").read_text()
+
+
+def get_or_none(url: str) -> int | None:
+    try:
+        return get(url)[0]
+    except OSError:
+        return None
+
+
+def test_the_routes_answer_as_in_process_and_metrics_add_up_over_the_workers(api_server):
+    base, url, model_dir, process = api_server
+    engine, models = db.connect(url), artifact.current(model_dir)
+    with engine.connect() as conn:
+        ids = conn.execute(select(db.session.c.session_id).order_by(db.session.c.session_id).limit(50)).scalars().all()
+    served = {}
+
+    def predict(session_id: str) -> None:
+        status, body = get(f"{base}/predict/{quote(session_id, safe='')}")
+        assert status == 200
+        expected = serve.serve(engine, models, session_id, "gender-lens", 0.5, explain=False)
+        assert json.loads(body) == (expected.as_json() if expected else Prediction.unknown(session_id).as_json())
+        if expected:
+            served[session_id] = expected
+
+    for session_id in [*ids[:40], "no-such-session"]:
+        predict(session_id)
+    status, body = get(f"{base}/count/{quote(ids[0], safe='')}/no-such-category")
+    assert (status, json.loads(body)["COUNT"]) == (200, 0)
+
+    status, body = get(f"{base}/metrics")  # one process answers, for all of them
+    assert status == 200
+    text = body.decode()
+    requests = samples(text, "gender_http_requests_total")
+    predict_ok = [s.value for s in requests if s.labels["route"].startswith("/predict") and s.labels["status"] == "200"]
+    assert sum(predict_ok) == 41
+    assert sum(s.value for s in samples(text, "gender_predictions_served_total")) == len(served)
+    serving = {s.labels["model_id"] for s in samples(text, "gender_model_info") if s.value == 1}
+    assert serving == {models.treatment.model_id, models.control.model_id}
+
+    for session_id in ids[40:]:
+        predict(session_id)
+    process.send_signal(signal.SIGTERM)  # at once: the last answers' log rows may still be waiting
+    assert process.wait(60) in (0, -signal.SIGTERM)
+    with engine.connect() as conn:
+        logged = conn.execute(select(db.prediction_log.c.session_id, db.prediction_log.c.model_id)).all()
+    assert set(map(tuple, logged)) == {(session_id, answer.prediction.model) for session_id, answer in served.items()}
+
+
+def test_without_a_model_it_says_so_and_does_not_start(trained_demo, tmp_path):
+    url, _ = trained_demo
+    result = subprocess.run(
+        [sys.executable, "-m", "gender", "api", "--db", url, "--model-dir", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        timeout=120,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
