@@ -1,6 +1,8 @@
 # Two commands from a fresh clone:
 #   make app    install everything, prepare the demo database and model, start the dashboard
 #   make test   install everything (Chromium included) and run the tests
+# And, for the shop's systems, the HTTP routes alone in processes of their own:
+#   make api    as make app, then `python -m gender api` (API_PORT, WORKERS)
 # Both create .venv/ on first use and reinstall only when the requirements change.
 
 PYTHON ?= python3
@@ -9,12 +11,18 @@ BIN := $(VENV)/bin
 PORT ?= 8501
 # Empty: .streamlit/config.toml's 127.0.0.1. ADDRESS=0.0.0.0 listens on every interface (README, "Access").
 ADDRESS ?=
+API_PORT ?= 8000
+WORKERS ?= 1
 
-.PHONY: app test bench lint
+.PHONY: app api test bench lint
 
 app: $(VENV)/.runtime
 	$(BIN)/python -m gender setup
 	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT) $(if $(ADDRESS),--server.address $(ADDRESS))
+
+api: $(VENV)/.runtime
+	$(BIN)/python -m gender setup
+	$(BIN)/python -m gender api --port $(API_PORT) --workers $(WORKERS) $(if $(ADDRESS),--host $(ADDRESS))
 
 test: $(VENV)/.dev chromium spark
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

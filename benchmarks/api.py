@@ -1,5 +1,7 @@
-"""Load on the HTTP service: our one server (`streamlit run streamlit_app.py`: dashboard and API)
-against the original Flask service re-created (benchmarks/flask_original.py), in the same run.
+"""Load on the HTTP service, both ways we deploy it: our one server (`streamlit run
+streamlit_app.py`: dashboard and API) and the API alone (`python -m gender api --workers N`, the
+dashboard's server running beside it), against the original Flask service re-created
+(benchmarks/flask_original.py), in the same run.
 
 For each server and route (/predict/{id}, /count/{id}/{category}), --clients concurrent clients
 (each one keep-alive connection, a request as soon as the last answer arrived) for --seconds
@@ -8,11 +10,12 @@ than 200, a timeout or a broken connection) and the server's peak resident memor
 at random from every session of the database (a tenth of them unknown ids); categories are one of
 the session's own at a random level, or (a third of the time) one it never viewed.
 
-While our /predict is under load, a headless Chromium opens the dashboard's Predict page on a
+While our /predict is under load (either way), a headless Chromium opens the dashboard's Predict page on a
 session every few seconds: the dashboard must keep answering (time until "Predicted gender" shows).
 
     .venv/bin/python benchmarks/api.py                      # 50 clients, 60 s a route and server
     .venv/bin/python benchmarks/api.py --clients 10 --seconds 10
+    .venv/bin/python benchmarks/api.py --no-browser            # nothing but the load on the cores
     .venv/bin/python benchmarks/api.py --server-cpu 3000 --clients 10   # our server's CPU per request
 
 Loopback only; the database is a copy of the real logs in data/bench/api_pakdd.db, the models
@@ -25,6 +28,7 @@ import asyncio
 import os
 import random
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -37,6 +41,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from common import BENCH_DATA, PROJECT, header, load_average, ms, percentile, real_engine, table, uptime
+from common import gender as gender_command
 
 from gender import db
 from tests import live
@@ -90,9 +95,16 @@ class Result:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time a process has used so far, user and system, all its threads (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    """CPU time a process and its children (a server's workers) have used so far, user and
+    system, all their threads (from /proc)."""
+    total = 0.0
+    for proc in [pid, *children(pid)]:
+        try:
+            fields = Path(f"/proc/{proc}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        except OSError:  # a child that has just ended
+            pass
+    return total
 
 
 def rss_mb(pid: int) -> float:
@@ -230,6 +242,37 @@ class FlaskServer:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
+        self.log.close()
+
+
+class ApiServer:
+    """`python -m gender api --workers N`: the HTTP routes alone, as the README deploys them."""
+
+    def __init__(self, url: str, model_dir: Path, workers: int, log: Path):
+        self.port = live.free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        command = gender_command("api", "--db", url, "--model-dir", str(model_dir), "--port", str(self.port))
+        self.log = log.open("w")
+        self.process = subprocess.Popen(
+            [*command, "--workers", str(workers)],
+            cwd=PROJECT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the workers stop with it
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.base}/api/health", timeout=60).read()
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(f"the API did not start: {log.read_text()[-2000:]}") from None
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=60)
         self.log.close()
 
 
@@ -397,6 +440,12 @@ def main() -> None:
         help="only our server: its CPU per request (from /proc) over N requests a route from --clients clients",
     )
     options.add_argument("--rounds", type=int, default=3, help="--server-cpu: rounds, the routes taking turns")
+    options.add_argument(
+        "--no-browser",
+        action="store_true",
+        help="no Chromium on the dashboard during the load: the API alone on the cores",
+    )
+    options.add_argument("--api-workers", type=int, default=2, help="processes of `python -m gender api` (default 2)")
     args = options.parse_args()
     if args.mysql:
         sys.exit("this benchmark runs on the SQLite copy of the real logs only")
@@ -429,18 +478,34 @@ def main() -> None:
             for path in paths["predict"][:20] + paths["count"][:20]:  # models loaded, caches warm
                 urllib.request.urlopen(base + path, timeout=120).read()
             idle_rss = rss_mb(process.pid)
-            for route in ("predict", "count"):
-                print(f"  .. ours /{route}: {load_average()}", file=sys.stderr, flush=True)
 
-                async def both(route=route):
-                    checks = dashboard_checks(base, "u10003", seconds) if route == "predict" else asyncio.sleep(0)
-                    return await asyncio.gather(drive(base, paths[route], clients, seconds, process.pid), checks)
+            def load(server: str, api_base: str, pid: int) -> None:
+                """Both routes on one server; the dashboard (`base`) checked in Chromium during /predict."""
+                for route in ("predict", "count"):
+                    print(f"  .. {server} /{route}: {load_average()}", file=sys.stderr, flush=True)
 
-                result, checks = asyncio.run(both())
-                results.append(("ours (one server: dashboard + API)", route, result))
-                if route == "predict":
-                    dashboard = checks
-            logged_tracebacks = "Traceback" in (tmp / "streamlit.log").read_text()
+                    async def both(route=route):
+                        checked = route == "predict" and not args.no_browser
+                        checks = dashboard_checks(base, "u10003", seconds) if checked else asyncio.sleep(0)
+                        return await asyncio.gather(drive(api_base, paths[route], clients, seconds, pid), checks)
+
+                    result, checks = asyncio.run(both())
+                    results.append((server, route, result))
+                    if checks is not None:
+                        dashboard.append((server, checks))
+
+            load("ours (one server: dashboard + API)", base, process.pid)
+            # The deployment for the shop's systems: the API in processes of its own, the dashboard beside.
+            api = ApiServer(
+                fresh_database(Path(tempfile.mkdtemp(dir=tmp))), args.model_dir, args.api_workers, tmp / "api.log"
+            )
+            try:
+                for path in paths["predict"][:20] + paths["count"][:20]:
+                    urllib.request.urlopen(api.base + path, timeout=120).read()
+                load(f"ours (`gender api --workers {args.api_workers}`, dashboard beside)", api.base, api.process.pid)
+            finally:
+                api.stop()
+            logged_tracebacks = any("Traceback" in (tmp / log).read_text() for log in ("streamlit.log", "api.log"))
         flask = FlaskServer(flask_url, args.model_dir, tmp / "flask.log")
         try:
             for path in paths["predict"][:5] + paths["count"][:5]:
@@ -455,15 +520,18 @@ def main() -> None:
     headers = ["server", "route", "requests", "req/s", "p50", "p99", "errors", "server CPU/request", "peak RSS"]
     print(table(headers, [row(server, route, result) for server, route, result in results]))
     print()
-    for route in ("predict", "count"):
-        ours = next(r for s, rt, r in results if rt == route and s.startswith("ours"))
-        theirs = next(r for s, rt, r in results if rt == route and s.startswith("original"))
-        ours_rps, theirs_rps = len(ours.latencies) / ours.seconds, len(theirs.latencies) / theirs.seconds
-        print(f"/{route}: {ours_rps / max(theirs_rps, 1e-9):,.1f}× the original's requests per second (target ≥ 10×)")
-    predict_p99 = percentile(next(r for s, rt, r in results if rt == "predict").latencies, 0.99)
-    print(f"/predict p99 at {clients} clients: {ms(predict_p99)} (target ≤ 50 ms)")
-    shown = ", ".join(ms(t) if isinstance(t, float) else t for t in dashboard) or "none"
-    print(f"dashboard during the /predict load (Predict page until the answer shows, Chromium): {shown}")
+    original = {route: result for server, route, result in results if server.startswith("original")}
+    for server, route, ours in results:
+        if server.startswith("ours"):
+            theirs = original[route]
+            ratio = (len(ours.latencies) / ours.seconds) / max(len(theirs.latencies) / theirs.seconds, 1e-9)
+            print(f"{server} /{route}: {ratio:,.1f}× the original's requests per second (target ≥ 10×)")
+            if route == "predict":
+                p99 = ms(percentile(ours.latencies, 0.99))
+                print(f"{server} /predict p99 at {clients} clients: {p99} (target ≤ 50 ms)")
+    for server, checks in dashboard:
+        shown = ", ".join(ms(t) if isinstance(t, float) else t for t in checks) or "none"
+        print(f"dashboard during {server}'s /predict load (Predict page until the answer shows, Chromium): {shown}")
     print(f"our server's memory idle after warm-up: {idle_rss:,.0f} MB; a traceback in its log: {logged_tracebacks}")
     print(f"\nuptime at end: {uptime()}")
 

@@ -365,7 +365,7 @@ class Guard:
             raise HTTPException(401, REFUSED, UNAUTHORIZED)
 
 
-def create_app(service: Service | None = None) -> FastAPI:
+def create_app(service: Service | None = None, search_box: bool = True) -> FastAPI:
     """The HTTP service as an ASGI app of its own: `python -m gender api` serves it alone, the
     dashboard's server puts it in front of the pages with `ApiFirst`, tests call it directly."""
     service = service or Service()
@@ -466,8 +466,15 @@ def create_app(service: Service | None = None) -> FastAPI:
             pass
         return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    suggest.add_route(app, service)  # the dashboard's search box: GET /_gender/suggest (gender/suggest.py)
+    if search_box:  # the dashboard's search box: GET /_gender/suggest (gender/suggest.py)
+        suggest.add_route(app, service)
     return app
+
+
+def standalone_app() -> FastAPI:
+    """What `python -m gender api` serves: the routes without the dashboard's search box, whose
+    path follows Streamlit's settings (and importing Streamlit takes uvicorn's loggers over)."""
+    return create_app(search_box=False)
 
 
 class ApiFirst:

@@ -221,7 +221,7 @@ def cmd_api(args) -> None:
     )
     try:
         uvicorn.run(
-            "gender.api:create_app",
+            "gender.api:standalone_app",
             factory=True,
             host=args.host,
             port=args.port,
