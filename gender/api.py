@@ -153,8 +153,11 @@ class Service:
         return await asyncio.get_running_loop().run_in_executor(self._threads, function, *args)
 
     def config(self) -> tuple[Settings, Access]:
-        stat = SECRETS_FILE.stat() if SECRETS_FILE.is_file() else None
-        key = (stat.st_mtime_ns, stat.st_size) if stat else None
+        try:  # one stat a request: a changed secrets file applies from the next request
+            stat = os.stat(SECRETS_FILE)
+            key = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            key = None
         if self._config is None or key != self._config_key:
             with self._lock:
                 self._config, self._config_key = (load_settings(), load_access()), key

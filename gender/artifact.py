@@ -14,6 +14,7 @@ import os
 import tempfile
 import threading
 from pathlib import Path
+from stat import S_ISREG
 
 import joblib
 from sklearn.pipeline import Pipeline
@@ -115,11 +116,11 @@ def load(model_dir: Path) -> Models:
 
 def card_version(model_dir: Path) -> tuple | None:
     """What changes when a retrain replaces the models (the card's date and size), for caches."""
-    path = model_dir / METADATA_FILE
-    if not path.is_file():
+    try:  # one stat: this runs for every answer the API serves
+        stat = os.stat(model_dir / METADATA_FILE)
+    except OSError:
         return None
-    stat = path.stat()
-    return stat.st_mtime_ns, stat.st_size
+    return (stat.st_mtime_ns, stat.st_size) if S_ISREG(stat.st_mode) else None
 
 
 def record_run(model_dir: Path, card: ModelCard, parameters: dict) -> Path:
@@ -146,12 +147,13 @@ def load_runs(model_dir: Path) -> list[Run]:
 
 _loaded: dict[Path, tuple[tuple, Models]] = {}
 _loading = threading.Lock()
+_resolved: dict[Path | str, Path] = {}  # a folder as given -> as resolved (a resolve walks every part)
 
 
 def current(model_dir: Path) -> Models:
     """The models of `model_dir`, loaded once per process and again when a retrain replaces
     them (the card's date or size changes): what the dashboard and the HTTP routes serve from."""
-    model_dir = Path(model_dir).resolve()
+    model_dir = _resolved.get(model_dir) or _resolved.setdefault(model_dir, Path(model_dir).resolve())
     version = card_version(model_dir)
     held = _loaded.get(model_dir)
     if held is None or held[0] != version:
