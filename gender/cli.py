@@ -211,7 +211,11 @@ def cmd_api(args) -> None:
     os.environ["GENDER_MODEL_DIR"] = str(settings.model_dir)
     metrics_dir = None
     if args.workers > 1:  # each worker counts in files there; /metrics adds them up (gender.api.Metrics)
-        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gender-metrics-")
+        # Emptied at the start, as prometheus_client asks: a server ended by a signal leaves its files.
+        metrics_dir = Path(tempfile.gettempdir()) / f"gender-metrics-{args.port}"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     processes = f"{args.workers} processes" if args.workers > 1 else "one process"
     print(
         f"the API on http://{args.host}:{args.port} ({processes}, {settings.db_label}, models in "
