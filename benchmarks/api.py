@@ -222,58 +222,42 @@ def fresh_database(tmp: Path) -> str:
     return f"sqlite:///{target}"
 
 
-class FlaskServer:
-    def __init__(self, url: str, model_dir: Path, log: Path):
+class Server:
+    """A server process on a free loopback port, its output in `log`, its own process group."""
+
+    def __init__(self, command: list[str], log: Path, ready_path: str, seconds: float, name: str):
         self.port = live.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, str(PROJECT / "benchmarks" / "flask_original.py"), url, str(model_dir)]
-        self.log = log.open("w")
-        self.process = subprocess.Popen([*command, str(self.port)], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 300  # it loads both tables into arrays first
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.base}/count/x/y", timeout=60).read()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"the Flask service did not start: {log.read_text()[-2000:]}") from None
-                time.sleep(0.5)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.log.close()
-
-
-class ApiServer:
-    """`python -m gender api --workers N`: the HTTP routes alone, as the README deploys them."""
-
-    def __init__(self, url: str, model_dir: Path, workers: int, log: Path):
-        self.port = live.free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        command = gender_command("api", "--db", url, "--model-dir", str(model_dir), "--port", str(self.port))
         self.log = log.open("w")
         self.process = subprocess.Popen(
-            [*command, "--workers", str(workers)],
-            cwd=PROJECT,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the workers stop with it
+            [*command, str(self.port)], cwd=PROJECT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + seconds
         while True:
             try:
-                urllib.request.urlopen(f"{self.base}/api/health", timeout=60).read()
+                urllib.request.urlopen(self.base + ready_path, timeout=60).read()
                 return
             except OSError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"the API did not start: {log.read_text()[-2000:]}") from None
+                    raise RuntimeError(f"{name} did not start: {log.read_text()[-2000:]}") from None
                 time.sleep(0.5)
 
     def stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGTERM)
+        os.killpg(self.process.pid, signal.SIGTERM)  # the server and its workers
         self.process.wait(timeout=60)
         self.log.close()
+
+
+def flask_server(url: str, model_dir: Path, log: Path) -> Server:
+    """The original service re-created; it loads both tables into arrays first."""
+    command = [sys.executable, str(PROJECT / "benchmarks" / "flask_original.py"), url, str(model_dir)]
+    return Server(command, log, "/count/x/y", 300, "the Flask service")
+
+
+def api_server(url: str, model_dir: Path, workers: int, log: Path) -> Server:
+    """`python -m gender api --workers N`: the HTTP routes alone, as the README deploys them."""
+    command = gender_command("api", "--db", url, "--model-dir", str(model_dir), "--workers", str(workers), "--port")
+    return Server(command, log, "/api/health", 120, "the API")
 
 
 def workload(url: str, rng: random.Random) -> dict[str, list[str]]:
@@ -496,7 +480,7 @@ def main() -> None:
 
             load("ours (one server: dashboard + API)", base, process.pid)
             # The deployment for the shop's systems: the API in processes of its own, the dashboard beside.
-            api = ApiServer(
+            api = api_server(
                 fresh_database(Path(tempfile.mkdtemp(dir=tmp))), args.model_dir, args.api_workers, tmp / "api.log"
             )
             try:
@@ -506,7 +490,7 @@ def main() -> None:
             finally:
                 api.stop()
             logged_tracebacks = any("Traceback" in (tmp / log).read_text() for log in ("streamlit.log", "api.log"))
-        flask = FlaskServer(flask_url, args.model_dir, tmp / "flask.log")
+        flask = flask_server(flask_url, args.model_dir, tmp / "flask.log")
         try:
             for path in paths["predict"][:5] + paths["count"][:5]:
                 urllib.request.urlopen(flask.base + path, timeout=300).read()
