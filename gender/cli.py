@@ -201,11 +201,12 @@ def cmd_api(args) -> None:
 
     import uvicorn
 
-    from gender import artifact
+    from gender.artifact import load_card
 
     settings = load_settings(db=args.db, model_dir=args.model_dir)
-    db.check_schema(db.connect(settings.db_url))  # a clear error now, not a 503 on every request
-    artifact.current(settings.model_dir)
+    # A clear error now, not a 503 on every request; the card only: each worker loads the models.
+    db.check_schema(db.connect(settings.db_url))
+    load_card(settings.model_dir)
     # The workers read the settings as the dashboard does; what was given here goes to them by name.
     os.environ["GENDER_DB_URL"] = settings.db_url.render_as_string(hide_password=False)
     os.environ["GENDER_MODEL_DIR"] = str(settings.model_dir)
