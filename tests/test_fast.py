@@ -200,3 +200,18 @@ def test_a_model_without_a_fast_path_answers_through_its_pipeline(trained_demo):
     session = fast.load_session(engine, "u10003")
     assert fast.p_male(model, session) == pytest.approx(float(model.p_male(session.frame)[0]), abs=1e-12)
     engine.dispose()
+
+
+def test_a_threshold_narrowed_to_float32_splits_every_float32_value_as_before():
+    """The forest's walk keeps its thresholds as float32: `v <= t` must not change for any float32
+    v, whatever float64 t (scikit-learn's are midpoints of two float32 values)."""
+    rng = np.random.default_rng(0)
+    low = rng.uniform(-50, 50, 50_000).astype(np.float32)
+    high = np.nextafter(low, np.float32(np.inf))  # the next float32: the hardest case
+    midpoints = (low.astype(np.float64) + high) / 2
+    anywhere = rng.uniform(-60, 60, 50_000)
+    for thresholds in (midpoints, anywhere, low.astype(np.float64)):
+        narrow = fast.below_or_at(thresholds)
+        assert narrow.dtype == np.float32
+        for values in (low, high, rng.permutation(low)):
+            assert ((values.astype(np.float64) <= thresholds) == (values <= narrow)).all()
