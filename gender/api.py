@@ -19,6 +19,7 @@ therefore matched on the path as received (`raw_path`) and each segment is decod
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import threading
@@ -152,6 +153,15 @@ class Service:
         per request than anyio's hop with its limiter and cancel scopes."""
         return await asyncio.get_running_loop().run_in_executor(self._threads, function, *args)
 
+    async def run_short(self, function: Callable, *args):
+        """function(*args) for one session: on the event loop itself when the database is a SQLite
+        file (its query is a function call, nothing to wait for, so handing the work to a thread
+        and back only added each answer's GIL hand-overs to the slowest answers' time), else on
+        a thread as `run`."""
+        if self.engine().dialect.name == "sqlite":
+            return function(*args)
+        return await self.run(function, *args)
+
     def config(self) -> tuple[Settings, Access]:
         try:  # one stat a request: a changed secrets file applies from the next request
             stat = os.stat(SECRETS_FILE)
@@ -189,7 +199,17 @@ class Service:
             with self._lock:
                 self._models = models
                 self.metrics.show_models(models)
+                settle_heap()
         return models
+
+
+def settle_heap() -> None:
+    """Hide what is alive now (the models, the libraries) from the garbage collector's full passes:
+    each went over all of it, stalling the process 100-200 ms under load (benchmarks/api.py, the
+    slowest /predict answers). Once per models loaded; what a retrain leaves is collected first."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 # -- ids in the path ------------------------------------------------------------------------------
@@ -239,7 +259,7 @@ class Direct:
             if self.guard.refuses(scope["headers"]):  # unreadable settings raise here: a 503 as behind FastAPI
                 response = error(401, REFUSED, UNAUTHORIZED)
             else:
-                response = JSONResponse(await self.service.run(function, *arguments))
+                response = JSONResponse(await self.service.run_short(function, *arguments))
         except Exception as exc:  # the app's handlers, found as Starlette finds them (by class)
             handler = next((self.handlers[k] for k in type(exc).__mro__ if k in self.handlers), None)
             if handler is None:
