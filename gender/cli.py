@@ -194,13 +194,12 @@ def cmd_count(args) -> None:
 
 def cmd_api(args) -> None:
     """The HTTP routes alone, without the dashboard, for the shop's systems: uvicorn running
-    gender.api's app in --workers processes, each loading the models once."""
+    gender.api's app in --workers processes on one port (gender.server), each loading the models once."""
     import os
     import shutil
     import tempfile
 
-    import uvicorn
-
+    from gender import server
     from gender.artifact import load_card
 
     settings = load_settings(db=args.db, model_dir=args.model_dir)
@@ -218,24 +217,12 @@ def cmd_api(args) -> None:
         metrics_dir.mkdir()
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     processes = f"{args.workers} processes" if args.workers > 1 else "one process"
-    print(
+    banner = (
         f"the API on http://{args.host}:{args.port} ({processes}, {settings.db_label}, models in "
-        f"{settings.model_dir}); its routes at /api/docs; Ctrl+C stops it",
-        file=sys.stderr,
-        flush=True,
+        f"{settings.model_dir}); its routes at /api/docs; Ctrl+C stops it"
     )
     try:
-        uvicorn.run(
-            "gender.api:standalone_app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            http="httptools",
-            loop="uvloop" if sys.platform != "win32" else "asyncio",
-            access_log=False,  # a line a request costs more than the answer; /metrics counts them
-            log_level="warning",
-        )
+        server.run(args.host, args.port, args.workers, banner)
     finally:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)

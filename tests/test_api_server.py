@@ -4,6 +4,7 @@ driven by a real HTTP client (urllib, a new connection a request, so the workers
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -134,3 +135,20 @@ def test_without_a_model_it_says_so_and_does_not_start(trained_demo, tmp_path):
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["one process", "two workers"])
+def test_a_port_in_use_is_refused_in_one_line(trained_demo, tmp_path, workers):
+    """A port another server listens on: one line and exit 1, never a second server sharing it (the
+    workers' SO_REUSEPORT sockets must not join somebody else's)."""
+    url, model_dir = trained_demo
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = ["api", "--db", url, "--model-dir", str(model_dir), "--port", str(port), "--workers", str(workers)]
+        result = subprocess.run(
+            [sys.executable, "-m", "gender", *command], capture_output=True, text=True, cwd=PROJECT, timeout=120
+        )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: 127.0.0.1:{port} is already in use; choose another with --port"

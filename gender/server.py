@@ -1,0 +1,111 @@
+"""Running `python -m gender api`: gender.api's routes under uvicorn, in one process or several.
+
+Several processes each listen on a socket of their own on the same port (SO_REUSEPORT), and the
+kernel spreads new connections evenly over them. uvicorn's own workers share one socket: the
+first to wake takes the whole burst of connections a client pool opens at once (15 and 35 of 50
+in benchmarks/api.py), and with keep-alive they stay there, so one worker's clients waited twice
+as long as the other's.
+"""
+
+from __future__ import annotations
+
+import errno
+import multiprocessing
+import signal
+import socket
+import sys
+import time
+
+from gender.errors import GenderError
+
+APP = "gender.api:standalone_app"
+STARTUP_SECONDS = 30.0  # a worker ending sooner after its start is not restarted
+
+
+def uvicorn_config():
+    import uvicorn
+
+    return uvicorn.Config(
+        APP,
+        factory=True,
+        http="httptools",
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        access_log=False,  # a line a request costs more than the answer; /metrics counts them
+        log_level="warning",
+    )
+
+
+def listening_socket(host: str, port: int, shared: bool) -> socket.socket:
+    """A socket listening on host:port (`shared`: one of the workers'), or a one-line error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be listened on ({exc.strerror})"
+        raise GenderError(f"{host}:{port} {reason}; choose another with --port") from None
+    sock.listen(2048)  # uvicorn's backlog
+    return sock
+
+
+def worker(host: str, port: int) -> None:
+    """One process of several: its own socket on the shared port, uvicorn on it."""
+    import uvicorn
+
+    uvicorn.Server(uvicorn_config()).run(sockets=[listening_socket(host, port, shared=True)])
+
+
+def run(host: str, port: int, workers: int, banner: str) -> None:
+    """Print `banner` once the port is ours, then serve until Ctrl+C or SIGTERM. A worker that ends
+    on its own is started again, unless it ended within STARTUP_SECONDS of its start: then it
+    would only end again, and all stop."""
+    import uvicorn
+
+    if workers == 1:
+        sock = listening_socket(host, port, shared=False)
+        print(banner, file=sys.stderr, flush=True)
+        server = uvicorn.Server(uvicorn_config())
+        server.run(sockets=[sock])
+        if not server.started:
+            raise GenderError("the API did not start; the reason is above")
+        return
+    # The port must be free: a socket with SO_REUSEPORT would silently join another server's.
+    listening_socket(host, port, shared=False).close()
+    print(banner, file=sys.stderr, flush=True)
+    spawn = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start() -> tuple[multiprocessing.Process, float]:
+        process = spawn.Process(target=worker, args=(host, port), daemon=True)
+        process.start()
+        return process, time.monotonic()
+
+    def stop(_signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl+C reaches the workers too; SIGTERM is passed on
+        signal.signal(signum, stop)
+    processes = [start() for _ in range(workers)]
+    try:
+        while not stopping:
+            for number, (process, started) in enumerate(processes):
+                if process.is_alive() or stopping:
+                    continue
+                if time.monotonic() - started < STARTUP_SECONDS:
+                    raise GenderError(
+                        f"an API worker ended at its start (exit code {process.exitcode}); the reason is above"
+                    )
+                print(f"an API worker ended (exit code {process.exitcode}); starting another", file=sys.stderr)
+                processes[number] = start()
+            time.sleep(0.2)
+    finally:
+        for process, _ in processes:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: uvicorn finishes the answers under way and writes the log
+        for process, _ in processes:
+            process.join(60)
