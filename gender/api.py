@@ -138,8 +138,11 @@ class Service:
     every request of a process. Settings are re-read when the secrets file changes; the models
     come from `artifact.current`, as the dashboard's do."""
 
-    def __init__(self, metrics: Metrics | None = None):
+    def __init__(self, metrics: Metrics | None = None, shares_loop: bool = True):
         self.metrics = metrics or Metrics()
+        # The dashboard's server shares its event loop with the pages: answers then go to threads
+        # so the pages keep it under load (the Predict page took 9-16 s, not 2-4, with them on it).
+        self.shares_loop = shares_loop
         self._lock = threading.Lock()
         self._config_key: object = None
         self._config: tuple[Settings, Access] | None = None
@@ -154,11 +157,10 @@ class Service:
         return await asyncio.get_running_loop().run_in_executor(self._threads, function, *args)
 
     async def run_short(self, function: Callable, *args):
-        """function(*args) for one session: on the event loop itself when the database is a SQLite
-        file (its query is a function call, nothing to wait for, so handing the work to a thread
-        and back only added each answer's GIL hand-overs to the slowest answers' time), else on
-        a thread as `run`."""
-        if self.engine().dialect.name == "sqlite":
+        """function(*args) for one session: served alone, on a SQLite file, on the event loop itself
+        (the query is a function call, nothing to wait for: handing the work to a thread and back
+        only added GIL hand-overs to the slowest answers' time); else on a thread as `run`."""
+        if not self.shares_loop and self.engine().dialect.name == "sqlite":
             return function(*args)
         return await self.run(function, *args)
 
@@ -388,18 +390,17 @@ class Guard:
             raise HTTPException(401, REFUSED, UNAUTHORIZED)
 
 
-def create_app(service: Service | None = None, search_box: bool = True) -> FastAPI:
-    """The HTTP service as an ASGI app of its own: `python -m gender api` serves it alone, the
-    dashboard's server puts it in front of the pages with `ApiFirst`, tests call it directly."""
-    service = service or Service()
+def create_app(service: Service | None = None, dashboard: bool = True) -> FastAPI:
+    """The HTTP service as an ASGI app of its own: the dashboard's server puts it in front of the
+    pages with `ApiFirst` (`dashboard`: with the search box's route, sharing the event loop),
+    `python -m gender api` serves it alone, tests call it directly."""
+    service = service or Service(shares_loop=dashboard)
     handlers = _handlers(service.metrics)
 
     @asynccontextmanager
     async def lifespan(app):
         yield
-        # Served alone (`python -m gender api`): the prediction log's waiting rows are written
-        # before the process ends (uvicorn ends on SIGTERM by raising it again: no exit handler runs).
-        await asyncio.get_running_loop().run_in_executor(None, serve.log_writer.flush)
+        await close_prediction_log()  # served alone (`python -m gender api`)
 
     app = FastAPI(
         lifespan=lifespan,
@@ -489,7 +490,7 @@ def create_app(service: Service | None = None, search_box: bool = True) -> FastA
             pass
         return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    if search_box:  # the dashboard's search box: GET /_gender/suggest (gender/suggest.py)
+    if dashboard:  # the dashboard's search box: GET /_gender/suggest (gender/suggest.py)
         suggest.add_route(app, service)
     return app
 
@@ -497,7 +498,7 @@ def create_app(service: Service | None = None, search_box: bool = True) -> FastA
 def standalone_app() -> FastAPI:
     """What `python -m gender api` serves: the routes without the dashboard's search box, whose
     path follows Streamlit's settings (and importing Streamlit takes uvicorn's loggers over)."""
-    return create_app(search_box=False)
+    return create_app(dashboard=False)
 
 
 class ApiFirst:
@@ -525,12 +526,17 @@ class ApiFirst:
 
     @staticmethod
     def _closing_log(send):
-        """`send` for the server's lifespan, writing the prediction log's waiting rows when the
-        server has shut down: uvicorn then raises SIGTERM again, so exit handlers never run."""
+        """`send` for the server's lifespan, closing the prediction log when the server has shut down."""
 
         async def sending(message):
             if message["type"] == "lifespan.shutdown.complete":
-                await asyncio.get_running_loop().run_in_executor(None, serve.log_writer.close)
+                await close_prediction_log()
             await send(message)
 
         return sending
+
+
+async def close_prediction_log() -> None:
+    """At a server's shutdown: the prediction log's waiting rows written before the process ends
+    (uvicorn ends on SIGTERM by raising it again once shut down, so no exit handler runs)."""
+    await asyncio.get_running_loop().run_in_executor(None, serve.log_writer.close)
