@@ -56,7 +56,12 @@ def worker(host: str, port: int) -> None:
     """One process of several: its own socket on the shared port, uvicorn on it."""
     import uvicorn
 
-    uvicorn.Server(uvicorn_config()).run(sockets=[listening_socket(host, port, shared=True)])
+    try:
+        sock = listening_socket(host, port, shared=True)
+    except GenderError as exc:  # the port taken since the check: one line, as the command says it
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    uvicorn.Server(uvicorn_config()).run(sockets=[sock])
 
 
 def run(host: str, port: int, workers: int, banner: str) -> None:
