@@ -12,12 +12,13 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -31,6 +32,19 @@ CHARTS_DRAWN = "[...document.querySelectorAll('.js-plotly-plot')].filter(e => e.
 
 class ServerDidNotStart(RuntimeError):
     pass
+
+
+def sqlite_copy(source, target, empty_log: bool = False) -> str:
+    """The URL of a copy of a SQLite database (`source`: a URL or a path), its WAL included, made by
+    SQLite's backup: never a file copy, whose closing of the file drops this process's locks on it
+    and makes other tests' connections to the shared database fail ("disk I/O error").
+    `empty_log`: without the prediction log other tests served into."""
+    with closing(sqlite3.connect(str(source).removeprefix("sqlite:///"))) as original:
+        with closing(sqlite3.connect(target)) as copy:
+            original.backup(copy)
+            if empty_log:
+                copy.execute("DROP TABLE IF EXISTS prediction_log")
+    return f"sqlite:///{target}"
 
 
 def free_port() -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -180,24 +179,20 @@ def test_no_prediction_is_lost_when_the_server_stops(trained_demo, tmp_path):
     On a SQLite copy of the demo (the batching is the same on MariaDB, whose log is covered above)."""
     import signal
 
-    copy = tmp_path / "stop.db"
     demo_url = trained_demo[0]
     source = db.connect(demo_url)
     with source.connect() as conn:
         ids = [row[0] for row in conn.exec_driver_sql("SELECT session_id FROM session LIMIT 120")]
     source.dispose()
-    # A consistent copy (its WAL included) with an empty log: other tests log to this database.
-    with sqlite3.connect(demo_url.removeprefix("sqlite:///")) as original, sqlite3.connect(copy) as fresh:
-        original.backup(fresh)
-        fresh.execute("DROP TABLE IF EXISTS prediction_log")
-    env = {"GENDER_DB_URL": f"sqlite:///{copy}", "GENDER_MODEL_DIR": str(trained_demo[1])}
+    copy_url = live.sqlite_copy(demo_url, tmp_path / "stop.db", empty_log=True)  # other tests log to the demo database
+    env = {"GENDER_DB_URL": copy_url, "GENDER_MODEL_DIR": str(trained_demo[1])}
     with live.streamlit_server(env, tmp_path / "streamlit.log") as (base, process):
         with httpx.Client(base_url=base, timeout=60) as client, ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda sid: client.get(f"/predict/{url_of(sid)}").json(), ids))
         os.killpg(process.pid, signal.SIGTERM)  # at once: rows may still be waiting in memory
         assert process.wait(timeout=60) is not None
     assert all(answer["PREDICTION"] in ("male", "female") for answer in answers)
-    log = db.served_predictions(db.connect(f"sqlite:///{copy}"))
+    log = db.served_predictions(db.connect(copy_url))
     api_rows = log[log["served_via"] == "api"]
     assert len(log) == len(api_rows) == len(ids) and set(api_rows["session_id"]) == set(ids)
     assert "Traceback" not in (tmp_path / "streamlit.log").read_text()

@@ -5,13 +5,11 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from contextlib import closing
 from urllib.parse import quote
 
 import pytest
@@ -46,14 +44,7 @@ def api_server(request, trained_demo, tmp_path):
     """(base URL, database URL, model folder, process) of `python -m gender api --workers N` on a
     copy of the trained demo database (its prediction log is this test's own)."""
     source, model_dir = trained_demo
-    copy = tmp_path / "demo.db"
-    # Through SQLite, never a file copy: closing any other handle on the file drops this process's
-    # locks on it, and the other tests' connections to the shared database then fail (disk I/O error).
-    with closing(sqlite3.connect(source.removeprefix("sqlite:///"))) as original:
-        with closing(sqlite3.connect(copy)) as target:
-            original.backup(target)
-            target.execute("DROP TABLE IF EXISTS prediction_log")  # what other tests served there
-    url, port = f"sqlite:///{copy}", live.free_port()
+    url, port = live.sqlite_copy(source, tmp_path / "demo.db", empty_log=True), live.free_port()
     command = ["api", "--db", url, "--model-dir", model_dir, "--port", port, "--workers", request.param]
     log = (tmp_path / "api.log").open("w")
     process = subprocess.Popen(

@@ -5,7 +5,6 @@ The scores folders are written with pyarrow as Spark writes them (part files, `_
 end to end through a real `score --spark` in local mode.
 """
 
-import sqlite3
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -18,6 +17,7 @@ from gender import artifact, db, scores, serve, synth
 from gender.answers import Contribution
 from gender.cli import main
 from gender.config import load_settings
+from tests import live
 from tests.test_app import make_app
 from tests.test_spark import score_on_spark
 
@@ -219,22 +219,12 @@ def test_import_scores_through_the_command_line(engine, sessions, tmp_path, caps
 # -- end to end: score --spark, then import-scores -----------------------------------------------
 
 
-def copy_of(demo_db, target) -> str:
-    """A copy of the shared demo database (its WAL included), to import into without touching it."""
-    source, copy = sqlite3.connect(demo_db), sqlite3.connect(target)
-    with copy:
-        source.backup(copy)
-    source.close()
-    copy.close()
-    return f"sqlite:///{target}"
-
-
 def test_score_on_spark_then_import_scores(spark, trained_demo, demo_db, lake_dir, tmp_path, capsys):  # noqa: F811
     _, model_dir = trained_demo
     out = tmp_path / "scores"
     status, err = score_on_spark(capsys, "--parquet", lake_dir, "--out", out, "--model-dir", model_dir)
     assert status == 0, err
-    url = copy_of(demo_db, tmp_path / "copy.db")
+    url = live.sqlite_copy(demo_db, tmp_path / "copy.db")
     assert main(["import-scores", str(out), "--db", url]) == 0
     assert "imported 3,000 precomputed scores" in capsys.readouterr().err
     engine = db.connect(url)
@@ -254,7 +244,7 @@ def test_score_on_spark_with_explain_then_import_scores(spark, trained_demo, dem
         capsys, "--parquet", lake_dir, "--out", out, "--model-dir", model_dir, "--explain", "3"
     )
     assert status == 0, err
-    url = copy_of(demo_db, tmp_path / "copy.db")
+    url = live.sqlite_copy(demo_db, tmp_path / "copy.db")
     assert main(["import-scores", str(out), "--db", url]) == 0
     engine = db.connect(url)
     written = pd.read_parquet(out).set_index("session_id")
@@ -272,7 +262,7 @@ def scored_app(trained_demo, demo_db, tmp_path, monkeypatch):
     """The dashboard on a copy of the demo database with precomputed scores for a few sessions:
     the first by the model serving it now, with contributions; the second by a model long gone."""
     _, model_dir = trained_demo
-    url = copy_of(demo_db, tmp_path / "copy.db")
+    url = live.sqlite_copy(demo_db, tmp_path / "copy.db")
     engine = db.connect(url)
     ids = [db.random_session_id(engine, labelled=True) for _ in range(2)]
     while ids[1] == ids[0]:

@@ -2,7 +2,6 @@
 
 import json
 import math
-import sqlite3
 import time
 
 import numpy as np
@@ -196,16 +195,12 @@ def test_cli_predict_names_group_and_model_and_logs_it(trained_demo, tmp_path):
     from tests.test_cli import run
 
     url, model_dir = trained_demo
-    copy = tmp_path / "copy.db"
-    # A consistent copy (its WAL included) with an empty log: the dashboard's tests log to the demo's.
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as demo, sqlite3.connect(copy) as fresh:
-        demo.backup(fresh)
-        fresh.execute("DROP TABLE IF EXISTS prediction_log")
-    answer = json.loads(run("predict", "u10003", "--db", f"sqlite:///{copy}", "--model-dir", model_dir).stdout)
+    copy = live.sqlite_copy(url, tmp_path / "copy.db", empty_log=True)  # the dashboard's tests log to the demo's
+    answer = json.loads(run("predict", "u10003", "--db", copy, "--model-dir", model_dir).stdout)
     assert answer["GROUP"] in ("control", "treatment")
     slot = artifact.load(model_dir).of(answer["GROUP"])
     assert answer["MODEL"] == slot.model_id
-    log = db.served_predictions(db.connect(f"sqlite:///{copy}"))
+    log = db.served_predictions(db.connect(copy))
     assert log[["session_id", "ab_group", "model_id"]].values.tolist() == [["u10003", answer["GROUP"], answer["MODEL"]]]
 
 

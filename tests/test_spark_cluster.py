@@ -33,7 +33,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import sysconfig
@@ -48,6 +47,7 @@ import pandas as pd
 import pytest
 
 from gender import db, serve, summary
+from tests import live
 from tests.conftest import PROJECT, spark_missing
 
 pytestmark = pytest.mark.slow
@@ -350,10 +350,7 @@ def _load(url: str) -> summary.Summaries:
 
 def test_summarize_on_the_cluster_equals_the_database_queries(cluster, trained_demo, lake_dir, tmp_path):
     url, _ = trained_demo
-    by_sql_url = f"sqlite:///{tmp_path / 'by-sql.db'}"  # a copy: the shared demo database stays as it is
-    source, copy = sqlite3.connect(url.removeprefix("sqlite:///")), sqlite3.connect(tmp_path / "by-sql.db")
-    source.backup(copy)
-    source.close(), copy.close()
+    by_sql_url = live.sqlite_copy(url, tmp_path / "by-sql.db")  # the shared demo database stays as it is
     engine = db.connect(by_sql_url)
     summary.summarize_database(engine)
     engine.dispose()

@@ -9,7 +9,6 @@ or Java those tests skip, saying so (CI fails on a skip).
 from __future__ import annotations
 
 import base64
-import sqlite3
 from datetime import UTC, datetime
 
 import numpy as np
@@ -22,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from gender import config, db, ingest, lake, summary
 from gender.cli import main
+from tests import live
 from tests.conftest import PAKDD, PROJECT, _mysql_database
 from tests.live import charts
 
@@ -61,14 +61,6 @@ def assert_same(left: summary.Summaries, right: summary.Summaries | dict) -> Non
         pd.testing.assert_frame_equal(getattr(left, name), expected, check_dtype=False, obj=name)
 
 
-def copy_sqlite(engine, target) -> str:
-    """A copy of a SQLite database (WAL included), by SQLite's own backup."""
-    source, copy = sqlite3.connect(engine.url.database), sqlite3.connect(target)
-    source.backup(copy)
-    source.close(), copy.close()
-    return f"sqlite:///{target}"
-
-
 def run(capsys, *args) -> tuple[int, str]:
     capsys.readouterr()
     status = main(list(map(str, args)))
@@ -78,7 +70,7 @@ def run(capsys, *args) -> tuple[int, str]:
 @pytest.fixture
 def real_copy(real_db, tmp_path):
     """A private copy of the real logs' database (summaries get written into it)."""
-    engine = db.connect(copy_sqlite(real_db, tmp_path / "real.db"))
+    engine = db.connect(live.sqlite_copy(real_db.url.database, tmp_path / "real.db"))
     yield engine
     engine.dispose()
 
@@ -247,7 +239,7 @@ def test_setup_leaves_summaries_for_the_demo_database(trained_demo, tmp_path, mo
 def page_db(trained_demo, tmp_path, monkeypatch):
     """A private copy of the trained demo database, which the dashboard is pointed at."""
     url, model_dir = trained_demo
-    copy = copy_sqlite(db.connect(url), tmp_path / "page.db")
+    copy = live.sqlite_copy(url, tmp_path / "page.db")
     monkeypatch.setenv("GENDER_DB_URL", copy)
     monkeypatch.setenv("GENDER_MODEL_DIR", str(model_dir))
     engine = db.connect(copy)
