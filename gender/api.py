@@ -109,6 +109,23 @@ class Metrics:
         self.database_errors = Counter(
             "gender_database_errors", "Requests that failed on the database", registry=self.registry
         )
+        # prometheus_client's labels() checks and locks on every call: each label set's child is kept.
+        self._children: dict[tuple, object] = {}  # (metric, *labels) -> its child
+
+    def _child(self, metric, *labels: str):
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def request(self, route: str, method: str, status: int | None, seconds: float) -> None:
+        """One HTTP request answered, labelled by route template (never by the ids in it)."""
+        self._child(self.requests, route, method, str(status)).inc()
+        self._child(self.latency, route).observe(seconds)
+
+    def prediction(self, model: str, group: str, label: str) -> None:
+        self._child(self.predictions, model, group, label).inc()
 
     def show_models(self, models: Models) -> None:
         # Models no longer serving drop to 0 rather than vanish: prometheus_client cannot remove a
@@ -278,8 +295,6 @@ class RawPathRouting:
 
     def __init__(self, app, metrics: Metrics, direct: Direct | None = None):
         self.app, self.metrics, self.direct = app, metrics, direct
-        self._counters: dict[tuple, Callable[[], None]] = {}  # (route, method, status) -> its counter's inc
-        self._timers: dict[str, Callable[[float], None]] = {}  # route -> its histogram's observe
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -309,21 +324,7 @@ class RawPathRouting:
                 await error(500, "internal error; the details are in the server log")(scope, receive, sending)
         finally:
             label = direct[0] if direct is not None else getattr(scope.get("route"), "path", None) or "(no route)"
-            self._count(label, scope["method"], status)
-            self._time(label, time.perf_counter() - started)
-
-    def _count(self, route: str, method: str, status: int | None) -> None:
-        key = (route, method, status)
-        inc = self._counters.get(key)
-        if inc is None:  # prometheus' labels() checks and locks on every call: its child is kept
-            inc = self._counters[key] = self.metrics.requests.labels(route, method, str(status)).inc
-        inc()
-
-    def _time(self, route: str, seconds: float) -> None:
-        observe = self._timers.get(route)
-        if observe is None:
-            observe = self._timers[route] = self.metrics.latency.labels(route).observe
-        observe(seconds)
+            self.metrics.request(label, scope["method"], status, time.perf_counter() - started)
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -425,7 +426,7 @@ def create_app(service: Service | None = None, dashboard: bool = True) -> FastAP
             return Prediction.unknown(session_id).as_json()
         serve.log_in_background(engine, served, "api")
         prediction = served.prediction
-        service.metrics.predictions.labels(prediction.model, served.group, prediction.prediction).inc()
+        service.metrics.prediction(prediction.model, served.group, prediction.prediction)
         return served.as_json()
 
     def count(session_id: str, category: str) -> dict:

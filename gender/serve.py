@@ -121,12 +121,16 @@ class LogWriter:
     def add(self, engine: Engine, row: dict) -> None:
         with self._changed:
             if not self._closed:
+                first = not self._waiting
                 self._waiting.setdefault(engine, []).append(row)
                 if self._thread is None:
                     # A daemon thread, so a process never hangs on it; `close` at exit drains it.
                     self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
                     self._thread.start()
-                self._changed.notify_all()
+                # Only the first row of a batch wakes the thread: a wake per row, under an API's
+                # load, cost each answer a switch to the thread and back for nothing (it lingers).
+                if first:
+                    self._changed.notify_all()
                 return
         self._write(engine, [row])  # closed: written now, as the CLI does
 
