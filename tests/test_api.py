@@ -276,7 +276,7 @@ def test_the_hot_routes_take_the_paths_fastapis_templates_take():
     requests FastAPI's templates would give those routes must reach them, with the same ids, and
     every other request must go on to FastAPI (its 404s, 405s and redirects)."""
     app = api.create_app(api.Service())
-    direct = next(m.kwargs["direct"] for m in app.user_middleware if m.cls is api.RawPathRouting)
+    direct = app.front.direct
 
     def fastapi(method: str, path: str) -> tuple | None:
         scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
@@ -423,6 +423,30 @@ def test_a_database_outage_is_a_json_503_and_counted(trained_demo, monkeypatch):
         health = client.get("/api/health")
         assert health.status_code == 503 and health.json()["MODEL"]  # the model is still loaded
         assert "gender_database_errors_total 3.0" in client.get("/metrics").text
+
+
+def test_a_bug_in_a_route_is_a_json_500_logged_once(trained_demo, monkeypatch, caplog):
+    """A bug (here: the models raise something unforeseen) behind the hot routes, which answer
+    without FastAPI's middleware, and behind FastAPI's own routes: JSON 500, one log entry each."""
+    monkeypatch.setenv("GENDER_DB_URL", trained_demo[0])
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(trained_demo[1]))
+    service = api.Service()
+
+    def broken(settings=None):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(service, "models", broken)
+    with TestClient(api.create_app(service), raise_server_exceptions=False) as client:
+        for method, path, body in (("GET", "/predict/u10003", None), ("POST", "/api/predict", ["u10003"])):
+            caplog.clear()
+            response = client.request(method, path, json=body)
+            assert response.status_code == 500, (path, response.text)
+            assert response.json() == {"ERROR": api.INTERNAL, "STATUS": 500}
+            logged = [r for r in caplog.records if r.exc_info and "a bug" in str(r.exc_info[1])]
+            assert len(logged) == 1, (path, [r.getMessage() for r in caplog.records])
+        metrics = service.metrics.exposition().decode()  # not /metrics: it shows the (broken) models too
+        assert 'route="/predict/{session_id:path}",status="500"' in metrics
+        assert 'route="/api/predict",status="500"' in metrics
 
 
 def test_models_are_loaded_once_and_again_after_a_retrain(trained_demo, tmp_path, monkeypatch):
