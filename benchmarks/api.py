@@ -25,6 +25,8 @@ those `python -m gender train` made in data/bench/models-api (trained first when
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import os
 import random
 import shutil
@@ -92,6 +94,9 @@ class Result:
     peak_rss_mb: float = 0.0
     seconds: float = 0.0
     cpu_seconds: float = 0.0  # the server's CPU time (all its threads, user + system) during the load
+    # The clients' connections held by each process of the server, a few seconds in. With keep-alive
+    # they stay where the kernel put them: workers with 31 and 19 of 50 answer the 31's clients later.
+    connections: list[int] = field(default_factory=list)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -118,6 +123,15 @@ def rss_mb(pid: int) -> float:
         except OSError:
             pass
     return total
+
+
+def connections_by_process(port: int) -> list[int]:
+    """How many established connections to `port` each process listening on it holds, most first (`ss`)."""
+    listing = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True
+    ).stdout
+    holders = collections.Counter(line.partition("pid=")[2].partition(",")[0] for line in listing.splitlines())
+    return sorted(holders.values(), reverse=True)
 
 
 def children(pid: int) -> list[int]:
@@ -158,8 +172,10 @@ async def drive(
         connection.close()
 
     async def memory():
-        while True:
+        for second in itertools.count():
             result.peak_rss_mb = max(result.peak_rss_mb, rss_mb(pid))
+            if second == 5:
+                result.connections = connections_by_process(int(port))
             await asyncio.sleep(1)
 
     started, cpu = time.monotonic(), cpu_seconds(pid)
@@ -512,7 +528,8 @@ def main() -> None:
             print(f"{server} /{route}: {ratio:,.1f}× the original's requests per second (target ≥ 10×)")
             if route == "predict":
                 p99 = ms(percentile(ours.latencies, 0.99))
-                print(f"{server} /predict p99 at {clients} clients: {p99} (target ≤ 50 ms)")
+                split = "/".join(map(str, ours.connections)) or "not seen"
+                print(f"{server} /predict p99 at {clients} clients: {p99} (target ≤ 50 ms); connections held: {split}")
     for server, checks in dashboard:
         shown = ", ".join(ms(t) if isinstance(t, float) else t for t in checks) or "none"
         print(f"dashboard during {server}'s /predict load (Predict page until the answer shows, Chromium): {shown}")

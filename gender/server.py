@@ -1,10 +1,10 @@
 """Running `python -m gender api`: gender.api's routes under uvicorn, in one process or several.
 
 Several processes each listen on a socket of their own on the same port (SO_REUSEPORT), and the
-kernel spreads new connections evenly over them. uvicorn's own workers share one socket: the
-first to wake takes the whole burst of connections a client pool opens at once (15 and 35 of 50
-in benchmarks/api.py), and with keep-alive they stay there, so one worker's clients waited twice
-as long as the other's.
+kernel spreads new connections over them by a hash of each (of 50 in benchmarks/api.py, 25/25 to
+31/19 seen). uvicorn's own workers share one socket: the first to wake takes the whole burst of
+connections a client pool opens at once (15 and 35 of 50), and with keep-alive they stay there,
+so one worker's clients waited twice as long as the other's.
 """
 
 from __future__ import annotations
