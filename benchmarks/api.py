@@ -94,7 +94,7 @@ class Result:
     peak_rss_mb: float = 0.0
     seconds: float = 0.0
     cpu_seconds: float = 0.0  # the server's CPU time (all its threads, user + system) during the load
-    # The clients' connections held by each process of the server, a few seconds in. With keep-alive
+    # The clients' connections held by each process of the server, 5 s in (or halfway). With keep-alive
     # they stay where the kernel put them: workers with 31 and 19 of 50 answer the 31's clients later.
     connections: list[int] = field(default_factory=list)
 
@@ -171,15 +171,16 @@ async def drive(
             result.latencies.append(time.perf_counter() - started)
         connection.close()
 
-    async def memory():
+    async def watch_server():
+        """Its peak memory, each second; the connections each of its processes holds, 5 s in (or halfway)."""
         for second in itertools.count():
             result.peak_rss_mb = max(result.peak_rss_mb, rss_mb(pid))
-            if second == 5:
+            if second == min(5, int(seconds // 2)):
                 result.connections = connections_by_process(int(port))
             await asyncio.sleep(1)
 
     started, cpu = time.monotonic(), cpu_seconds(pid)
-    watch = asyncio.create_task(memory())
+    watch = asyncio.create_task(watch_server())
     await asyncio.gather(*(client(seed) for seed in range(clients)))
     result.seconds = time.monotonic() - started
     result.cpu_seconds = cpu_seconds(pid) - cpu
