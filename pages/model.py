@@ -141,5 +141,8 @@ st.dataframe(
 with st.expander("Parameters of the newest run"):
     st.json(runs[0].parameters if runs else {})
 
-if st.button("Retrain on the current database", key="retrain"):
+minutes, seconds = divmod(round(card.seconds), 60)
+took = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+retrain_help = f"The page waits while it trains: these models took {took} on {training.sessions:,} labelled sessions."
+if st.button("Retrain on the current database", key="retrain", help=retrain_help):
     ui.train_here()

@@ -193,6 +193,8 @@ def test_model_page_threshold_slider(app, trained_demo):
     roc = next(c for c in charts(at) if any("chance" == t.get("name") for t in c["data"]))
     names = " ".join(t["name"] for t in roc["data"])
     assert "original" in names and "(chosen)" in names and "±" in names
+    waits = at.button(key="retrain").help  # how long the page will wait, from the last training
+    assert f"{card.training.sessions:,} labelled sessions" in waits and f"{round(card.seconds) % 60} s" in waits
 
 
 def test_without_a_model_the_pages_offer_training(trained_demo, monkeypatch, tmp_path):
