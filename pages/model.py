@@ -1,10 +1,12 @@
 """Model: how the candidates compared, where the threshold sits, and what was trained on."""
 
+from datetime import timedelta
+
 import pandas as pd
 import streamlit as st
 
 import ui
-from gender import artifact, metrics, plots
+from gender import artifact, metrics, plots, whatif
 
 st.title("The model")
 
@@ -141,8 +143,7 @@ st.dataframe(
 with st.expander("Parameters of the newest run"):
     st.json(runs[0].parameters if runs else {})
 
-minutes, seconds = divmod(round(card.seconds), 60)
-took = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+took = whatif.duration_text(timedelta(seconds=round(card.seconds)))
 retrain_help = f"The page waits while it trains: these models took {took} on {training.sessions:,} labelled sessions."
 if st.button("Retrain on the current database", key="retrain", help=retrain_help):
     ui.train_here()

@@ -3,6 +3,7 @@
 import base64
 import json
 import shutil
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from gender import artifact, db, metrics, synth
+from gender import artifact, db, metrics, synth, whatif
 from gender.features import JOIN
 from tests.conftest import PROJECT
 from tests.live import charts
@@ -194,7 +195,8 @@ def test_model_page_threshold_slider(app, trained_demo):
     names = " ".join(t["name"] for t in roc["data"])
     assert "original" in names and "(chosen)" in names and "±" in names
     waits = at.button(key="retrain").help  # how long the page will wait, from the last training
-    assert f"{card.training.sessions:,} labelled sessions" in waits and f"{round(card.seconds) % 60} s" in waits
+    took = whatif.duration_text(timedelta(seconds=round(card.seconds)))
+    assert f"took {took} on {card.training.sessions:,} labelled sessions" in waits
 
 
 def test_without_a_model_the_pages_offer_training(trained_demo, monkeypatch, tmp_path):
