@@ -13,6 +13,9 @@ import random
 import re
 import shutil
 import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -20,7 +23,7 @@ import plotly.offline
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from gender import artifact, db, serve, suggest, summary, synth
+from gender import artifact, db, serve, suggest, summary, synth, whatif
 from gender.config import Settings, load_settings
 from gender.errors import DatabaseUnavailable, GenderError, ModelUnavailable
 from gender.trained import Model, Models
@@ -179,21 +182,86 @@ def require_models() -> Models:
         return models()
     except ModelUnavailable as exc:
         st.warning(str(exc), icon=":material/model_training:")
-        if st.button("Train a model on this database", key="train_models", type="primary"):
-            train_here()
+        training_button("Train a model on this database", key="train_models", type="primary")
         st.stop()
 
 
-def train_here() -> None:
-    """Train on the current database with a progress bar, then reload everything."""
+# -- training from the dashboard ----------------------------------------------------------------
+
+
+@dataclass
+class Training:
+    """A training run started from the dashboard. It runs in a server thread of its own, not in the
+    page's script: leaving the page stops its script, and a run inside it went on computing for
+    minutes only to be thrown away. Whoever opens a page while it runs sees its progress."""
+
+    started: float  # time.monotonic()
+    fraction: float = 0.0
+    message: str = "reading the labelled sessions"
+    error: str | None = None  # why it failed, once it has
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@st.cache_resource(show_spinner=False)
+def _trainings() -> dict[Path, Training]:
+    """The newest training run of each model folder, for every session of this server."""
+    return {}
+
+
+_starting_training = threading.Lock()  # two analysts pressing Train at once start one run
+
+
+def _start_training() -> Training:
+    """The model folder's running training, or a new one on the current database."""
+    folder, current = settings().model_dir, engine()
+    with _starting_training:
+        running = _trainings().get(folder)
+        if running and not running.done.is_set():
+            return running
+        run = _trainings()[folder] = Training(started=time.monotonic())
+    threading.Thread(target=_train, args=(run, current, folder), name="gender-train", daemon=True).start()
+    return run
+
+
+def _train(run: Training, current, folder: Path) -> None:
     from gender.train import train
 
-    progress = st.progress(0.0, "reading the labelled sessions…")
-    with banners():
-        card = train(engine(), settings().model_dir, lambda f, m: progress.progress(f, m))
-    st.cache_data.clear()
-    st.success(f"trained: {card.chosen} chosen in {card.seconds} s")
-    st.rerun()
+    def progress(fraction: float, message: str) -> None:
+        run.fraction, run.message = fraction, message
+
+    try:
+        train(current, folder, progress)
+        st.cache_data.clear()  # every session's cached answers came from the models replaced
+    except GenderError as exc:
+        run.error = str(exc)
+    except Exception:  # a bug: log it on the server, keep the page calm
+        log.exception("training from the dashboard failed")
+        run.error = "Training failed; the details are in the server log."
+    finally:
+        run.done.set()
+
+
+def training_button(label: str, key: str, **button) -> None:
+    """A button that trains on the current database; while a training runs, its progress instead."""
+    run = _trainings().get(settings().model_dir)
+    if run is None or run.done.is_set():
+        if run is not None and run.error:
+            st.error(f"The last training failed: {run.error}", icon=":material/error:")
+        place = st.empty()
+        if not place.button(label, key=key, **button):
+            return
+        place.empty()  # the progress takes the button's place while it runs
+        run = _start_training()
+    _follow(run)
+
+
+@st.fragment(run_every=1.0)
+def _follow(run: Training) -> None:
+    """The training's progress, redrawn every second; the whole page again once it has finished."""
+    if run.done.is_set():
+        st.rerun()
+    so_far = whatif.duration_text(timedelta(seconds=round(time.monotonic() - run.started)))
+    st.progress(run.fraction, f"{run.message} ({so_far} so far; it goes on if you leave this page)")
 
 
 # -- charts -------------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ def main() -> None:
         while not page.get_by_text(TRAINED).count():
             bar = page.locator('[data-testid="stProgress"]')
             if bar.count():
-                message = bar.first.inner_text().strip()
+                message = bar.first.inner_text().strip().rsplit(" (", 1)[0]  # less the "(N s so far; …)"
                 if message and (not progress or progress[-1][1] != message):
                     progress.append((time.perf_counter() - clicked, message))
             if time.perf_counter() - clicked > 1_800:

@@ -144,6 +144,8 @@ with st.expander("Parameters of the newest run"):
     st.json(runs[0].parameters if runs else {})
 
 took = whatif.duration_text(timedelta(seconds=round(card.seconds)))
-retrain_help = f"The page waits while it trains: these models took {took} on {training.sessions:,} labelled sessions."
-if st.button("Retrain on the current database", key="retrain", help=retrain_help):
-    ui.train_here()
+retrain_help = (
+    f"It trains on the server, and goes on if you leave this page: "
+    f"these models took {took} on {training.sessions:,} labelled sessions."
+)
+ui.training_button("Retrain on the current database", key="retrain", help=retrain_help)

@@ -3,6 +3,7 @@
 import base64
 import json
 import shutil
+import time
 from datetime import timedelta
 
 import numpy as np
@@ -206,9 +207,35 @@ def test_without_a_model_the_pages_offer_training(trained_demo, monkeypatch, tmp
     monkeypatch.setenv("GENDER_MODEL_DIR", str(tmp_path / "models"))
     at = make_app()
     assert any("no trained model" in w.value for w in at.warning)
-    at.button(key="train_models").click().run(timeout=600)
+    at.button(key="train_models").click().run()
     assert not at.exception
-    assert (tmp_path / "models" / artifact.METADATA_FILE).is_file()
+    assert "so far; it goes on if you leave this page" in at.get("progress")[0].proto.text  # training on the server
+    saved = tmp_path / "models" / artifact.METADATA_FILE
+    deadline = time.monotonic() + 600
+    while not saved.is_file() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    at.run()  # as the progress does once the training has finished
+    assert not at.exception and not at.warning
+    assert "Type a session id" in texts(at)  # the Predict page itself, its model there
+
+
+def test_a_failed_training_says_why(trained_demo, monkeypatch, tmp_path):
+    path = tmp_path / "unlabelled.db"
+    engine = db.connect(f"sqlite:///{path}")
+    synth.create_demo(engine, sessions=200, seed=5)
+    with engine.begin() as connection:  # no labels: nothing to learn from
+        connection.execute(db.session.update().values(gender=None))
+    monkeypatch.setenv("GENDER_DB_URL", f"sqlite:///{path}")
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(tmp_path / "models"))
+    at = make_app("model")
+    at.button(key="train_models").click().run()
+    deadline = time.monotonic() + 60
+    while not at.error and time.monotonic() < deadline:
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception
+    assert [e.value for e in at.error][0].startswith("The last training failed: need at least 5 labelled sessions")
+    assert at.button(key="train_models")  # and it can be tried again
 
 
 def test_without_a_database_a_clear_banner(monkeypatch, tmp_path):

@@ -8,7 +8,7 @@ import urllib.request
 import plotly.offline
 import pytest
 
-from gender import db
+from gender import artifact, db
 from tests import live
 from tests.conftest import PROJECT
 
@@ -130,6 +130,31 @@ def test_a_deep_link_as_the_first_visit_after_a_start_goes_through_the_router(tr
                 "Monitoring",
             ]
             assert page.url.startswith(f"{base}/{path.split('?')[0]}")
+            no_exceptions(page)
+        finally:
+            page.close()
+
+
+def test_training_goes_on_when_the_analyst_leaves_the_page(trained_demo, tmp_path, browser):
+    """Training started on a page runs on the server: leaving the page while it runs (a page's
+    script stops when one leaves it) neither stops nor wastes it, and coming back shows its progress."""
+    url, _ = trained_demo
+    model_dir = tmp_path / "models"
+    env = {"GENDER_DB_URL": url, "GENDER_MODEL_DIR": str(model_dir)}
+    running = "so far; it goes on if you leave this page"
+    with live.streamlit_server(env, tmp_path / "streamlit.log") as (base, _):
+        page = browser.new_page(viewport={"width": 1400, "height": 1200})
+        try:
+            page.goto(f"{base}/model")
+            page.get_by_role("button", name="Train a model on this database").click(timeout=120_000)
+            page.get_by_text(running).wait_for(timeout=60_000)
+            page.get_by_role("link", name="Categories", exact=True).click()
+            page.get_by_text("Count one category").wait_for(timeout=60_000)
+            page.get_by_role("link", name="Model", exact=True).click()
+            page.get_by_text(running).wait_for(timeout=60_000)  # still running, shown to whoever comes
+            assert page.get_by_role("button", name="Train a model on this database").count() == 0
+            page.get_by_text("was chosen among").wait_for(timeout=600_000)  # the page, once trained
+            assert (model_dir / artifact.METADATA_FILE).is_file()
             no_exceptions(page)
         finally:
             page.close()
