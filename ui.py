@@ -190,7 +190,7 @@ def require_models() -> Models:
 
 
 @dataclass
-class Training:
+class TrainingRun:
     """A training run started from the dashboard. It runs in a server thread of its own, not in the
     page's script: leaving the page stops its script, and a run inside it went on computing for
     minutes only to be thrown away. Whoever opens a page while it runs sees its progress."""
@@ -203,7 +203,7 @@ class Training:
 
 
 @st.cache_resource(show_spinner=False)
-def _trainings() -> dict[Path, Training]:
+def _trainings() -> dict[Path, TrainingRun]:
     """The newest training run of each model folder, for every session of this server."""
     return {}
 
@@ -211,26 +211,26 @@ def _trainings() -> dict[Path, Training]:
 _starting_training = threading.Lock()  # two analysts pressing Train at once start one run
 
 
-def _start_training() -> Training:
+def _start_training() -> TrainingRun:
     """The model folder's running training, or a new one on the current database."""
-    folder, current = settings().model_dir, engine()
+    folder, database = settings().model_dir, engine()
     with _starting_training:
         running = _trainings().get(folder)
         if running and not running.done.is_set():
             return running
-        run = _trainings()[folder] = Training(started=time.monotonic())
-    threading.Thread(target=_train, args=(run, current, folder), name="gender-train", daemon=True).start()
+        run = _trainings()[folder] = TrainingRun(started=time.monotonic())
+    threading.Thread(target=_train, args=(run, database, folder), name="gender-train", daemon=True).start()
     return run
 
 
-def _train(run: Training, current, folder: Path) -> None:
+def _train(run: TrainingRun, database, folder: Path) -> None:
     from gender.train import train
 
     def progress(fraction: float, message: str) -> None:
         run.fraction, run.message = fraction, message
 
     try:
-        train(current, folder, progress)
+        train(database, folder, progress)
         st.cache_data.clear()  # every session's cached answers came from the models replaced
     except GenderError as exc:
         run.error = str(exc)
@@ -256,7 +256,7 @@ def training_button(label: str, key: str, **button) -> None:
 
 
 @st.fragment(run_every=1.0)
-def _follow(run: Training) -> None:
+def _follow(run: TrainingRun) -> None:
     """The training's progress, redrawn every second; the whole page again once it has finished."""
     if run.done.is_set():
         st.rerun()
