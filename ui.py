@@ -193,7 +193,7 @@ def require_models() -> Models:
 class TrainingRun:
     """A training run started from the dashboard. It runs in a server thread of its own, not in the
     page's script: leaving the page stops its script, and a run inside it went on computing for
-    minutes only to be thrown away. Whoever opens a page while it runs sees its progress."""
+    minutes only to be thrown away. Every page shows its progress in the sidebar while it runs."""
 
     started: float  # time.monotonic()
     fraction: float = 0.0
@@ -331,6 +331,9 @@ def sidebar() -> None:
         except GenderError:
             st.markdown("Database unreachable")
         st.caption("Model")
+        run = _trainings().get(current.model_dir)
+        if run is not None and not run.done.is_set():
+            _follow(run)  # on every page: the models are about to change
         try:
             serving = models()
             treatment = serving.treatment

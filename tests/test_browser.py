@@ -137,7 +137,8 @@ def test_a_deep_link_as_the_first_visit_after_a_start_goes_through_the_router(tr
 
 def test_training_goes_on_when_the_analyst_leaves_the_page(trained_demo, tmp_path, browser):
     """Training started on a page runs on the server: leaving the page while it runs (a page's
-    script stops when one leaves it) neither stops nor wastes it, and coming back shows its progress."""
+    script stops when one leaves it) neither stops nor wastes it: every page's sidebar shows its
+    progress, and so does the Model page in the button's place."""
     url, _ = trained_demo
     model_dir = tmp_path / "models"
     env = {"GENDER_DB_URL": url, "GENDER_MODEL_DIR": str(model_dir)}
@@ -147,11 +148,12 @@ def test_training_goes_on_when_the_analyst_leaves_the_page(trained_demo, tmp_pat
         try:
             page.goto(f"{base}/model")
             page.get_by_role("button", name="Train a model on this database").click(timeout=120_000)
-            page.get_by_text(running).wait_for(timeout=60_000)
+            page.get_by_test_id("stMain").get_by_text(running).wait_for(timeout=60_000)
             page.get_by_role("link", name="Categories", exact=True).click()
             page.get_by_text("Count one category").wait_for(timeout=60_000)
+            page.get_by_test_id("stSidebar").get_by_text(running).wait_for(timeout=60_000)  # on every page
             page.get_by_role("link", name="Model", exact=True).click()
-            page.get_by_text(running).wait_for(timeout=60_000)  # still running, shown to whoever comes
+            page.get_by_test_id("stMain").get_by_text(running).wait_for(timeout=60_000)  # in the button's place
             assert page.get_by_role("button", name="Train a model on this database").count() == 0
             page.get_by_text("was chosen among").wait_for(timeout=600_000)  # the page, once trained
             assert (model_dir / artifact.METADATA_FILE).is_file()
