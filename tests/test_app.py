@@ -195,7 +195,7 @@ def test_model_page_threshold_slider(app, trained_demo):
     roc = next(c for c in charts(at) if any("chance" == t.get("name") for t in c["data"]))
     names = " ".join(t["name"] for t in roc["data"])
     assert "original" in names and "(chosen)" in names and "±" in names
-    waits = at.button(key="retrain").help  # how long the page will wait, from the last training
+    waits = at.button(key="retrain").help  # how long training will take, from the last one
     took = whatif.duration_text(timedelta(seconds=round(card.seconds)))
     assert f"took {took} on {card.training.sessions:,} labelled sessions" in waits
 
