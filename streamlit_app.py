@@ -20,7 +20,9 @@ else:  # a page view
     from gender.access import load_access
     from gender.errors import GenderError
 
-    st.set_page_config(page_title="gender-lens", page_icon=":material/person_search:", layout="wide")
+    # An emoji favicon is drawn in the page itself; a material one is fetched from Google's fonts,
+    # which a shop's offline network never reaches.
+    st.set_page_config(page_title="gender-lens", page_icon="🔎", layout="wide")
 
     def login_configured() -> bool:
         try:

@@ -174,6 +174,24 @@ def test_other_pages_render(server, page, path, expected):
     shoot(page, path.split("?")[0])
 
 
+def test_no_page_asks_anything_of_another_host(server, page):
+    """A shop may run the dashboard with no internet, and its visitors' logs must not leak: every
+    request of every page goes to the server itself (a material-icon favicon once came from Google)."""
+    elsewhere = []
+
+    def note(request):
+        url = request.url.removeprefix("blob:")  # a blob of the page's own origin is local
+        if not (url.startswith(server) or url.startswith("data:")):
+            elsewhere.append(request.url)
+
+    page.on("request", note)
+    for path in ["?session=u10003", "find", "categories?session=u10003", "model", "population", "monitoring"]:
+        page.goto(f"{server}/{path}")
+        settle(page)
+        no_exceptions(page)
+    assert sorted(set(elsewhere)) == []
+
+
 def test_monitoring_page_shows_what_was_served(server, page, trained_demo):
     session_id = db.random_session_id(db.connect(trained_demo[0]), labelled=False)
     page.goto(f"{server}/?session={session_id}")  # serving it writes the prediction log
