@@ -42,14 +42,27 @@ table = pd.DataFrame(
             "what": result.label,
             "ROC-AUC": result.auc_mean,
             "± std": result.auc_std,
-            "per fold": ", ".join(f"{auc:.3f}" for auc in result.auc_folds),
             "explainable": "yes" if result.explainable else "no (baseline)",
             "each fold fitted on": result.fold_fit_sessions,  # fewer than the others': a stratified sample
+            "per fold": ", ".join(f"{auc:.3f}" for auc in result.auc_folds),  # last: a narrow screen cuts it
         }
         for name, result in card.candidates.items()
     ]
 ).sort_values("ROC-AUC", ascending=False)
-st.dataframe(table, hide_index=True, key="candidates")
+st.dataframe(
+    table,
+    hide_index=True,
+    key="candidates",
+    column_config={  # narrow numbers, so that more columns fit without scrolling sideways
+        "ROC-AUC": st.column_config.NumberColumn(format="%.4f", width="small"),
+        "± std": st.column_config.NumberColumn(format="%.4f", width="small"),
+        "each fold fitted on": st.column_config.NumberColumn(
+            "fitted on",
+            format="localized",
+            help="Sessions each fold's fit saw: fewer than the others' for a candidate fitted on a stratified sample",
+        ),
+    },
+)
 
 st.subheader("Threshold")
 stored = model.threshold
@@ -92,8 +105,10 @@ facts[2].metric(
     f"{cv.sessions:,}",
     help="a stratified sample of the labelled sessions" if cv.sampled else "every labelled session",
 )
-facts[3].metric("Trained", card.trained, help="UTC")
-facts[4].metric("Training time", f"{card.seconds:.0f} s")
+took = whatif.duration_text(timedelta(seconds=round(card.seconds)))
+# The date alone: a metric cuts a date and time off at this width.
+facts[3].metric("Trained", f"{card.trained_at:%Y-%m-%d}", help=f"at {card.trained_at:%H:%M} UTC")
+facts[4].metric("Training time", took)
 
 st.dataframe(
     pd.DataFrame(
@@ -143,7 +158,6 @@ st.dataframe(
 with st.expander("Parameters of the newest run"):
     st.json(runs[0].parameters if runs else {})
 
-took = whatif.duration_text(timedelta(seconds=round(card.seconds)))
 retrain_help = (
     f"It trains on the server, and goes on if you leave this page: "
     f"these models took {took} on {training.sessions:,} labelled sessions."
