@@ -375,10 +375,25 @@ def session_picker(key: str) -> str:
     """
     if key not in st.session_state:
         st.session_state[key] = st.query_params.get("session", st.session_state.get(CHOSEN_SESSION, ""))
-    typed, labelled, unknown = st.columns([3, 1.3, 1.6], vertical_alignment="bottom")
+    typed, labelled, unknown = st.columns([3, 1.4, 1.4], vertical_alignment="bottom")
     typed.text_input("Session id", key=key, placeholder="e.g. u10003", max_chars=MAX_TYPED)
-    labelled.button("Random labelled session", key=f"{key}_labelled", on_click=_pick_random, args=(key, True))
-    unknown.button("Random session with unknown gender", key=f"{key}_unknown", on_click=_pick_random, args=(key, False))
+    # Labels short enough to show whole at 1,366 pixels, a presenter's laptop.
+    labelled.button(
+        "Random labelled session",
+        key=f"{key}_labelled",
+        help="A session whose gender is recorded: the answer can be checked",
+        on_click=_pick_random,
+        args=(key, True),
+        width="stretch",
+    )
+    unknown.button(
+        "Random unlabelled session",
+        key=f"{key}_unknown",
+        help="A session whose gender is unknown, as the shop's visitors are",
+        on_click=_pick_random,
+        args=(key, False),
+        width="stretch",
+    )
     if note := st.session_state.pop(f"{key}_note", None):
         st.info(note)
     value = st.session_state[key] if st.session_state[key].strip() else ""
