@@ -461,7 +461,7 @@ def feature_importance(shap: sp.csr_matrix, values: sp.csr_matrix, names, labels
             "mean_abs": np.asarray(abs(shap).sum(axis=0)).ravel() / n,
             "mean": np.asarray(shap.sum(axis=0)).ravel() / n,
             "corr": _column_corr(values, shap),
-            "sessions": np.diff(sp.csc_matrix(shap).indptr),
+            "sessions": np.diff(sp.csc_matrix(shap).indptr).astype(np.int64),  # as `load` reads it back
         }
     )
     order = np.lexsort((np.arange(len(table)), -table["mean_abs"].to_numpy()))

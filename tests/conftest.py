@@ -89,7 +89,8 @@ def demo_db(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained_demo(demo_db, tmp_path_factory):
-    """(database URL, model folder) with the candidates trained on the demo database."""
+    """(database URL, model folder) with the candidates trained on the demo database. The folder is
+    shared by every module: one that writes beside the models (a population) uses a copy."""
     from gender.train import train
 
     model_dir = tmp_path_factory.mktemp("models")

@@ -3,6 +3,7 @@
 Screenshots of every page land in tests/screenshots/ (gitignored).
 """
 
+import shutil
 import urllib.request
 
 import plotly.offline
@@ -18,10 +19,14 @@ SHOTS = PROJECT / "tests" / "screenshots"
 
 @pytest.fixture(scope="module")
 def server(trained_demo, tmp_path_factory):
-    """A real Streamlit server on the trained demo database; yields its base URL."""
+    """A real Streamlit server on the trained demo database; yields its base URL. Its models are a
+    copy: the Population page keeps what it computes beside them, and other modules expect the
+    demo's model folder as trained."""
     url, model_dir = trained_demo
-    log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    with live.streamlit_server({"GENDER_DB_URL": url, "GENDER_MODEL_DIR": str(model_dir)}, log) as (base, _):
+    folder = tmp_path_factory.mktemp("server")
+    shutil.copytree(model_dir, folder / "models")
+    env = {"GENDER_DB_URL": url, "GENDER_MODEL_DIR": str(folder / "models")}
+    with live.streamlit_server(env, folder / "streamlit.log") as (base, _):
         yield base
 
 
