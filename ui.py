@@ -366,6 +366,12 @@ def _pick_random(key: str, labelled: bool) -> None:
 CHOSEN_SESSION = "chosen_session"  # the session id last chosen on any page
 
 
+RANDOM_PICKS = (  # the picker's buttons: (its key's suffix, its label, what it picks)
+    ("labelled", "Random labelled session", "A session whose gender is recorded: the answer can be checked"),
+    ("unknown", "Random unlabelled session", "A session whose gender is unknown, as the shop's visitors are"),
+)
+
+
 def session_picker(key: str) -> str:
     """A session id box (filled from ?session=… on arrival) with two random-pick buttons.
 
@@ -375,25 +381,18 @@ def session_picker(key: str) -> str:
     """
     if key not in st.session_state:
         st.session_state[key] = st.query_params.get("session", st.session_state.get(CHOSEN_SESSION, ""))
-    typed, labelled, unknown = st.columns([3, 1.4, 1.4], vertical_alignment="bottom")
+    typed, *buttons = st.columns([3, 1.4, 1.4], vertical_alignment="bottom")
     typed.text_input("Session id", key=key, placeholder="e.g. u10003", max_chars=MAX_TYPED)
     # Labels short enough to show whole at 1,366 pixels, a presenter's laptop.
-    labelled.button(
-        "Random labelled session",
-        key=f"{key}_labelled",
-        help="A session whose gender is recorded: the answer can be checked",
-        on_click=_pick_random,
-        args=(key, True),
-        width="stretch",
-    )
-    unknown.button(
-        "Random unlabelled session",
-        key=f"{key}_unknown",
-        help="A session whose gender is unknown, as the shop's visitors are",
-        on_click=_pick_random,
-        args=(key, False),
-        width="stretch",
-    )
+    for column, (kind, label, picks) in zip(buttons, RANDOM_PICKS):
+        column.button(
+            label,
+            key=f"{key}_{kind}",
+            help=picks,
+            on_click=_pick_random,
+            args=(key, kind == "labelled"),
+            width="stretch",
+        )
     if note := st.session_state.pop(f"{key}_note", None):
         st.info(note)
     value = st.session_state[key] if st.session_state[key].strip() else ""
