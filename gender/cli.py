@@ -38,6 +38,13 @@ class StderrProgress:
             print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
 
 
+class StepProgress(StderrProgress):
+    """Every step on a line of its own: training's few steps each say something (a fold's ROC-AUC,
+    which final fit has begun) and a minute may pass before the next."""
+
+    interval = 0.0
+
+
 def _engine(args):
     settings = load_settings(db=args.db)
     return settings, db.connect(settings.db_url)
@@ -99,7 +106,7 @@ def cmd_train(args) -> None:
     engine = db.connect(settings.db_url)
     db.check_schema(engine)
     print(f"training on {settings.db_label} into {settings.model_dir}", file=sys.stderr)
-    card = train(engine, settings.model_dir, StderrProgress())
+    card = train(engine, settings.model_dir, StepProgress())
     print("\n".join(card.summary()), file=sys.stderr)
 
 
@@ -127,7 +134,7 @@ def cmd_setup(args) -> None:
         print(f"model ready in {settings.model_dir}", file=sys.stderr)
     except ModelUnavailable as missing:
         print(f"{missing}; training now", file=sys.stderr)
-        train(engine, settings.model_dir, StderrProgress())
+        train(engine, settings.model_dir, StepProgress())
 
 
 def _served(args, explain: bool):

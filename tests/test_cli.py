@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -55,6 +56,31 @@ def test_settings_come_from_the_environment(tmp_path, pakdd_sample):
     url = f"sqlite:///{tmp_path / 'env.db'}"
     run("import-pakdd", data, env={"GENDER_DB_URL": url})
     assert db.table_counts(db.connect(url))["sessions"] == 3
+
+
+def test_train_reports_every_step_on_a_line_of_its_own(tmp_path):
+    """Training's steps come faster than an import's one line a second: every fold's ROC-AUC and
+    each final fit begun are still shown (on the real logs the logistic folds, and the final fits
+    that take a minute or more, were once silent)."""
+    from gender.train import CANDIDATES, FOLDS
+
+    url = f"sqlite:///{tmp_path / 'small.db'}"
+    run("demo", "--sessions", 300, "--db", url)
+    lines = run("train", "--db", url, "--model-dir", tmp_path / "models").stderr.splitlines()
+    steps = [line.split("] ", 1)[1] for line in lines if line.startswith("[")]
+    chosen = next(line for line in lines if line.endswith("<- chosen")).split(":")[0].strip()
+    expected = [  # the candidates in training's order
+        r"reading the labelled sessions",
+        r"training on \d+ labelled sessions \(\d+ male\)",
+        *(rf"{c.name}: fold {k}/{FOLDS} ROC-AUC [01]\.\d{{4}}" for c in CANDIDATES for k in range(1, FOLDS + 1)),
+        rf"fitting {chosen} on \d+ sessions as the treatment model",
+        r"fitting original on \d+ sessions as the control model",
+        rf"fitted {chosen} on all \d+ sessions as the treatment model",
+        r"fitted original on all \d+ sessions as the control model",
+    ]
+    assert len(steps) == len(expected), steps
+    for pattern, step in zip(expected, steps):
+        assert re.fullmatch(pattern, step), (pattern, step)
 
 
 def test_score_a_file_and_the_unlabelled_sessions(tmp_path, trained_demo):
