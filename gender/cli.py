@@ -112,7 +112,7 @@ def cmd_train(args) -> None:
 
 def cmd_setup(args) -> None:
     """What the dashboard needs on first run: demo data in the embedded database, a model."""
-    from gender.artifact import load_card
+    from gender.artifact import METADATA_FILE, load_card
     from gender.errors import ModelUnavailable
     from gender.train import train
 
@@ -132,9 +132,13 @@ def cmd_setup(args) -> None:
     try:
         load_card(settings.model_dir)
         print(f"model ready in {settings.model_dir}", file=sys.stderr)
-    except ModelUnavailable as missing:
-        print(f"{missing}; training now", file=sys.stderr)
-        train(engine, settings.model_dir, StepProgress())
+    except ModelUnavailable as unusable:
+        # On a first run there is no model at all: no advice to run train, as setup does that now.
+        first_run = not (settings.model_dir / METADATA_FILE).is_file()
+        why = f"no model yet in {settings.model_dir}" if first_run else unusable
+        print(f"{why}; training one now", file=sys.stderr)
+        card = train(engine, settings.model_dir, StepProgress())
+        print("\n".join(card.summary()), file=sys.stderr)
 
 
 def _served(args, explain: bool):

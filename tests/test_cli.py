@@ -58,15 +58,22 @@ def test_settings_come_from_the_environment(tmp_path, pakdd_sample):
     assert db.table_counts(db.connect(url))["sessions"] == 3
 
 
-def test_train_reports_every_step_on_a_line_of_its_own(tmp_path):
+@pytest.mark.parametrize("command", ["train", "setup"])
+def test_training_reports_every_step_on_a_line_of_its_own(tmp_path, command):
     """Training's steps come faster than an import's one line a second: every fold's ROC-AUC and
     each final fit begun are still shown (on the real logs the logistic folds, and the final fits
-    that take a minute or more, were once silent)."""
+    that take a minute or more, were once silent). `setup` trains as `train` does when there is
+    no model, and says so without telling the user to run `train`."""
     from gender.train import CANDIDATES, FOLDS
 
     url = f"sqlite:///{tmp_path / 'small.db'}"
     run("demo", "--sessions", 300, "--db", url)
-    lines = run("train", "--db", url, "--model-dir", tmp_path / "models").stderr.splitlines()
+    lines = run(command, "--db", url, "--model-dir", tmp_path / "models").stderr.splitlines()
+    assert lines[0] == (
+        f"training on {url} into {tmp_path / 'models'}"
+        if command == "train"
+        else f"no model yet in {tmp_path / 'models'}; training one now"
+    )
     steps = [line.split("] ", 1)[1] for line in lines if line.startswith("[")]
     chosen = next(line for line in lines if line.endswith("<- chosen")).split(":")[0].strip()
     expected = [  # the candidates in training's order
