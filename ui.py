@@ -342,6 +342,8 @@ def sidebar() -> None:
                 f"trained {treatment.card.trained} UTC  \n"
                 f"CV ROC-AUC **{treatment.cv_auc:.3f}**"
             )
+            if treatment.card.database != current.db_label:  # say so: e.g. the demo's model on real logs
+                st.caption(f"trained on another database: {shown(treatment.card.database, limit=200)}")
             if serving.control:
                 st.caption(
                     f"A/B: {current.treatment_share:.0%} of sessions get this model, "

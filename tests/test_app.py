@@ -102,6 +102,16 @@ def test_unknown_session_says_so_plainly(app):
     assert json.loads(at.json[0].value) == {"SESSION_ID": "u00000", "PREDICTION": "UNKNOWN_SESSION_ID"}
 
 
+def test_the_sidebar_says_when_the_model_was_trained_on_another_database(app, trained_demo, monkeypatch, tmp_path):
+    url, _ = trained_demo
+    note = f"trained on another database: `{url}`"
+    assert note not in [caption.value for caption in app().sidebar.caption]  # served where it was trained
+    copy = tmp_path / "copy.db"  # the same sessions elsewhere: a model may serve another database, but say so
+    shutil.copy(db.connect(url).url.database, copy)
+    monkeypatch.setenv("GENDER_DB_URL", f"sqlite:///{copy}")
+    assert note in [caption.value for caption in app().sidebar.caption]
+
+
 def test_deep_link_opens_the_session(app, engine):
     session_id = db.random_session_id(engine, labelled=False)
     at = app(session=session_id)
