@@ -2,7 +2,8 @@
 
 `Prediction` and `Count` are the original service's two JSON answers (with the extra keys the
 CLI and the API add); `Contribution` is one line of an explanation as scores carry it;
-`in_words` reads a P(male) for a person.
+`in_words` reads a P(male) for a person; `beyond_training` says when a session lies beyond
+every session the model learnt from.
 """
 
 from __future__ import annotations
@@ -10,7 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from datetime import timedelta
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from gender.card import Training
+    from gender.session import Session
 
 UNKNOWN = "UNKNOWN_SESSION_ID"  # the original service's answer for a session without data
 
@@ -66,6 +72,23 @@ def contributions_json(contributions: Iterable[Contribution]) -> str:
     """Top contributions as text: the JSON list of {"label", "shap"} that `score --explain` writes
     into its CSV and `import-scores` stores."""
     return json.dumps([contribution._asdict() for contribution in contributions], ensure_ascii=False)
+
+
+def beyond_training(session: Session, training: Training) -> str | None:
+    """A sentence when `session` has more views or lasts longer than any session the model was
+    trained on (a bot's thousands of views, say): its answer there is an extrapolation."""
+    beyond = []
+    if training.most_views is not None and session.n_views > training.most_views:
+        beyond.append(f"{session.n_views:,} views (the most in training: {training.most_views:,})")
+    if training.longest_seconds is not None and session.duration.total_seconds() > training.longest_seconds:
+        longest = timedelta(seconds=round(training.longest_seconds))
+        beyond.append(f"a duration of {session.duration} (the longest in training: {longest})")
+    if not beyond:
+        return None
+    return (
+        f"This session has {' and '.join(beyond)}: the model never saw a session like it, so its answer "
+        "here extrapolates from shorter ones. Read it with care."
+    )
 
 
 def in_words(prediction: Prediction, base_rate: float) -> str:

@@ -22,6 +22,10 @@ class Training(Value):
     female: int
     male_share: float
     fingerprint: str  # sha256 of exactly what was trained on: ids, times, views and labels
+    # The longest session trained on, in views and in seconds: a session beyond them (a bot's
+    # thousands of views) gets an answer the model extrapolates. None on cards from before.
+    most_views: int | None = None
+    longest_seconds: float | None = None
 
 
 class CrossValidation(Value):

@@ -30,7 +30,7 @@ import plotly.io as pio
 import plotly.offline
 
 from gender import explain, plots
-from gender.answers import in_words
+from gender.answers import beyond_training, in_words
 from gender.errors import GenderError
 from gender.serve import Served
 from gender.trained import Model
@@ -52,6 +52,7 @@ td.text { overflow-wrap: anywhere; max-width: 40em; }
 pre { background: #f7fafc; padding: 0.8em; overflow-x: auto; white-space: pre-wrap; overflow-wrap: anywhere; }
 details { margin: 0.2em 0; } summary { cursor: pointer; }
 .chart { margin: 0.5em 0; }
+.warning { background: #fffbeb; border-left: 4px solid #d69e2e; padding: 0.5em 0.8em; }
 """
 
 
@@ -152,6 +153,7 @@ class Report:
             ("A/B group", served.group),
             ("Model", f"{prediction.model} ({model.label})"),
         ]
+        beyond = beyond_training(record, model.card.training)
         parts = [
             f'<h1>Session <code>{escape(record.session_id)}</code>: <span class="{answer_class}">'
             f"{escape(prediction.prediction)}</span></h1>",
@@ -159,6 +161,7 @@ class Report:
             f"<b>{escape(served.group)}</b> group's model <code>{escape(model.model_id)}</code>.</p>",
             "<h2>The answer</h2>",
             f"<p>{escape(in_words(prediction, model.base_rate))}</p>",
+            f'<p class="warning">{escape(beyond)}</p>' if beyond else "",
             truth,
             html_table([(label, value) for label, value in facts], header=None, classes=("", "text")),
             chart_div(figures["p_male"], "chart-p-male", {**CHART_CONFIG, "displayModeBar": False}),

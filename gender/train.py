@@ -281,6 +281,8 @@ def train(
             female=len(y) - males,
             male_share=round(males / len(y), 5),
             fingerprint=fingerprint(frame, y),
+            most_views=int(frame["paths"].map(len).max()),
+            longest_seconds=float((frame["end_time"] - frame["start_time"]).dt.total_seconds().max()),
         ),
         cv=CrossValidation(
             folds=FOLDS,

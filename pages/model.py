@@ -128,7 +128,13 @@ st.dataframe(
     hide_index=True,
     key="slots",
 )
-st.markdown(f"Database: `{card.database}`  \nData fingerprint: `{training.fingerprint}`")
+longest = (  # the Predict page warns of a session beyond these
+    f"  \nThe most views of a session trained on: {training.most_views:,}; the longest one lasted "
+    f"{timedelta(seconds=round(training.longest_seconds))}"
+    if training.most_views is not None and training.longest_seconds is not None
+    else ""
+)
+st.markdown(f"Database: `{card.database}`  \nData fingerprint: `{training.fingerprint}`{longest}")
 st.dataframe(pd.DataFrame(card.versions.items(), columns=["library", "version"]), hide_index=True, key="versions")
 
 st.subheader("Training runs")

@@ -7,7 +7,7 @@ import streamlit as st
 
 import ui
 from gender import explain, explore, plots, predict, report, serve, summary, whatif
-from gender.answers import Prediction, in_words
+from gender.answers import Prediction, beyond_training, in_words
 from gender.trained import Model
 
 WHATIF, BUILD = "whatif", "build"  # the query parameters of an edited and of a built session
@@ -166,6 +166,9 @@ def answer(model: Model, prediction: Prediction, group: str, served_here: bool) 
     with answer_col:
         st.metric("Predicted gender", prediction.prediction, help=f"model {model.model_id}")
         st.markdown(in_words(prediction, model.base_rate))
+        beyond = beyond_training(record, model.card.training)
+        if beyond:
+            st.warning(beyond, icon=":material/warning:")
     with truth_col:
         if changed and served_here and served:
             st.metric("Stored session", served.prediction.prediction)

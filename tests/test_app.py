@@ -13,12 +13,13 @@ import pytest
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from gender import artifact, db, metrics, synth, whatif
+from gender import artifact, db, ingest, metrics, synth, whatif
 from gender.features import JOIN
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, write_pakdd
 from tests.live import charts
 
 TIMEOUT = 120  # the first run loads the model and shap
+START = END = "2014-11-14 10:00:00"  # a session added to a copy of the demo: no longer than any
 
 
 @pytest.fixture
@@ -110,6 +111,26 @@ def test_the_sidebar_says_when_the_model_was_trained_on_another_database(app, tr
     shutil.copy(db.connect(url).url.database, copy)
     monkeypatch.setenv("GENDER_DB_URL", f"sqlite:///{copy}")
     assert note in [caption.value for caption in app().sidebar.caption]
+
+
+def test_a_session_longer_than_any_trained_on_is_answered_with_a_warning(app, trained_demo, monkeypatch, tmp_path):
+    url, model_dir = trained_demo
+    most_views = artifact.load_card(model_dir).training.most_views
+    copy = tmp_path / "copy.db"  # the demo's sessions and one with more views than any of them: a bot, say
+    shutil.copy(db.connect(url).url.database, copy)
+    views = ";".join(f"A00001/B00001/C0000{n % 9 + 1}/D0000{n % 9 + 1}/" for n in range(most_views + 1))
+    ingest.import_pakdd(
+        db.connect(f"sqlite:///{copy}"), write_pakdd(tmp_path / "bot.csv", [f"bot-1,{START},{END},{views}"])
+    )
+    monkeypatch.setenv("GENDER_DB_URL", f"sqlite:///{copy}")
+    at = app(session="bot-1")
+    warned = [w.value for w in at.warning if "the model never saw a session like it" in w.value]
+    assert warned == [
+        f"This session has {most_views + 1:,} views (the most in training: {most_views:,}): the model "
+        "never saw a session like it, so its answer here extrapolates from shorter ones. Read it with care."
+    ]
+    at = app(session=db.random_session_id(db.connect(url), labelled=True))  # a session like those trained on
+    assert not [w for w in at.warning if "never saw" in w.value]
 
 
 def test_deep_link_opens_the_session(app, engine):
@@ -208,6 +229,11 @@ def test_model_page_threshold_slider(app, trained_demo):
     waits = at.button(key="retrain").help  # how long training will take, from the last one
     took = whatif.duration_text(timedelta(seconds=round(card.seconds)))
     assert f"took {took} on {card.training.sessions:,} labelled sessions" in waits
+    longest = timedelta(seconds=round(card.training.longest_seconds))
+    assert (
+        f"The most views of a session trained on: {card.training.most_views:,}; the longest one lasted {longest}"
+        in texts(at)
+    )
 
 
 def test_without_a_model_the_pages_offer_training(trained_demo, monkeypatch, tmp_path):

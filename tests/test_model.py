@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from gender import artifact, db, explain, metrics, predict
-from gender.answers import UNKNOWN, Prediction, in_words
+from gender.answers import UNKNOWN, Prediction, beyond_training, in_words
 from gender.errors import ModelUnavailable
 from gender.features import SessionFeatures
 from gender.model import BoostedLogistic
@@ -43,6 +43,13 @@ def test_the_card_records_the_comparison(trained_demo):
     assert training.sessions == training.male + training.female
     assert 0.15 < training.male_share < 0.3
     assert len(training.fingerprint) == 64
+    with db.connect(trained_demo[0]).connect() as conn:  # the longest labelled session, by SQL
+        most_views, longest = conn.exec_driver_sql(
+            "SELECT MAX(n), MAX(seconds) FROM (SELECT COUNT(*) AS n, "
+            "(julianday(s.end_time) - julianday(s.start_time)) * 86400 AS seconds FROM session s "
+            "JOIN product p ON p.session_id = s.session_id WHERE s.gender IS NOT NULL GROUP BY s.session_id)"
+        ).one()
+    assert (training.most_views, training.longest_seconds) == (most_views, pytest.approx(longest, abs=1e-3))
     assert {"scikit-learn", "lightgbm", "shap", "python"} <= set(card.versions)
     for slot in card.slots.values():
         assert slot.sha256 == artifact.sha256(model_dir / slot.file)
@@ -50,6 +57,22 @@ def test_the_card_records_the_comparison(trained_demo):
         assert confusion.tp + confusion.fn == training.male
         assert confusion.tn + confusion.fp == training.female
         assert 0 < slot.threshold < 1
+
+
+def test_a_session_beyond_every_one_trained_on_is_said_to_be(served):
+    engine, model, _ = served
+    training = model.card.training
+    session = predict.lookup(engine, db.random_session_id(engine, labelled=True))
+    assert beyond_training(session, training) is None  # a session like those trained on
+    fewer = training.model_copy(update={"most_views": session.n_views - 1})
+    assert beyond_training(session, fewer) == (
+        f"This session has {session.n_views:,} views (the most in training: {session.n_views - 1:,}): the model "
+        "never saw a session like it, so its answer here extrapolates from shorter ones. Read it with care."
+    )
+    shorter = training.model_copy(update={"longest_seconds": session.duration.total_seconds() - 1})
+    assert f"a duration of {session.duration} (the longest in training: " in beyond_training(session, shorter)
+    unknown = training.model_copy(update={"most_views": None, "longest_seconds": None})  # a card from before
+    assert beyond_training(session, unknown) is None
 
 
 def test_synthetic_signal_is_real_but_imperfect(trained_demo):

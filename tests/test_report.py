@@ -15,10 +15,11 @@ from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from gender import artifact, db, explain, plots, report, serve, synth
+from gender.answers import beyond_training
 from gender.config import load_settings
 from gender.explain import Explanation
 from gender.session import Feature, Session
-from gender.trained import Models
+from gender.trained import Model, Models
 from tests import live
 from tests.conftest import PROJECT
 from tests.live import charts
@@ -191,6 +192,17 @@ def test_both_served_models_tell_a_story_that_adds_up(demo):
             if slot == "control":
                 assert explain.scheme_of(model) == "original"
                 assert not any(g.kind == "not viewed" for g in groups)  # words are never "views"
+
+
+def test_the_report_warns_of_a_session_beyond_every_one_trained_on(demo):
+    engine, models = demo
+    served = serve.serve(engine, models, db.random_session_id(engine, labelled=True), "salt", 1.0)
+    model, record = models.of(served.group), served.assessment.record
+    assert "never saw a session like it" not in report.html(served, model)  # one of those trained on
+    training = model.card.training.model_copy(update={"most_views": record.n_views - 1})
+    trained_on_fewer = Model(model.pipeline, model.card.model_copy(update={"training": training}), model.slot)
+    warning = html.escape(beyond_training(record, training))
+    assert f'<p class="warning">{warning}</p>' in report.html(served, trained_on_fewer)
 
 
 # -- the Predict page ---------------------------------------------------------------------------
