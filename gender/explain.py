@@ -27,7 +27,7 @@ from scipy.special import expit
 from gender.db import CATEGORY_NAMES
 from gender.features import describe
 from gender.model import BoostedLogistic
-from gender.session import Feature, Session, as_path, node_id
+from gender.session import JOIN, Feature, Session, as_path, node_id
 
 
 @dataclass(frozen=True)
@@ -299,6 +299,18 @@ def scheme_of(model) -> str:
 
     features = model.pipeline[:-1].named_steps["features"]
     return "original" if isinstance(features, OriginalFeatures) else "session"
+
+
+def unseen_codes(model, session: Session) -> list[str]:
+    """The session's category codes (any level, in the order first viewed) that its model never
+    saw in training: no feature holds them, so they take no part in its answer."""
+    features = model.pipeline[:-1].named_steps["features"]
+    codes = dict.fromkeys(code for path in session.paths for code in path)
+    if scheme_of(model) == "original":  # its words: a code split where it holds the separator, as its vectorizer does
+        known = features.words_.vocabulary_
+        words = {code: [word for word in code.split(JOIN) if word] for code in codes}
+        return [code for code in codes if not words[code] or not all(word in known for word in words[code])]
+    return [code for code in codes if code not in features.vocabulary_["view"]]
 
 
 def category_group_name(code: str) -> str:

@@ -154,6 +154,14 @@ class Report:
             ("Model", f"{prediction.model} ({model.label})"),
         ]
         beyond = beyond_training(record, model.card.training)
+        unseen = explain.unseen_codes(model, record)
+        unseen_html = (
+            '<p class="muted">Never seen in training, so no part of this answer: '
+            + ", ".join(f"<code>{escape(code)}</code>" for code in unseen)
+            + ".</p>"
+            if unseen
+            else ""
+        )
         parts = [
             f'<h1>Session <code>{escape(record.session_id)}</code>: <span class="{answer_class}">'
             f"{escape(prediction.prediction)}</span></h1>",
@@ -181,6 +189,7 @@ class Report:
             "(the base value) to this one, grouped: each top-level category the session viewed with "
             "everything under it, categories it did not view, when it started, and its length. Blue "
             "pushes towards male, pink towards female.</p>",
+            unseen_html,
             chart_div(figures["waterfall"], "chart-waterfall"),
             "<h3>Each group's parts</h3>",
             *(_group_details(group) for group in self.groups),

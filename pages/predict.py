@@ -361,6 +361,10 @@ st.caption(
     "grouped: each top-level category the session viewed with everything under it, the categories it did "
     "not view, when it started, its length. Blue pushes towards male, pink towards female."
 )
+unseen = explain.unseen_codes(model, record)
+if unseen:
+    more = f" and {len(unseen) - 10:,} more" if len(unseen) > 10 else ""
+    st.caption(f"Never seen in training, so no part of this answer: {', '.join(map(ui.shown, unseen[:10]))}{more}.")
 if other_assessment is None:
     ui.chart(plots.grouped_waterfall(explanation, groups), key="waterfall")
 st.markdown("**Each bar's parts**")

@@ -133,6 +133,21 @@ def test_a_session_longer_than_any_trained_on_is_answered_with_a_warning(app, tr
     assert not [w for w in at.warning if "never saw" in w.value]
 
 
+def test_codes_never_seen_in_training_are_named_under_why(app, trained_demo, monkeypatch, tmp_path):
+    url, _ = trained_demo
+    copy = tmp_path / "copy.db"  # the demo's sessions and one viewing a new product of a new category
+    shutil.copy(db.connect(url).url.database, copy)
+    path = "A00001/B00001/C new*/D-1/"  # ui.shown sets them as code: the * is never Markdown
+    ingest.import_pakdd(
+        db.connect(f"sqlite:///{copy}"), write_pakdd(tmp_path / "new.csv", [f"new-1,{START},{END},{path}"])
+    )
+    monkeypatch.setenv("GENDER_DB_URL", f"sqlite:///{copy}")
+    captions = [caption.value for caption in app(session="new-1").caption]
+    assert "Never seen in training, so no part of this answer: `C new*`, `D-1`." in captions
+    at = app(session=db.random_session_id(db.connect(url), labelled=True))  # trained on: every code known
+    assert not [caption for caption in at.caption if caption.value.startswith("Never seen")]
+
+
 def test_deep_link_opens_the_session(app, engine):
     session_id = db.random_session_id(engine, labelled=False)
     at = app(session=session_id)

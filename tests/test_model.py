@@ -13,6 +13,7 @@ from gender.answers import UNKNOWN, Prediction, beyond_training, in_words
 from gender.errors import ModelUnavailable
 from gender.features import SessionFeatures
 from gender.model import BoostedLogistic
+from gender.session import Session
 from gender.train import labelled_data
 from tests.models import wrap_model
 
@@ -73,6 +74,17 @@ def test_a_session_beyond_every_one_trained_on_is_said_to_be(served):
     assert f"a duration of {session.duration} (the longest in training: " in beyond_training(session, shorter)
     unknown = training.model_copy(update={"most_views": None, "longest_seconds": None})  # a card from before
     assert beyond_training(session, unknown) is None
+
+
+def test_codes_never_seen_in_training_are_named(trained_demo):
+    engine = db.connect(trained_demo[0])
+    models = artifact.load(trained_demo[1])
+    seen = predict.lookup(engine, db.random_session_id(engine, labelled=True))  # trained on: all its codes known
+    a, b, c, d = seen.paths[0]
+    new = Session("new", seen.start_time, seen.end_time, paths=((a, b, "C new", "D-1"), (a, "B\x1fnew", c, d)))
+    for model in (models.treatment, models.control):
+        assert explain.unseen_codes(model, seen) == []
+        assert explain.unseen_codes(model, new) == ["C new", "D-1", "B\x1fnew"], explain.scheme_of(model)
 
 
 def test_synthetic_signal_is_real_but_imperfect(trained_demo):

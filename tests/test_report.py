@@ -3,6 +3,7 @@ grouped waterfall on the Predict page, and the standalone HTML report and `expla
 
 import html
 import json
+import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -14,14 +15,14 @@ from scipy.special import expit
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
-from gender import artifact, db, explain, plots, report, serve, synth
+from gender import artifact, db, explain, ingest, plots, report, serve, synth
 from gender.answers import beyond_training
 from gender.config import load_settings
 from gender.explain import Explanation
 from gender.session import Feature, Session
 from gender.trained import Model, Models
 from tests import live
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, write_pakdd
 from tests.live import charts
 
 TIMEOUT = 120
@@ -203,6 +204,20 @@ def test_the_report_warns_of_a_session_beyond_every_one_trained_on(demo):
     trained_on_fewer = Model(model.pipeline, model.card.model_copy(update={"training": training}), model.slot)
     warning = html.escape(beyond_training(record, training))
     assert f'<p class="warning">{warning}</p>' in report.html(served, trained_on_fewer)
+
+
+def test_the_report_names_the_codes_never_seen_in_training(demo, tmp_path):
+    engine, models = demo
+    copy = db.connect(f"sqlite:///{tmp_path / 'copy.db'}")  # the demo's sessions and one with new codes
+    shutil.copy(engine.url.database, copy.url.database)
+    line = "new-1,2014-11-14 10:00:00,2014-11-14 10:05:00,A00001/B00001/C <new>/D&1/"
+    ingest.import_pakdd(copy, write_pakdd(tmp_path / "new.csv", [line]))
+    served = serve.serve(copy, models, "new-1", "salt", 1.0)
+    page = report.html(served, models.of(served.group))
+    assert '<p class="muted">Never seen in training, so no part of this answer: <code>C &lt;new&gt;</code>, ' in page
+    assert "<code>D&amp;1</code>.</p>" in page
+    known = serve.serve(engine, models, db.random_session_id(engine, labelled=True), "salt", 1.0)
+    assert "Never seen in training" not in report.html(known, models.of(known.group))
 
 
 # -- the Predict page ---------------------------------------------------------------------------
