@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from gender import artifact, db, ingest, metrics, synth, whatif
 from gender.features import JOIN
 from tests.conftest import PROJECT, write_pakdd
-from tests.live import charts
+from tests.live import charts, sqlite_copy
 
 TIMEOUT = 120  # the first run loads the model and shap
 START = END = "2014-11-14 10:00:00"  # a session added to a copy of the demo: no longer than any
@@ -103,26 +103,30 @@ def test_unknown_session_says_so_plainly(app):
     assert json.loads(at.json[0].value) == {"SESSION_ID": "u00000", "PREDICTION": "UNKNOWN_SESSION_ID"}
 
 
+def demo_copy(url: str, tmp_path, *pakdd_lines: str) -> str:
+    """The URL of a copy of the demo database (by SQLite's backup, see `sqlite_copy`) with these
+    PAKDD lines imported into it."""
+    copy = sqlite_copy(url, tmp_path / "copy.db")
+    if pakdd_lines:
+        ingest.import_pakdd(db.connect(copy), write_pakdd(tmp_path / "added.csv", list(pakdd_lines)))
+    return copy
+
+
 def test_the_sidebar_says_when_the_model_was_trained_on_another_database(app, trained_demo, monkeypatch, tmp_path):
     url, _ = trained_demo
     note = f"trained on another database: `{url}`"
     assert note not in [caption.value for caption in app().sidebar.caption]  # served where it was trained
-    copy = tmp_path / "copy.db"  # the same sessions elsewhere: a model may serve another database, but say so
-    shutil.copy(db.connect(url).url.database, copy)
-    monkeypatch.setenv("GENDER_DB_URL", f"sqlite:///{copy}")
+    # the same sessions elsewhere: a model may serve another database, but say so
+    monkeypatch.setenv("GENDER_DB_URL", demo_copy(url, tmp_path))
     assert note in [caption.value for caption in app().sidebar.caption]
 
 
 def test_a_session_longer_than_any_trained_on_is_answered_with_a_warning(app, trained_demo, monkeypatch, tmp_path):
     url, model_dir = trained_demo
     most_views = artifact.load_card(model_dir).training.most_views
-    copy = tmp_path / "copy.db"  # the demo's sessions and one with more views than any of them: a bot, say
-    shutil.copy(db.connect(url).url.database, copy)
+    # the demo's sessions and one with more views than any of them: a bot, say
     views = ";".join(f"A00001/B00001/C0000{n % 9 + 1}/D0000{n % 9 + 1}/" for n in range(most_views + 1))
-    ingest.import_pakdd(
-        db.connect(f"sqlite:///{copy}"), write_pakdd(tmp_path / "bot.csv", [f"bot-1,{START},{END},{views}"])
-    )
-    monkeypatch.setenv("GENDER_DB_URL", f"sqlite:///{copy}")
+    monkeypatch.setenv("GENDER_DB_URL", demo_copy(url, tmp_path, f"bot-1,{START},{END},{views}"))
     at = app(session="bot-1")
     warned = [w.value for w in at.warning if "the model never saw a session like it" in w.value]
     assert warned == [
@@ -135,13 +139,9 @@ def test_a_session_longer_than_any_trained_on_is_answered_with_a_warning(app, tr
 
 def test_codes_never_seen_in_training_are_named_under_why(app, trained_demo, monkeypatch, tmp_path):
     url, _ = trained_demo
-    copy = tmp_path / "copy.db"  # the demo's sessions and one viewing a new product of a new category
-    shutil.copy(db.connect(url).url.database, copy)
+    # the demo's sessions and one viewing a new product of a new category
     path = "A00001/B00001/C new*/D-1/"  # ui.shown sets them as code: the * is never Markdown
-    ingest.import_pakdd(
-        db.connect(f"sqlite:///{copy}"), write_pakdd(tmp_path / "new.csv", [f"new-1,{START},{END},{path}"])
-    )
-    monkeypatch.setenv("GENDER_DB_URL", f"sqlite:///{copy}")
+    monkeypatch.setenv("GENDER_DB_URL", demo_copy(url, tmp_path, f"new-1,{START},{END},{path}"))
     captions = [caption.value for caption in app(session="new-1").caption]
     assert "Never seen in training, so no part of this answer: `C new*`, `D-1`." in captions
     at = app(session=db.random_session_id(db.connect(url), labelled=True))  # trained on: every code known

@@ -3,7 +3,6 @@ grouped waterfall on the Predict page, and the standalone HTML report and `expla
 
 import html
 import json
-import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -208,8 +207,7 @@ def test_the_report_warns_of_a_session_beyond_every_one_trained_on(demo):
 
 def test_the_report_names_the_codes_never_seen_in_training(demo, tmp_path):
     engine, models = demo
-    copy = db.connect(f"sqlite:///{tmp_path / 'copy.db'}")  # the demo's sessions and one with new codes
-    shutil.copy(engine.url.database, copy.url.database)
+    copy = db.connect(live.sqlite_copy(engine.url, tmp_path / "copy.db"))  # the demo's sessions and one with new codes
     line = "new-1,2014-11-14 10:00:00,2014-11-14 10:05:00,A00001/B00001/C <new>/D&1/"
     ingest.import_pakdd(copy, write_pakdd(tmp_path / "new.csv", [line]))
     served = serve.serve(copy, models, "new-1", "salt", 1.0)
