@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -81,8 +80,7 @@ def beyond_training(session: Session, training: Training) -> str | None:
     if training.most_views is not None and session.n_views > training.most_views:
         beyond.append(f"{session.n_views:,} views (the most in training: {training.most_views:,})")
     if training.longest_seconds is not None and session.duration.total_seconds() > training.longest_seconds:
-        longest = timedelta(seconds=round(training.longest_seconds))
-        beyond.append(f"a duration of {session.duration} (the longest in training: {longest})")
+        beyond.append(f"a duration of {session.duration} (the longest in training: {training.longest})")
     if not beyond:
         return None
     return (

@@ -6,7 +6,7 @@ field before any model file is opened, and pages, the CLI and the API read it as
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
@@ -26,6 +26,11 @@ class Training(Value):
     # thousands of views) gets an answer the model extrapolates. None on cards from before.
     most_views: int | None = None
     longest_seconds: float | None = None
+
+    @property
+    def longest(self) -> timedelta | None:
+        """The longest session trained on, to the second."""
+        return None if self.longest_seconds is None else timedelta(seconds=round(self.longest_seconds))
 
 
 class CrossValidation(Value):

@@ -130,8 +130,8 @@ st.dataframe(
 )
 longest = (  # the Predict page warns of a session beyond these
     f"  \nThe most views of a session trained on: {training.most_views:,}; the longest one lasted "
-    f"{timedelta(seconds=round(training.longest_seconds))}"
-    if training.most_views is not None and training.longest_seconds is not None
+    f"{training.longest}"
+    if training.most_views is not None and training.longest is not None
     else ""
 )
 st.markdown(f"Database: `{card.database}`  \nData fingerprint: `{training.fingerprint}`{longest}")
