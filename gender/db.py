@@ -44,6 +44,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from gender.config import parse_url, redact
@@ -189,8 +190,6 @@ def connect(url) -> Engine:
     # the ping was a twentieth of an API answer's time.
     kwargs: dict = {"pool_pre_ping": url.get_backend_name() != "sqlite"}
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 15}
     elif url.get_backend_name() in ("mysql", "mariadb"):
         kwargs["pool_recycle"] = 1800
@@ -245,8 +244,25 @@ def reporting(engine: Engine) -> Iterator[None]:
         raise DatabaseUnavailable(f"database {redact(engine.url)} failed: {type(exc).__name__}") from None
 
 
+def sqlite_file(url: URL) -> Path | None:
+    """The file a SQLite URL names (None for another database or one in memory)."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" or url.query.get("uri"):
+        return None
+    return Path(url.database).expanduser()
+
+
+def _names_a_database(url: URL) -> None:
+    """A server URL without a database (fine for creating one) holds no tables: say so, as
+    SQLAlchemy's inspector fails on it with a traceback."""
+    if url.get_backend_name() != "sqlite" and not url.database:
+        raise DatabaseUnavailable(f"{redact(url)} names no database: add one, e.g. …:3306/ftp")
+
+
 def create_schema(engine: Engine) -> None:
-    """Create the FTP tables (and the project's own) where missing."""
+    """Create the FTP tables (and the project's own) where missing, and a SQLite file's folder."""
+    _names_a_database(engine.url)
+    if path := sqlite_file(engine.url):
+        path.parent.mkdir(parents=True, exist_ok=True)
     with reporting(engine):
         metadata.create_all(engine)
     upgrade_prediction_log(engine)
@@ -254,12 +270,15 @@ def create_schema(engine: Engine) -> None:
 
 def check_schema(engine: Engine) -> None:
     """Fail clearly unless the database is reachable and holds the FTP tables."""
-    with reporting(engine):
-        names = set(inspect(engine).get_table_names())
-    missing = {"session", "product"} - names
+    _names_a_database(engine.url)
+    if (path := sqlite_file(engine.url)) and not path.is_file():  # a typo in the path: create nothing there
+        missing = f"there is no file {path}"
+    else:
+        with reporting(engine):
+            missing = ", ".join(sorted({"session", "product"} - set(inspect(engine).get_table_names())))
     if missing:
         raise DatabaseUnavailable(
-            f"database {redact(engine.url)} has no FTP tables ({', '.join(sorted(missing))}): "
+            f"database {redact(engine.url)} has no FTP tables ({missing}): "
             "load data with `python -m gender demo` or `python -m gender import-pakdd`"
         )
 

@@ -7,6 +7,7 @@ importing the same data twice changes nothing.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -145,10 +146,12 @@ def _insert_many(conn: Connection, table, rows: list[dict]) -> None:
 
 def write_all(engine: Engine, chunks: Iterable[tuple[list[dict], list[dict]]]) -> ImportReport:
     """Write (sessions, views) chunks in one transaction: all of them, or on any error none."""
+    chunks = iter(chunks)
+    first = next(chunks, None)  # a missing file or a bad first chunk fails before the tables are created
     db.create_schema(engine)
     report = ImportReport()
     with db.reporting(engine), engine.begin() as conn:
-        for sessions, views in chunks:
+        for sessions, views in itertools.chain([first] if first else [], chunks):
             write_chunk(conn, sessions, views, report)
     return report
 
@@ -164,7 +167,8 @@ def view_rows(session_id: str, paths: Iterable[tuple[str, ...]]) -> list[dict]:
 
 
 def text_lines(path: Path) -> Iterator[tuple[int, str, int]]:
-    """(line number, text, bytes read so far) for each line of a UTF-8 text file."""
+    """(line number, text, bytes read so far) for each line of a UTF-8 text file; a byte order
+    mark before the first line (Excel writes one) is not part of it."""
     done = 0
     try:
         f = path.open("rb")
@@ -174,7 +178,7 @@ def text_lines(path: Path) -> Iterator[tuple[int, str, int]]:
         for number, raw in enumerate(f, start=1):
             done += len(raw)
             try:
-                text = raw.decode("utf-8")
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 raise ImportFailed(path.name, f"not UTF-8 text (byte {exc.start + 1})", number) from None
             yield number, text.rstrip("\r\n"), done
@@ -237,7 +241,10 @@ def pakdd_chunks(data: Path, labels: Path | None = None, progress: Progress | No
         raise ImportFailed(data.name, "no sessions in file")
     if label_of and next(label_of) != "missing":
         raise ImportFailed(labels.name, f"more labels than the {len(seen):,} lines of {data.name}")
-    yield sessions, views
+    if sessions:  # none left when the file's sessions are a multiple of the chunk
+        yield sessions, views
+    if progress:
+        progress(1.0, f"{data.name}: {len(seen):,} sessions read")
 
 
 def import_pakdd(

@@ -152,6 +152,9 @@ def test_scoring_a_file_with_a_bad_line_writes_nothing(tmp_path, trained_demo):
     "args, message",
     [
         (["predict", "u10003", "--db", "sqlite:///{tmp}/none.db", "--model-dir", "{tmp}"], "no FTP tables"),
+        (["count", "u1", "B1", "--db", "sqlite:///{tmp}/typo/ftp.db"], "no FTP tables (there is no file"),
+        (["count", "u1", "B1", "--db", "mysql+pymysql://root@127.0.0.1:3306/"], "names no database"),
+        (["import-pakdd", "{tmp}/missing.csv", "--db", "sqlite:///{tmp}/new/x.db"], "missing.csv: no such file"),
         (["predict", "u10003", "--db", "not a url"], "not a database URL"),
         (["count", "u1", "B1", "--db", "mysql+pymysql://root:s3cret-pw@127.0.0.1:1/x"], "failed"),
         (["import-pakdd", "{tmp}/missing.csv", "--db", "sqlite:///{tmp}/x.db"], "missing.csv: no such file"),
@@ -165,6 +168,7 @@ def test_errors_are_one_line_and_exit_1(tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and message in lines[-1]
     assert "s3cret-pw" not in result.stderr + result.stdout
+    assert list(tmp_path.iterdir()) == []  # a mistyped --db or file creates no database, no folder
 
 
 def test_a_bad_import_names_the_line_and_writes_nothing(tmp_path, pakdd_sample):

@@ -114,6 +114,29 @@ def test_non_utf8_and_empty_files_are_refused(engine, tmp_path):
     assert row_counts(engine) == (0, 0)
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_session_id(engine, tmp_path):
+    """Excel saves CSV with a BOM: the first id is still `u20001`, and so is the first label."""
+    data = tmp_path / "excel.csv"
+    data.write_bytes(b"\xef\xbb\xbf" + GOOD.encode() + b"\r\n")
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes(b"\xef\xbb\xbfmale\r\n")
+    ingest.import_pakdd(engine, data, labels)
+    assert db.get_session(engine, "u20001")["gender"] == "male"
+    assert db.count_category(engine, "u20001", "B00001") == 1
+
+
+def test_a_file_of_whole_chunks_ends_without_an_empty_one(tmp_path, monkeypatch):
+    """A file whose sessions are a multiple of the chunk (the real testData.csv: 15,000) yields
+    no empty last chunk: `score --pakdd` built its features from one and failed."""
+    monkeypatch.setattr(ingest, "CHUNK_SESSIONS", 2)
+    lines = [GOOD.replace("u20001", f"u2000{n}") for n in range(4)]
+    chunks = list(ingest.pakdd_chunks(write_pakdd(tmp_path / "four.csv", lines)))
+    assert [[row["session_id"] for row in sessions] for sessions, _ in chunks] == [
+        ["u20000", "u20001"],
+        ["u20002", "u20003"],
+    ]
+
+
 def test_labels_must_match_the_data(engine, pakdd_sample, tmp_path):
     data, _ = pakdd_sample
     with pytest.raises(ImportFailed, match=r"data.csv, line 3: no label"):
