@@ -87,6 +87,16 @@ def counts() -> dict:
     return _counts(_url_key())
 
 
+@st.cache_data(ttl=QUERY_TTL, show_spinner=False)
+def _start_dates(url_key: str):
+    return db.start_dates(engine())
+
+
+def start_dates():
+    """The days the first and the last session started, or None (`db.start_dates`)."""
+    return _start_dates(_url_key())
+
+
 @st.cache_data(ttl=QUERY_TTL, show_spinner="Reading the population summaries…")
 def _stored_summaries(url_key: str, computed_at):
     return summary.load(engine())

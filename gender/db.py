@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -411,6 +411,14 @@ def table_counts(engine: Engine) -> dict:
     return counts
 
 
+def start_dates(engine: Engine) -> tuple[date, date] | None:
+    """The days the first and the last session started (None with no sessions): the bounds of the
+    Find page's date boxes, whose calendars would otherwise cover ten years around today."""
+    with reporting(engine), engine.connect() as conn:
+        first, last = conn.execute(select(func.min(session.c.start_time), func.max(session.c.start_time))).one()
+    return None if first is None else (first.date(), last.date())
+
+
 def random_session_id(engine: Engine, labelled: bool, rng: random.Random | None = None) -> str | None:
     """A session id drawn uniformly among labelled (or unknown-gender) sessions; None if there are none."""
     where = SESSION_FILTERS["labelled" if labelled else "unlabelled"]
@@ -578,7 +586,7 @@ class SessionFilter:
         last (the newest model that answered for it); sessions never served have none.
     precomputed: "male" or "female" as precomputed: the session_score row of the session written
         last (`import-scores`); sessions never scored ahead have none.
-    viewed: a category code at any level (A, B, C or D), exactly as stored.
+    viewed: a category code at any level (A, B, C or D), as typed (see `as_typed`).
     started_from / started_before: the session's start time, from (inclusive) / before (exclusive).
     """
 
@@ -638,10 +646,17 @@ def find_sessions(
     """The first `limit` sessions (in id order) matching `filters`, and how many match (counted up
     to `count_limit`). Every value is a bound parameter; a category code no column could hold
     matches nothing, without a query."""
-    columns = ["session_id", "start_time", "end_time", "gender", "predicted", "precomputed"]
-    nothing = FoundSessions(pd.DataFrame(columns=columns), 0, False)
     if int(limit) > int(count_limit):
         raise ValueError("limit must not exceed count_limit")
+    if filters.viewed is not None and len(codes := as_typed(filters.viewed)) > 1:  # exactly, else stripped
+        exact = _find_sessions(engine, filters, limit, count_limit)
+        return exact if exact.total else _find_sessions(engine, replace(filters, viewed=codes[1]), limit, count_limit)
+    return _find_sessions(engine, filters, limit, count_limit)
+
+
+def _find_sessions(engine: Engine, filters: SessionFilter, limit: int, count_limit: int) -> FoundSessions:
+    columns = ["session_id", "start_time", "end_time", "gender", "predicted", "precomputed"]
+    nothing = FoundSessions(pd.DataFrame(columns=columns), 0, False)
     if filters.viewed is not None and not fits(filters.viewed, CATEGORY_LENGTH):
         return nothing
     conditions = []

@@ -48,8 +48,13 @@ with ui.banners():
             "Viewed category (any level)", key="find_viewed", placeholder="e.g. B00009", max_chars=ui.MAX_TYPED
         )
         from_col, until_col = st.columns(2)
-        started_from = from_col.date_input("Started on or after", value=None, key="find_from")
-        started_until = until_col.date_input("Started on or before", value=None, key="find_until")
+        first, last = ui.start_dates() or (None, None)  # the calendars open on the logs' own days
+        started_from = from_col.date_input(
+            "Started on or after", value=None, min_value=first, max_value=last, key="find_from"
+        )
+        started_until = until_col.date_input(
+            "Started on or before", value=None, min_value=first, max_value=last, key="find_until"
+        )
         st.form_submit_button("Find", type="primary", icon=":material/filter_alt:")
 
     filters = db.SessionFilter(

@@ -227,6 +227,8 @@ def test_filters_by_recorded_gender_and_category_at_any_level(odd):
     assert set(ids(both)) == {s for i, s in enumerate(ODD_IDS) if i % 3 == 1}
     for code in ("50%", "%", "_", "a1", "B", "x" * (db.CATEGORY_LENGTH + 1)):
         assert db.find_sessions(odd, db.SessionFilter(viewed=code)).total == 0, code
+    pasted = db.find_sessions(odd, db.SessionFilter(viewed=" B2\n"), limit=1_000)  # as the Count form takes it
+    assert set(ids(pasted)) == {s for i, s in enumerate(ODD_IDS) if i % 3 == 1}
 
 
 def test_filters_by_start_time_and_lists_the_first_in_id_order_with_a_count(odd):
@@ -524,6 +526,10 @@ def test_the_find_page_lists_sessions(trained_demo, monkeypatch):
     monkeypatch.setenv("GENDER_MODEL_DIR", str(model_dir))
     at = make_app("find")
     assert "sessions match (all sessions)" in " ".join(m.value for m in at.markdown)
+    first, last = db.start_dates(db.connect(url))  # the calendars span the logs' days, not today's decade
+    for box in ("find_from", "find_until"):
+        assert (at.date_input(key=box).min, at.date_input(key=box).max) == (first, last)
+    assert first.year == 2014
     at.selectbox(key="find_gender").set_value("male")
     at.text_input(key="find_viewed").set_value("A00001")
     at.button[0].click().run()  # the form's Find button
