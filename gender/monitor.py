@@ -12,6 +12,7 @@ there is nothing to compare against, and no PSI is given rather than a reassurin
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 MIN_PER_GENDER = 10  # fewer sessions of a gender than this: a figure, but no interval
 MIN_SERVED_FOR_DRIFT = 10
+NULL_DRAWS = 200  # samples of the PSI chance gives (`Drift.chance_psi`)
 RESAMPLES = 1_000
 SEED = 0  # the same log gives the same intervals on every rerun
 _CELLS_PER_CHUNK = 4_000_000  # resamples are drawn in chunks of at most this many index cells
@@ -152,10 +154,26 @@ class Drift:
         """None with too few served or a degenerate training distribution."""
         return psi(self.trained, self.served) if len(self.served) >= MIN_SERVED_FOR_DRIFT else None
 
+    @functools.cached_property
+    def chance_psi(self) -> float | None:
+        """The PSI that chance alone exceeds one time in twenty for this many served drawn from
+        the training distribution itself: a few dozen predictions with no shift at all often give
+        a PSI above 0.25, as most deciles are then empty or doubled."""
+        if self.psi is None:
+            return None
+        rng = np.random.default_rng(SEED)
+        draws = [psi(self.trained, rng.choice(self.trained, len(self.served))) for _ in range(NULL_DRAWS)]
+        return float(np.quantile(draws, 0.95))
+
     @property
     def verdict(self) -> str:
         if len(self.served) < MIN_SERVED_FOR_DRIFT:
             return f"too few predictions from this model yet to compare ({MIN_SERVED_FOR_DRIFT} needed)"
+        if self.psi is not None and self.psi <= self.chance_psi:
+            return (
+                f"no shift that chance would not give: {len(self.served):,} predictions drawn from the "
+                f"training distribution itself give a PSI up to {self.chance_psi:.3f} one time in twenty"
+            )
         return psi_verdict(self.psi)
 
 

@@ -134,6 +134,16 @@ def test_monitoring_figures_match_a_hand_computed_example():
     # Training scores all alike: one bin, nothing to tell a shift by; never "stable".
     assert monitor.psi(np.full(500, 0.3), np.full(100, 0.9)) is None
     assert "cannot say" in monitor.psi_verdict(None)
+    # A few predictions from the training distribution itself: a large PSI, but one chance gives.
+    rng = np.random.default_rng(7)
+    trained = rng.beta(2, 6, 2_000)
+    for n, alarmed in ((13, 30), (22, 25), (50, 5)):  # of 40, PSI alone says "a major shift" at least
+        few = [monitor.Drift("treatment", "m1", trained, rng.choice(trained, n)) for _ in range(40)]
+        assert sum(monitor.psi_verdict(drift.psi).startswith("a major shift") for drift in few) >= alarmed, n
+        calm = sum(drift.verdict.startswith("no shift that chance would not give") for drift in few)
+        assert calm >= 34, (n, calm)  # wrong one time in twenty, as it says: 38 of 40 expected
+    moved = monitor.Drift("treatment", "m1", trained, np.full(100, 0.95))
+    assert moved.psi > moved.chance_psi and "major" in moved.verdict
     log = pd.DataFrame(
         {
             "ab_group": ["treatment"] * 5 + ["control"],
