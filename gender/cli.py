@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -206,17 +207,18 @@ def cmd_count(args) -> None:
 def cmd_api(args) -> None:
     """The HTTP routes alone, without the dashboard, for the shop's systems: uvicorn running
     gender.api's app in --workers processes on one port (gender.server), each loading the models once."""
-    import os
     import shutil
     import tempfile
 
-    from gender import server
-    from gender.artifact import load_card
+    from gender import artifact, server
+    from gender.access import load_access
 
     settings = load_settings(db=args.db, model_dir=args.model_dir)
-    # A clear error now, not a 503 on every request; the card only: each worker loads the models.
+    # A clear error now, not a 503 on every request: the database, the models (each file checked
+    # and read, as each worker will read them) and the access settings.
     db.check_schema(db.connect(settings.db_url))
-    load_card(settings.model_dir)
+    artifact.load(settings.model_dir)
+    load_access()
     # The workers read the settings as the dashboard does; what was given here goes to them by name.
     os.environ["GENDER_DB_URL"] = settings.db_url.render_as_string(hide_password=False)
     os.environ["GENDER_MODEL_DIR"] = str(settings.model_dir)
@@ -316,7 +318,8 @@ def cmd_score(args) -> None:
     except OSError as exc:
         raise GenderError(f"cannot write {out}: {exc.strerror}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp.exists():  # False, not an error, when OUT's folder is a file
+            tmp.unlink()
     print(f"scored {scored:,} sessions with {model.model_id} into {out}", file=sys.stderr)
 
 
@@ -512,12 +515,18 @@ def main(argv: list[str] | None = None) -> int:
         parser().error("--sessions must be at least 1")
     if getattr(args, "workers", 1) < 1:
         parser().error("--workers must be at least 1")
+    if not 1 <= getattr(args, "port", 1) <= 65535:
+        parser().error("--port must be 1 to 65535")
     try:
         args.function(args)
+        sys.stdout.flush()  # here, so that a closed pipe is caught below
     except GenderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
+    except KeyboardInterrupt:  # an import or a score rolls back; a server has only stopped
+        print("interrupted" if args.function is cmd_api else "interrupted; nothing was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (`... | head`): no traceback, as Python's docs advise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import multiprocessing
+import multiprocessing.synchronize
 import signal
 import socket
 import sys
@@ -19,7 +20,6 @@ import time
 from gender.errors import GenderError
 
 APP = "gender.api:standalone_app"
-STARTUP_SECONDS = 30.0  # a worker ending sooner after its start is not restarted
 
 
 def uvicorn_config():
@@ -52,22 +52,34 @@ def listening_socket(host: str, port: int, shared: bool) -> socket.socket:
     return sock
 
 
-def worker(host: str, port: int) -> None:
-    """One process of several: its own socket on the shared port, uvicorn on it."""
+def worker(host: str, port: int, serving) -> None:
+    """One process of several: its own socket on the shared port, uvicorn on it; sets the event
+    `serving` once the app has started (its models loaded) and it accepts connections."""
     import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                serving.set()
 
     try:
         sock = listening_socket(host, port, shared=True)
     except GenderError as exc:  # the port taken since the check: one line, as the command says it
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
-    uvicorn.Server(uvicorn_config()).run(sockets=[sock])
+    Server(uvicorn_config()).run(sockets=[sock])
+
+
+def _ended(process: multiprocessing.Process) -> str:
+    code = process.exitcode
+    return f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
 
 
 def run(host: str, port: int, workers: int, banner: str) -> None:
     """Print `banner` once the port is ours, then serve until Ctrl+C or SIGTERM. A worker that ends
-    on its own is started again, unless it ended within STARTUP_SECONDS of its start: then it
-    would only end again, and all stop."""
+    on its own after it began serving is started again; one that ends before (its app failed to
+    start, which a new one would only repeat) stops them all."""
     import uvicorn
 
     if workers == 1:
@@ -84,10 +96,11 @@ def run(host: str, port: int, workers: int, banner: str) -> None:
     spawn = multiprocessing.get_context("spawn")
     stopping = False
 
-    def start() -> tuple[multiprocessing.Process, float]:
-        process = spawn.Process(target=worker, args=(host, port), daemon=True)
+    def start() -> tuple[multiprocessing.Process, multiprocessing.synchronize.Event]:
+        serving = spawn.Event()
+        process = spawn.Process(target=worker, args=(host, port, serving), daemon=True)
         process.start()
-        return process, time.monotonic()
+        return process, serving
 
     def stop(_signum, _frame):
         nonlocal stopping
@@ -98,14 +111,12 @@ def run(host: str, port: int, workers: int, banner: str) -> None:
     processes = [start() for _ in range(workers)]
     try:
         while not stopping:
-            for number, (process, started) in enumerate(processes):
+            for number, (process, serving) in enumerate(processes):
                 if process.is_alive() or stopping:
                     continue
-                if time.monotonic() - started < STARTUP_SECONDS:
-                    raise GenderError(
-                        f"an API worker ended at its start (exit code {process.exitcode}); the reason is above"
-                    )
-                print(f"an API worker ended (exit code {process.exitcode}); starting another", file=sys.stderr)
+                if not serving.is_set():
+                    raise GenderError(f"an API worker ended before it could serve ({_ended(process)}); see above")
+                print(f"an API worker ended ({_ended(process)}); starting another", file=sys.stderr)
                 processes[number] = start()
             time.sleep(0.2)
     finally:

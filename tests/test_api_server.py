@@ -3,6 +3,7 @@ driven by a real HTTP client (urllib, a new connection a request, so the workers
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -115,17 +117,61 @@ def test_the_routes_answer_as_in_process_and_metrics_add_up_over_the_workers(api
     assert set(map(tuple, logged)) == {(session_id, answer.prediction.model) for session_id, answer in served.items()}
 
 
-def test_without_a_model_it_says_so_and_does_not_start(trained_demo, tmp_path):
-    url, _ = trained_demo
+@pytest.mark.parametrize(
+    "broken, env, reason",
+    [
+        ("no model", {}, "no trained model in"),
+        ("a model file cut short", {}, "does not match its recorded sha256"),
+        ("a token where its hash belongs", {"GENDER_API_TOKENS_SHA256": "not-a-hash"}, "not a SHA-256 hex digest"),
+        ("a flag that is neither", {"GENDER_METRICS_PUBLIC": "maybe"}, "metrics_public must be true or false"),
+    ],
+)
+def test_what_would_fail_every_request_stops_it_at_the_start(trained_demo, tmp_path, broken, env, reason):
+    """It says why in one line and does not start, rather than answer 503 to every request."""
+    url, model_dir = trained_demo
+    if broken == "no model":
+        model_dir = tmp_path / "none"
+    elif broken == "a model file cut short":
+        model_dir = shutil.copytree(model_dir, tmp_path / "models")
+        control = model_dir / artifact.load_card(model_dir).slots["control"].file
+        control.write_bytes(control.read_bytes()[:1000])
     result = subprocess.run(
-        [sys.executable, "-m", "gender", "api", "--db", url, "--model-dir", str(tmp_path / "none")],
+        [sys.executable, "-m", "gender", "api", "--db", url, "--model-dir", str(model_dir), "--port", "1"],
         capture_output=True,
         text=True,
         cwd=PROJECT,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("GENDER_")}, **env},
         timeout=120,
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert reason in result.stderr  # and it never reached the port, which it could not have bound
+
+
+@pytest.mark.parametrize("api_server", [2], indirect=True, ids=["two workers"])
+def test_a_worker_killed_while_serving_is_replaced_at_once(api_server, tmp_path):
+    """Killed seconds after the start (an OOM kill soon after a deploy), a worker is started again
+    and the other goes on answering: only a worker that never served stops the service."""
+    base, _, _, process = api_server
+    workers = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and parent_of(int(pid)) == process.pid]
+    workers = [pid for pid in workers if "spawn" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(workers) == 2, workers
+    os.kill(workers[0], signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while "starting another" not in (tmp_path / "api.log").read_text():
+        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "api.log").read_text()
+        time.sleep(0.2)
+    assert "an API worker ended (killed by signal 9); starting another" in (tmp_path / "api.log").read_text()
+    for _ in range(20):  # new connections spread over both sockets again
+        assert get(f"{base}/predict/u10003")[0] == 200
+    assert process.poll() is None
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["one process", "two workers"])
