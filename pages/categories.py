@@ -21,9 +21,11 @@ with ui.banners():
         st.dataframe(explore.session_category_counts(record.views), hide_index=True, key="session_counts", width=480)
 
     st.markdown("**Count one category** — the original `/count` query: views of the session in a category of any level")
+    if st.session_state.get("count_form_for") != session_id:  # the session picked above changed: count in it
+        st.session_state["count_form_for"] = st.session_state["count_session"] = session_id or ""
     with st.form("count_form"):
         count_session, count_category = st.columns(2)
-        count_session.text_input("Session id", value=session_id, key="count_session", max_chars=ui.MAX_TYPED)
+        count_session.text_input("Session id", key="count_session", max_chars=ui.MAX_TYPED)
         count_category.text_input(
             "Category (any level)", key="count_category", placeholder="e.g. B00002", max_chars=ui.MAX_TYPED
         )

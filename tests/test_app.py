@@ -2,6 +2,7 @@
 
 import base64
 import json
+import random
 import shutil
 import time
 from datetime import timedelta
@@ -93,6 +94,28 @@ def test_the_chosen_session_follows_the_analyst_across_pages(app, engine):
             assert at.text_input(key=key).value == session_id
             assert at.query_params["session"] in (session_id, [session_id])  # shareable again
     assert metric(at, "Predicted gender") in ("male", "female")
+
+
+def test_the_count_form_counts_in_the_session_picked_above(app, engine):
+    first, second = (db.random_session_id(engine, labelled=True, rng=random.Random(seed)) for seed in (1, 2))
+    assert first != second
+    at = app("categories")
+    at.text_input(key="categories_session").set_value(first).run()
+    assert at.text_input(key="count_session").value == first
+    at.text_input(key="categories_session").set_value(second).run()  # another session picked
+    assert at.text_input(key="count_session").value == second
+    category = db.get_views(engine, second)["category_b"].iloc[0]
+    at.text_input(key="count_category").set_value(category)
+    next(button for button in at.button if button.label == "Count").click().run()
+    assert not at.exception
+    assert json.loads(at.json[-1].value) == {
+        "SESSION_ID": second,
+        "CATEGORY": category,
+        "COUNT": db.count_category(engine, second, category),
+    }
+    at.text_input(key="count_session").set_value(first)  # the box still takes any other id
+    next(button for button in at.button if button.label == "Count").click().run()
+    assert json.loads(at.json[-1].value)["SESSION_ID"] == first
 
 
 def test_unknown_session_says_so_plainly(app):
