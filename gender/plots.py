@@ -125,7 +125,7 @@ def hierarchy_sunburst(rows: pd.DataFrame) -> go.Figure:
     figure = go.Figure(
         go.Sunburst(
             ids=rows["id"],
-            labels=rows["label"],
+            labels=rows["label"].map(plotly_text),  # codes as text, never plotly's markup
             parents=rows["parent"],
             values=rows["weight"],
             branchvalues="total",
@@ -147,12 +147,13 @@ def hierarchy_sunburst(rows: pd.DataFrame) -> go.Figure:
 def category_by_gender(shares: pd.DataFrame, top: int) -> go.Figure:
     """Views per category split by gender, with the male share of the labelled views as a line."""
     shares = shares.head(top)
+    codes = [plotly_text(str(code)) for code in shares.index]  # as text, never plotly's markup
     figure = go.Figure()
     for gender in ("female", "male", "unknown"):
         if gender in shares:
-            figure.add_bar(x=shares.index, y=shares[gender], name=gender, marker_color=GENDER_COLOURS[gender])
+            figure.add_bar(x=codes, y=shares[gender], name=gender, marker_color=GENDER_COLOURS[gender])
     figure.add_scatter(
-        x=shares.index,
+        x=codes,
         y=shares["male_share"],
         name="male share (labelled)",
         yaxis="y2",
@@ -176,7 +177,7 @@ def category_treemap(tree: pd.DataFrame, base_rate: float) -> go.Figure:
         go.Treemap(
             ids=tree["id"],
             parents=tree["parent"],
-            labels=tree["label"],
+            labels=tree["label"].map(plotly_text),  # codes as text, never plotly's markup
             values=tree["views"],
             branchvalues="total",
             marker={

@@ -1,0 +1,28 @@
+"""Charts show category codes as text: plotly reads <b>, <br> and <a href> in labels and ticks as
+its own markup, and a shop's codes are whatever it logs."""
+
+import pandas as pd
+
+from gender import plots
+
+CODES = ["A<b>1<i>", "B<br>2", '<a href="http://x">C</a>', "D & E"]
+SHOWN = ["A&lt;b&gt;1&lt;i&gt;", "B&lt;br&gt;2", '&lt;a href="http://x"&gt;C&lt;/a&gt;', "D &amp; E"]
+
+
+def test_category_codes_are_escaped_in_every_chart_that_draws_them():
+    tree = pd.DataFrame(
+        {"id": CODES, "parent": [""] * 4, "label": CODES, "views": [4, 3, 2, 1], "male_share": [0.1, 0.5, 1.0, None]}
+    )
+    assert list(plots.category_treemap(tree, 0.23).data[0].labels) == SHOWN
+
+    shares = pd.DataFrame(
+        {"female": [3, 2, 0, 1], "male": [1, 1, 2, 0], "male_share": [0.25, 1 / 3, 1.0, 0.0]}, index=CODES
+    )
+    figure = plots.category_by_gender(shares, top=10)
+    assert all(list(trace.x) == SHOWN for trace in figure.data)
+
+    rows = pd.DataFrame(
+        {"id": CODES, "label": CODES, "parent": [""] * 4, "weight": [1.0] * 4, "net": [0.1, -0.1, 0.2, 0], "own": 0.0}
+    )
+    assert list(plots.hierarchy_sunburst(rows).data[0].labels) == SHOWN
+    assert list(plots.hierarchy_sunburst(rows).data[0].ids) == CODES  # ids are not shown: kept as stored
