@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
 import plotly.io as pio
 
@@ -15,6 +16,7 @@ MALE, FEMALE, UNKNOWN = "#2b6cb0", "#d53f8c", "#a0aec0"
 GENDER_COLOURS = {"male": MALE, "female": FEMALE, "unknown": UNKNOWN}
 UP, DOWN = "#2b6cb0", "#d53f8c"  # towards male, towards female
 AB_COLOURS = {"treatment": UP, "control": "#718096"}
+CANDIDATE_COLOURS = plotly.colors.qualitative.Plotly  # the n-th candidate's colour in the ROC and the PR chart alike
 # Margins with room for the axis labels and a legend on top: plotly widens margins that are too
 # small for what they hold, but only by drawing the chart twice (half of a chart's drawing time).
 MARGIN = {"l": 90, "r": 30, "t": 65, "b": 85}
@@ -244,12 +246,12 @@ def roc_curves(candidates: dict[str, CandidateResult], chosen: str, threshold: f
     """Out-of-fold ROC curve of every candidate, AUC ± std in the legend; the threshold marked."""
     figure = go.Figure()
     figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#a0aec0"}, name="chance")
-    for name, result in candidates.items():
+    for (name, result), colour in zip(candidates.items(), CANDIDATE_COLOURS):
         figure.add_scatter(
             x=result.roc.fpr,
             y=result.roc.tpr,
             mode="lines",
-            line={"width": 3 if name == chosen else 1.5},
+            line={"width": 3 if name == chosen else 1.5, "color": colour},
             name=f"{name}: {result.auc_mean:.3f} ± {result.auc_std:.3f}" + (" (chosen)" if name == chosen else ""),
         )
     if threshold is not None:
@@ -271,13 +273,13 @@ def roc_curves(candidates: dict[str, CandidateResult], chosen: str, threshold: f
 def pr_curves(candidates: dict[str, CandidateResult], chosen: str, base_rate: float) -> go.Figure:
     figure = go.Figure()
     figure.add_hline(y=base_rate, line_dash="dot", line_color="#a0aec0", annotation_text=f"base rate {base_rate:.0%}")
-    for name, result in candidates.items():
+    for (name, result), colour in zip(candidates.items(), CANDIDATE_COLOURS):
         figure.add_scatter(
             x=result.pr.recall,
             y=result.pr.precision,
             mode="lines",
             name=name,
-            line={"width": 3 if name == chosen else 1.5},
+            line={"width": 3 if name == chosen else 1.5, "color": colour},
         )
     figure.update_xaxes(title="recall (men found)", range=[0, 1])
     figure.update_yaxes(title="precision (men among those called men)", range=[0, 1.01])

@@ -26,3 +26,13 @@ def test_category_codes_are_escaped_in_every_chart_that_draws_them():
     )
     assert list(plots.hierarchy_sunburst(rows).data[0].labels) == SHOWN
     assert list(plots.hierarchy_sunburst(rows).data[0].ids) == CODES  # ids are not shown: kept as stored
+
+
+def test_each_candidate_has_one_colour_in_the_roc_and_the_pr_chart(trained_demo):
+    from gender import artifact
+
+    card = artifact.load_card(trained_demo[1])
+    chosen = card.chosen
+    roc = {t.name.split(":")[0]: t.line.color for t in plots.roc_curves(card.candidates, chosen).data if ":" in t.name}
+    pr = {t.name: t.line.color for t in plots.pr_curves(card.candidates, chosen, 0.23).data}
+    assert roc == pr and set(roc) == set(card.candidates) and len(set(roc.values())) == len(roc)
