@@ -70,14 +70,17 @@ threshold = st.slider(
     "Call a session male when P(male) is at least",
     0.0,
     1.0,
-    round(stored, 2),
-    0.01,
+    float(stored),  # exactly: the rates below then match the table of served models
+    0.001,
+    format="%.3f",
     key="threshold",
     help=f"The stored threshold, {stored:.3f}, maximises balanced accuracy "
     + ("on the held-out calibration sessions." if holdout else "out of fold."),
 )
 # The served model's own scores: held out when it was fitted beyond the compared sample, else out of fold.
-if holdout:
+if threshold == stored:  # exactly as measured, as the table below gives it (the curves keep fewer points)
+    at, point = model.entry.confusion, stored
+elif holdout:
     at, point = metrics.confusion_from_roc(holdout.roc, threshold, holdout.male, holdout.female)
 else:
     at, point = metrics.confusion_from_roc(card.candidates[card.chosen].roc, threshold, training.male, training.female)
@@ -88,7 +91,7 @@ with rates_col:
     st.metric("Balanced accuracy", f"{at.balanced_accuracy:.3f}")
     st.metric("Precision (men among those called men)", f"{at.precision:.3f}")
     st.metric("Recall (men found)", f"{at.recall:.3f}")
-    st.caption(f"Stored threshold {stored:.3f} · shown at {threshold:.2f} (nearest curve point {point:.3f})")
+    st.caption(f"Stored threshold {stored:.3f} · shown at {threshold:.3f} (nearest curve point {point:.3f})")
 
 roc_col, pr_col = st.columns(2)
 with roc_col:
