@@ -21,7 +21,9 @@ with ui.banners():
         st.dataframe(explore.session_category_counts(record.views), hide_index=True, key="session_counts", width=480)
 
     st.markdown("**Count one category** — the original `/count` query: views of the session in a category of any level")
-    if st.session_state.get("count_form_for") != session_id:  # the session picked above changed: count in it
+    # The form's box follows the session picked above, unless one typed another id in it.
+    followed = st.session_state.get("count_form_for", "")
+    if (session_id or "") != followed and st.session_state.get("count_session", "") == followed:
         st.session_state["count_form_for"] = st.session_state["count_session"] = session_id or ""
     with st.form("count_form"):
         count_session, count_category = st.columns(2)
