@@ -45,18 +45,30 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from gender.config import parse_url, redact
 from gender.errors import DatabaseUnavailable
 
 
+class _ExactVarchar(mysql.VARCHAR):
+    """A MySQL/MariaDB VARCHAR compared byte for byte (`_exact_varchar`)."""
+
+
+@compiles(_ExactVarchar, "mysql")
+@compiles(_ExactVarchar, "mariadb")
+def _exact_varchar(type_, compiler, **kw) -> str:
+    # A binary collation: MySQL/MariaDB compare text case-insensitively by default (u10003 =
+    # U10003). A NO PAD one: utf8mb4_bin pads with spaces, so 'u1' = 'u1 ' and a shop's two ids
+    # would be one (a duplicate key on import). MySQL 8's binary collation is its NO PAD one.
+    collation = "utf8mb4_nopad_bin" if compiler.dialect.is_mariadb else "utf8mb4_0900_bin"
+    return f"VARCHAR({type_.length}) CHARACTER SET utf8mb4 COLLATE {collation}"
+
+
 def _exact(length: int):
-    """A short code column compared exactly: MySQL/MariaDB compare text case-insensitively by
-    default (u10003 = U10003), SQLite does not; a binary collation makes both exact."""
-    return String(length).with_variant(
-        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
-    )
+    """A short code column compared exactly, as SQLite compares text: case and blanks included."""
+    return String(length).with_variant(_ExactVarchar(length), "mysql", "mariadb")
 
 
 # CTU uses char(6) ("u10003"); shops use UUIDs (36), long tokens and names. 255 characters keep
@@ -517,6 +529,7 @@ def like_escaped(text_value: str, escape: str = "!") -> str:
     return "".join(escape + c if c in ("%", "_", escape) else c for c in text_value)
 
 
+NO_PAD_BINARY = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin")  # the project's tables (`_exact_varchar`)
 _id_collations: dict[str, str] = {}  # database URL -> the collation of session.session_id (MySQL family)
 
 
@@ -537,22 +550,23 @@ def suggestion_query(engine: Engine, conn, typed: str, limit: int = SUGGESTIONS)
     """The SELECT of up to `limit` session ids starting with `typed`, in id order: a range of the
     primary key, never a scan (`EXPLAIN` shows it; tests/test_search.py checks it).
 
-    Ids compare as the lookup compares them: exactly, case included, on SQLite (BINARY) and on the
-    project's MariaDB tables (utf8mb4_bin). There the range is `session_id >= typed + NULs AND
-    session_id < next` and LEFT(session_id, n) LIKE typed (escaped) keeps only true starts: the
-    *_bin collations pad with spaces, so "ab\\tx" sorts before "ab" and `LIKE 'ab%'` alone, whose
-    range starts at "ab", misses it (MariaDB 10.11). On a MySQL-family table with another collation
+    Ids compare as the lookup compares them: exactly, case and blanks included, on SQLite (BINARY)
+    and on the project's MariaDB tables (utf8mb4_nopad_bin): there the range is `session_id >=
+    typed AND session_id < next`. On an older table of utf8mb4_bin, which pads with spaces, the
+    range is `session_id >= typed + NULs AND session_id < next` and LEFT(session_id, n) LIKE typed
+    (escaped) keeps only true starts, as "ab\\tx" sorts before "ab" there and `LIKE 'ab%'` alone,
+    whose range starts at "ab", misses it (MariaDB 10.11). On a MySQL-family table with another collation
     (a case-insensitive one of one's own) a plain `LIKE 'typed%'`, which MariaDB turns into a range
     of that collation, compares as that database's lookups do.
     """
     column = session.c.session_id
     query = select(column).order_by(column).limit(limit)
-    if engine.dialect.name == "sqlite":
-        after = _after_prefix(typed)
-        return query.where(column >= typed, *([column < after] if after is not None else []))
-    if not _session_id_collation(engine, conn).endswith("_bin"):
-        return query.where(column.like(like_escaped(typed) + "%", escape="!"))
+    collation = "" if engine.dialect.name == "sqlite" else _session_id_collation(engine, conn)
     after = _after_prefix(typed)
+    if engine.dialect.name == "sqlite" or collation in NO_PAD_BINARY:  # bytes, as SQLite's BINARY
+        return query.where(column >= typed, *([column < after] if after is not None else []))
+    if not collation.endswith("_bin"):
+        return query.where(column.like(like_escaped(typed) + "%", escape="!"))
     lowest = typed + "\x00" * (SESSION_ID_LENGTH - len(typed))  # below every id that starts with typed
     exact_start = func.left(column, len(typed)).like(like_escaped(typed), escape="!")
     return query.where(column >= lowest, *([column < after] if after is not None else []), exact_start)

@@ -171,6 +171,25 @@ def test_blanks_around_an_id_are_dropped_unless_the_database_holds_them(shop, tm
     own.dispose()
 
 
+def test_ids_and_codes_that_differ_by_a_blank_are_different(db_url):
+    """On both databases: MariaDB's utf8mb4_bin pads with spaces, so 'trail' and 'trail ' were one
+    id there (a duplicate key on import) and 'Women ' counted as 'Women'."""
+    engine = db.connect(db_url)
+    ids = ["lead", " lead", "trail", "trail ", "tab\tx"]
+    sessions, _, _ = shop_rows(ids, random.Random(1))
+    codes = {"lead": "Women", " lead": " Women", "trail": "Women", "trail ": "Women ", "tab\tx": "Women\t"}
+    views = [ingest.view_rows(i, [(codes[i], "B", "C", "D")])[0] for i in ids]
+    assert ingest.write_all(engine, [(sessions, views)]).new_sessions == len(ids)
+    for session_id in ids:
+        assert predict.lookup(engine, session_id).session_id == session_id
+        assert {code: db.count_category(engine, session_id, code) for code in set(codes.values())} == {
+            code: int(code == codes[session_id]) for code in set(codes.values())
+        }, session_id
+    assert db.suggest_session_ids(engine, "trail") == ["trail", "trail "]
+    assert db.suggest_session_ids(engine, "tab") == ["tab\tx"]
+    engine.dispose()
+
+
 # -- the command line -------------------------------------------------------------------------------
 
 
