@@ -282,12 +282,13 @@ def describe(name: str, value: float) -> str:
         return f"lasted {_duration(value)}"
     if number == "seconds_per_view":
         return f"{value:.1f} s per view" if value < 600 else f"{_duration(value)} per view"
+    # The start as numbers: named apart from the one-hot "started at 03:00" the same session also has.
     if number == "start_hour":
-        return f"started at {count:02d}:00"
+        return f"start hour {count:02d} (as a number)"
     if number == "start_weekday":
-        return f"started on a {WEEKDAY_NAMES[count]}"
+        return f"start weekday {WEEKDAY_NAMES[count]} (as a number)"
     if number == "start_day":
-        return f"started on day {count} of the month"
+        return f"start day {count} of the month (as a number)"
     return f"{name} = {value:g}"
 
 

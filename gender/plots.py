@@ -168,7 +168,14 @@ def category_by_gender(shares: pd.DataFrame, top: int) -> go.Figure:
         height=420,
         margin={**MARGIN, "r": 90},  # the second axis
         yaxis={"title": "views"},
-        yaxis2={"title": "male share", "overlaying": "y", "side": "right", "tickformat": ".0%", "range": [0, 1]},
+        yaxis2={  # a little above 100 %, so that a category of men only keeps its whole marker
+            "title": "male share",
+            "overlaying": "y",
+            "side": "right",
+            "tickformat": ".0%",
+            "range": [0, 1.05],
+            "tickvals": [0, 0.25, 0.5, 0.75, 1],
+        },
     )
 
 

@@ -149,7 +149,7 @@ def test_original_features_are_words_with_one_to_three_grams():
         ("step:C00002\x1fC00007", 1, "went C00002 → C00007 ×1"),
         ("hour:14", 1, "started at 14:00"),
         ("weekday:0", 1, "started on a Monday"),
-        ("start_hour", 14, "started at 14:00"),
+        ("start_hour", 14, "start hour 14 (as a number)"),
         ("seconds_per_view", 4.2, "4.2 s per view"),
         ("views", 1, "1 view"),
         ("duration_s", 840, "lasted 14.0 min"),
@@ -157,3 +157,18 @@ def test_original_features_are_words_with_one_to_three_grams():
 )
 def test_features_in_words(name, value, words):
     assert describe(name, value) == words
+
+
+def test_no_two_contributions_of_a_session_read_the_same(trained_demo):
+    """The start hour as a number and as its one-hot both read "started at 03:00" on the Predict
+    page: two rows an analyst could not tell apart."""
+    import random
+
+    from gender import artifact, db, predict
+
+    url, model_dir = trained_demo
+    engine, model = db.connect(url), artifact.load(model_dir).treatment
+    for seed in range(15):
+        session_id = db.random_session_id(engine, labelled=bool(seed % 2), rng=random.Random(seed))
+        labels = predict.assess(engine, model, session_id).explanation.contributions["label"]
+        assert labels.is_unique, labels[labels.duplicated()].tolist()

@@ -269,7 +269,7 @@ def test_a_session_is_a_value():
         ("weekday:6", 1, "started on a Sunday"),
         ("day:31", 0, "not on day 31 of the month"),
         ("views", 2, "2 views"),
-        ("start_weekday", 2, "started on a Wednesday"),
+        ("start_weekday", 2, "start weekday Wednesday (as a number)"),
         ("seconds_per_view", 900, "15.0 min per view"),
         ("hour_14", 1, "hour_14 = 1"),  # the original's names read as named
         ("A1 B1 C1", 2, "A1 B1 C1 = 2"),
