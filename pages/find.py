@@ -11,6 +11,8 @@ from gender import db
 
 LIMIT = 100  # sessions listed; the count goes on to db.COUNT_LIMIT
 ANY = "any"
+FILTERS = ("find_gender", "find_predicted", "find_precomputed", "find_viewed", "find_from", "find_until")
+KEPT = "find_kept"  # the filters' values: Streamlit drops a widget's own state on another page
 
 
 def predicted_gender(column, source: str, key: str, help: str) -> str:
@@ -24,6 +26,9 @@ st.caption(
     "List the sessions that match, e.g. labelled male, predicted female, viewed B00009, and open one. "
     "To find one by its id, type the start of it on the Predict page."
 )
+
+for key, value in st.session_state.get(KEPT, {}).items():  # back from a session opened here
+    st.session_state.setdefault(key, value)
 
 with ui.banners():
     engine = ui.require_database()
@@ -66,6 +71,7 @@ with ui.banners():
         started_before=datetime.combine(started_until + timedelta(days=1), time()) if started_until else None,
     )
     found = ui.found_sessions(filters, LIMIT)
+    st.session_state[KEPT] = {key: st.session_state[key] for key in FILTERS}
 
 words = []
 if filters.gender:

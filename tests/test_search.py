@@ -539,6 +539,11 @@ def test_the_find_page_lists_sessions(trained_demo, monkeypatch):
     engine = db.connect(url)
     found = db.find_sessions(engine, db.SessionFilter(gender="male", viewed="A00001"))
     assert f"**{found.total:,}** sessions match" in text or f"**more than {found.total:,}**" in text
+    at.switch_page("pages/predict.py").run()  # as after opening a listed session, and back
+    at.switch_page("pages/find.py").run()
+    assert (at.selectbox(key="find_gender").value, at.text_input(key="find_viewed").value) == ("male", "A00001")
+    assert not at.exception and not at.warning, [w.value for w in at.warning]
+    assert "labelled male, viewed `A00001`" in " ".join(m.value for m in at.markdown)
     at.text_input(key="find_viewed").set_value("[x](javascript:alert(1))")
     at.button[0].click().run()
     assert "No session matches: labelled male, viewed `[x](javascript:alert(1))`." in [w.value for w in at.warning]
