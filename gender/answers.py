@@ -73,6 +73,11 @@ def contributions_json(contributions: Iterable[Contribution]) -> str:
     return json.dumps([contribution._asdict() for contribution in contributions], ensure_ascii=False)
 
 
+def counted(number: int, noun: str) -> str:
+    """"1 session", "2 sessions", "12,000 sessions": a count and its noun, in the singular for one."""
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
 def beyond_training(session: Session, training: Training) -> str | None:
     """A sentence when `session` has more views or lasts longer than any session the model was
     trained on (a bot's thousands of views, say): its answer there is an extrapolation."""

@@ -17,7 +17,7 @@ from pathlib import Path
 # Only what every command needs loads here; the models' libraries (sklearn, LightGBM, numba) load in
 # the commands that use a model, so `count` and the imports answer in a fraction of a second.
 from gender import db, events, ingest, synth
-from gender.answers import contributions_json
+from gender.answers import contributions_json, counted
 from gender.config import CTU_URL, load_settings
 from gender.errors import GenderError
 
@@ -320,7 +320,7 @@ def cmd_score(args) -> None:
     finally:
         if tmp.exists():  # False, not an error, when OUT's folder is a file
             tmp.unlink()
-    print(f"scored {scored:,} sessions with {model.model_id} into {out}", file=sys.stderr)
+    print(f"scored {counted(scored, 'session')} with {model.model_id} into {out}", file=sys.stderr)
 
 
 def cmd_demo_parquet(args) -> None:

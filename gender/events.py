@@ -37,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from gender import db, ingest
+from gender.answers import counted
 from gender.errors import GenderError, ImportFailed
 
 CHUNK_EVENTS = 20_000  # rows checked and staged at a time: the memory an import needs
@@ -78,7 +79,7 @@ class EventReport(ingest.ImportReport):
     def __str__(self) -> str:
         text = super().__str__()
         if self.viewless_sessions:
-            text += f"; {self.viewless_sessions:,} sessions without a product view were left out"
+            text += f"; {counted(self.viewless_sessions, 'session')} without a product view {'was' if self.viewless_sessions == 1 else 'were'} left out"
         return text
 
 

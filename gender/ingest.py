@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select
 
 from gender import db
+from gender.answers import counted
 from gender.errors import ImportFailed
 
 CHUNK_SESSIONS = 5_000
@@ -31,7 +32,7 @@ class ImportReport:
     skipped_sessions: int = 0  # already in the database, left unchanged
 
     def __str__(self) -> str:
-        text = f"imported {self.new_sessions:,} sessions ({self.new_views:,} views)"
+        text = f"imported {counted(self.new_sessions, 'session')} ({counted(self.new_views, 'view')})"
         if self.skipped_sessions:
             text += f"; {self.skipped_sessions:,} already in the database were left unchanged"
         return text
@@ -236,7 +237,7 @@ def pakdd_chunks(data: Path, labels: Path | None = None, progress: Progress | No
             yield sessions, views
             sessions, views = [], []
             if progress:
-                progress(done / total_bytes, f"{data.name}: {len(seen):,} sessions read")
+                progress(done / total_bytes, f"{data.name}: {counted(len(seen), 'session')} read")
     if not seen:
         raise ImportFailed(data.name, "no sessions in file")
     if label_of and next(label_of) != "missing":
@@ -244,7 +245,7 @@ def pakdd_chunks(data: Path, labels: Path | None = None, progress: Progress | No
     if sessions:  # none left when the file's sessions are a multiple of the chunk
         yield sessions, views
     if progress:
-        progress(1.0, f"{data.name}: {len(seen):,} sessions read")
+        progress(1.0, f"{data.name}: {counted(len(seen), 'session')} read")
 
 
 def import_pakdd(

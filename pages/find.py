@@ -8,6 +8,7 @@ import streamlit as st
 
 import ui
 from gender import db
+from gender.answers import counted
 
 LIMIT = 100  # sessions listed; the count goes on to db.COUNT_LIMIT
 ANY = "any"
@@ -85,12 +86,12 @@ if filters.viewed is not None:
 if started_from or started_until:
     words.append(f"started {started_from or '…'} to {started_until or '…'}")
 matching = ", ".join(words) if words else "all sessions"
-count = f"more than {found.total:,}" if found.more else f"{found.total:,}"
+count = f"more than {found.total:,} sessions" if found.more else counted(found.total, "session")
 if found.total == 0:
     st.warning(f"No session matches: {matching}.", icon=":material/search_off:")
     st.stop()
 listed = f"the first {len(found.sessions):,} by id" if found.total > len(found.sessions) else "all of them"
-st.markdown(f"**{count}** sessions match ({matching}); {listed} below. Select a row to open it on the Predict page.")
+st.markdown(f"**{count}** {'matches' if found.total == 1 and not found.more else 'match'} ({matching}); {listed} below. Select a row to open it on the Predict page.")
 
 table = found.sessions.assign(
     gender=found.sessions["gender"].fillna("unknown"),

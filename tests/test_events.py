@@ -186,7 +186,7 @@ def test_other_events_count_for_the_session_but_are_no_views(engine, tmp_path):
         events.import_events(engine, file, COLUMNS["path"])
     report = events.import_events(engine, file, COLUMNS["path"], other_events=True)
     assert (report.new_sessions, report.new_views, report.viewless_sessions) == (2, 2, 1)
-    assert str(report) == "imported 2 sessions (2 views); 1 sessions without a product view were left out"
+    assert str(report) == "imported 2 sessions (2 views); 1 session without a product view was left out"
     assert_tables(engine, expected_tables([row for row in rows if row.session_id != "s 2"]))
 
 

@@ -525,7 +525,7 @@ def test_the_find_page_lists_sessions(trained_demo, monkeypatch):
     monkeypatch.setenv("GENDER_DB_URL", url)
     monkeypatch.setenv("GENDER_MODEL_DIR", str(model_dir))
     at = make_app("find")
-    assert "sessions match (all sessions)" in " ".join(m.value for m in at.markdown)
+    assert "sessions** match (all sessions)" in " ".join(m.value for m in at.markdown)
     first, last = db.start_dates(db.connect(url))  # the calendars span the logs' days, not today's decade
     for box in ("find_from", "find_until"):
         assert (at.date_input(key=box).min, at.date_input(key=box).max) == (first, last)
@@ -538,7 +538,7 @@ def test_the_find_page_lists_sessions(trained_demo, monkeypatch):
     assert "labelled male, viewed `A00001`" in text
     engine = db.connect(url)
     found = db.find_sessions(engine, db.SessionFilter(gender="male", viewed="A00001"))
-    assert f"**{found.total:,}** sessions match" in text or f"**more than {found.total:,}**" in text
+    assert f"**{found.total:,} sessions** match" in text or f"**more than {found.total:,} sessions**" in text
     at.switch_page("pages/predict.py").run()  # as after opening a listed session, and back
     at.switch_page("pages/find.py").run()
     assert (at.selectbox(key="find_gender").value, at.text_input(key="find_viewed").value) == ("male", "A00001")
