@@ -540,7 +540,8 @@ WORD_JOINER = "\u2060"
 def shown(text: str, limit: int = 40) -> str:
     """User text fit to echo in a Markdown message: cut short, control characters made visible,
     and set as inline code, where no link, HTML, LaTeX or :icon: is ever rendered."""
-    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    if not text.isprintable():  # only what cannot be seen is escaped: "Müller\u200b", not "M\xfcller\u200b"
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
     text = text if len(text) <= limit else text[: limit - 1] + "…"
     # Streamlit's frontend rewrites every ":material/" to ":material_" before parsing, code spans
     # included; an invisible word joiner keeps what is shown exactly what was typed.

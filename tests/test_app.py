@@ -379,3 +379,11 @@ def test_charts_fall_back_to_streamlits_plotly_without_static_serving(app, plotl
     at = app("model")
     assert not at.get("bidi_component") and len(at.get("plotly_chart")) == 3  # confusion, ROC, PR
     assert not plotly_js.STATIC.exists()
+
+
+def test_an_echoed_id_escapes_only_what_cannot_be_seen():
+    import ui
+
+    assert ui.shown("Müller\u200b") == "`Müller\\u200b`"  # was `M\xfcller\u200b`: every accent escaped too
+    assert ui.shown("café\x07") == "`café\\x07`"
+    assert ui.shown("sesión-ñandú") == "`sesión-ñandú`"
