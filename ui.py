@@ -488,10 +488,14 @@ def found_sessions(filters: db.SessionFilter, limit: int = 100) -> db.FoundSessi
 def no_session(session_id: str) -> None:
     """The warning for a session id the database does not hold, saying why when it cannot."""
     typed = session_id.strip()
-    reason = "in this database"
-    if len(typed) > db.SESSION_ID_LENGTH:
-        reason = f"(a session id has at most {db.SESSION_ID_LENGTH} characters, and this one has {len(typed):,})"
-    st.warning(f"No session {shown(typed)} {reason}.", icon=":material/search_off:")
+    reason = too_long(typed, "session id", db.SESSION_ID_LENGTH) or " in this database"
+    st.warning(f"No session {shown(typed)}{reason}.", icon=":material/search_off:")
+
+
+def too_long(text: str | None, what: str, limit: int) -> str:
+    """Why typed text finds nothing when it is longer than the tables hold ("" when it is not)."""
+    length = len((text or "").strip())
+    return f" (a {what} has at most {limit} characters, and this one has {length:,})" if length > limit else ""
 
 
 def precomputed_score(engine, session_id: str) -> None:

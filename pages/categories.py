@@ -4,7 +4,7 @@ from the summary tables (`gender.summary`)."""
 import streamlit as st
 
 import ui
-from gender import explore, plots, predict, summary
+from gender import db, explore, plots, predict, summary
 
 st.title("Categories")
 
@@ -36,6 +36,8 @@ with ui.banners():
         answer = predict.count(engine, st.session_state["count_session"], st.session_state["count_category"])
         shown_session, shown_category = ui.shown(answer.session_id), ui.shown(answer.category)
         st.metric(f"Views of {shown_category or '(no category)'} in {shown_session or '(no session)'}", answer.count)
+        if why := ui.too_long(answer.category, "category code", db.CATEGORY_LENGTH):
+            st.caption(f"Nothing can match it{why}.")
         st.json(answer.as_json())
 
     st.header("Everyone")

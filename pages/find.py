@@ -88,7 +88,8 @@ if started_from or started_until:
 matching = ", ".join(words) if words else "all sessions"
 count = f"more than {found.total:,} sessions" if found.more else counted(found.total, "session")
 if found.total == 0:
-    st.warning(f"No session matches: {matching}.", icon=":material/search_off:")
+    why = ui.too_long(filters.viewed, "category code", db.CATEGORY_LENGTH)
+    st.warning(f"No session matches: {matching}{why}.", icon=":material/search_off:")
     st.stop()
 listed = f"the first {len(found.sessions):,} by id" if found.total > len(found.sessions) else "all of them"
 st.markdown(f"**{count}** {'matches' if found.total == 1 and not found.more else 'match'} ({matching}); {listed} below. Select a row to open it on the Predict page.")

@@ -333,6 +333,17 @@ def test_a_longer_id_is_told_why_it_finds_nothing(shop, app):
     assert len(warnings) == 1 and f"at most {db.SESSION_ID_LENGTH} characters" in warnings[0], warnings
     assert "this one has 300" in warnings[0]
     assert json.loads(at.json[0].value) == {"SESSION_ID": too_long, "PREDICTION": UNKNOWN}
+    code = "c" * (db.CATEGORY_LENGTH + 1)  # and a code: on the Categories page and on the Find page
+    at = app("categories")
+    at.text_input(key="count_session").set_value(shop.ids[0])
+    at.text_input(key="count_category").set_value(code)
+    next(button for button in at.button if button.label == "Count").click().run()
+    why = f"(a category code has at most {db.CATEGORY_LENGTH} characters, and this one has {len(code)})"
+    assert any(why in caption.value for caption in at.caption), [c.value for c in at.caption]
+    at = app("find")
+    at.text_input(key="find_viewed").set_value(code)
+    at.button[0].click().run()
+    assert [w.value for w in at.warning][0].endswith(why + "."), [w.value for w in at.warning]
 
 
 @pytest.mark.slow
