@@ -27,6 +27,7 @@ import atexit
 import contextlib
 import functools
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -55,6 +56,9 @@ ARROW_BATCH_ROWS = 100_000
 
 # -- the models: the one place this module meets the model API -----------------------------------
 
+
+# The master URLs Spark accepts (SparkContext.createTaskScheduler), checked before Java starts.
+MASTER_URL = re.compile(r"local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|(spark|k8s|mesos)://\S+|yarn")
 
 def load_models(model_dir: Path):
     """The A/B pair of served models in `model_dir`, through gender's own loader (which refuses a
@@ -193,6 +197,11 @@ def session(master: str | None = None):
     builder = SparkSession.builder.appName("gender-lens score")
     if not master and "PYSPARK_GATEWAY_PORT" not in os.environ:  # not launched by spark-submit: local mode
         master = LOCAL_MASTER
+    if master and not MASTER_URL.fullmatch(master):  # else Java's own error, in pages of its stack trace
+        raise GenderError(
+            f"--master {master!r} is not a Spark master URL: expected local[N], local[*], spark://HOST:PORT, "
+            "yarn or k8s://https://HOST:PORT"
+        )
     if master:
         builder = builder.master(master)
     if master and master.startswith("local"):
@@ -207,7 +216,8 @@ def session(master: str | None = None):
         spark = builder.getOrCreate()
     except Exception as exc:  # no Java, a wrong master URL, ...: pyspark raises many kinds
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GenderError(f"Spark did not start ({reason}); it needs Java 17: `make spark` installs it") from None
+        java = "" if shutil.which("java") or os.environ.get("JAVA_HOME") else "; it needs Java 17: `make spark` installs it"
+        raise GenderError(f"Spark did not start ({reason}){java}") from None
     spark.sparkContext.setLogLevel("ERROR")
     batch_rows = "spark.sql.execution.arrow.maxRecordsPerBatch"
     if not spark.sparkContext.getConf().contains(batch_rows):  # spark-submit --conf has the last word

@@ -116,6 +116,23 @@ def test_a_corrupt_or_foreign_model_is_refused_before_any_executor_runs(
     assert jobs_run(spark) == before  # refused on the driver: no job, so no executor ran
 
 
+def test_a_master_url_spark_would_refuse_is_one_line_before_java_starts(trained_demo, lake_dir, tmp_path):
+    """Spark's own answer to a mistyped --master is a page of Java stack trace and a wrong hint."""
+    _, model_dir = trained_demo
+    command = ["score", "--spark", "--parquet", lake_dir, "--out", tmp_path / "out", "--model-dir", model_dir]
+    result = subprocess.run(
+        [sys.executable, "-m", "gender", *map(str, command), "--master", "bogus://x"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        timeout=300,
+    )
+    said = result.stderr.strip().splitlines()  # what was checked, then the error: no Java
+    assert result.returncode == 1 and len(said) == 2 and "Exception" not in result.stderr, result.stderr
+    assert said[-1].startswith("error: --master 'bogus://x' is not a Spark master URL: expected local[N]")
+    assert not (tmp_path / "out").exists()
+
+
 def _broken(tmp_path, name, change):
     broken = tmp_path / "broken"
     lake.demo_parquet(broken, 200, seed=3)
