@@ -31,6 +31,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
@@ -331,6 +332,34 @@ class SparkReport:
         return f"scored {self.sessions:,} sessions on Spark with {used}{split} into {self.out}"
 
 
+PROGRESS_SECONDS = 5.0  # how often a long job says how far it is
+
+
+@contextlib.contextmanager
+def _task_progress(spark, say: Callable[[str], None]) -> Iterator[None]:
+    """Say every PROGRESS_SECONDS how many tasks of the running stages are done (a million
+    sessions take minutes on two cores, and Spark's own progress bar is off)."""
+    tracker, stop = spark.sparkContext.statusTracker(), threading.Event()
+
+    def watch() -> None:
+        said = None
+        while not stop.wait(PROGRESS_SECONDS):
+            stages = [info for info in map(tracker.getStageInfo, tracker.getActiveStageIds()) if info]
+            done, total = sum(s.numCompletedTasks for s in stages), sum(s.numTasks for s in stages)
+            text = f"scoring: {done:,} of {total:,} tasks of the running stages done" if total else None
+            if text and text != said:
+                say(text)
+                said = text
+
+    watcher = threading.Thread(target=watch, name="spark-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+
+
 @contextlib.contextmanager
 def _spark_errors() -> Iterator[None]:
     """A GenderError raised in an executor, or Spark's own word on a path or a schema (a folder
@@ -389,7 +418,7 @@ def score_parquet(
         try:
             ship_package(spark)
             spark.sparkContext.addArchive(str(archive))  # unpacked on every node, as SparkFiles.get(its name)
-            with _spark_errors():
+            with _spark_errors(), _task_progress(spark, say):
                 scores = session_rows(spark, locations).mapInPandas(functools.partial(score_batches, job), schema)
                 scores.write.mode("errorifexists").parquet(out_text)
                 scored = spark.read.parquet(out_text).count()  # from the files' footers

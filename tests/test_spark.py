@@ -7,6 +7,7 @@ line, run in this process, scores on it. Without pyspark or Java the Spark tests
 """
 
 import csv
+import re
 import shutil
 import subprocess
 import sys
@@ -40,9 +41,11 @@ def test_spark_scores_are_the_single_machine_answers(spark, trained_demo, lake_d
     url, model_dir = trained_demo
     monkeypatch.setenv("GENDER_AB_SALT", SALT)
     monkeypatch.setenv("GENDER_TREATMENT_SHARE", SHARE)
+    monkeypatch.setattr(gspark, "PROGRESS_SECONDS", 0.05)  # a job of seconds still says how far it is
     out = tmp_path / "scores"
     status, err = score_on_spark(capsys, "--parquet", lake_dir, "--out", out, "--model-dir", model_dir)
     assert status == 0, err
+    assert re.search(r"^scoring: [\d,]+ of [\d,]+ tasks of the running stages done$", err, re.MULTILINE), err
     assert "scored 3,000 sessions on Spark" in err and "30% of sessions in treatment" in err
     got = pd.read_parquet(out).set_index("session_id").sort_index()
     assert list(got.columns) == ["p_male", "prediction", "model_id", "ab_group"]
