@@ -96,6 +96,15 @@ def test_the_chosen_session_follows_the_analyst_across_pages(app, engine):
     assert metric(at, "Predicted gender") in ("male", "female")
 
 
+def count_form(at: AppTest, session_id: str, category: str) -> dict:
+    """The Categories page's Count form filled in and sent: its JSON answer."""
+    at.text_input(key="count_session").set_value(session_id)
+    at.text_input(key="count_category").set_value(category)
+    next(button for button in at.button if button.label == "Count").click().run()
+    assert not at.exception
+    return json.loads(at.json[-1].value)
+
+
 def test_the_count_form_counts_in_the_session_picked_above(app, engine):
     first, second = (db.random_session_id(engine, labelled=True, rng=random.Random(seed)) for seed in (1, 2))
     assert first != second
@@ -105,17 +114,12 @@ def test_the_count_form_counts_in_the_session_picked_above(app, engine):
     at.text_input(key="categories_session").set_value(second).run()  # another session picked
     assert at.text_input(key="count_session").value == second
     category = db.get_views(engine, second)["category_b"].iloc[0]
-    at.text_input(key="count_category").set_value(category)
-    next(button for button in at.button if button.label == "Count").click().run()
-    assert not at.exception
-    assert json.loads(at.json[-1].value) == {
+    assert count_form(at, second, category) == {
         "SESSION_ID": second,
         "CATEGORY": category,
         "COUNT": db.count_category(engine, second, category),
     }
-    at.text_input(key="count_session").set_value(first)  # the box still takes any other id
-    next(button for button in at.button if button.label == "Count").click().run()
-    assert json.loads(at.json[-1].value)["SESSION_ID"] == first
+    assert count_form(at, first, category)["SESSION_ID"] == first  # the box still takes any other id
 
 
 def test_unknown_session_says_so_plainly(app):

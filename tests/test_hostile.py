@@ -29,7 +29,7 @@ from gender import artifact, db, ingest, predict, synth
 from gender.answers import UNKNOWN
 from gender.config import parse_url
 from gender.errors import GenderError
-from tests import live
+from tests import live, test_app
 from tests.conftest import PROJECT, _mysql_database, write_pakdd
 from tests.hostile_inputs import HOSTILE, VALID_CATEGORY, VALID_COUNT, VALID_ID, Hostile
 
@@ -281,11 +281,9 @@ def test_predict_page_deep_link(data, app, hostile: Hostile):
 
 
 def count_form(at: AppTest, session_id: str, category: str) -> dict:
-    at.text_input(key="count_session").set_value(session_id)
-    at.text_input(key="count_category").set_value(category)
-    next(button for button in at.button if button.label == "Count").click().run()
+    answer = test_app.count_form(at, session_id, category)
     assert_calm(at)
-    return json.loads(at.json[-1].value)
+    return answer
 
 
 @pytest.mark.parametrize("hostile", BROWSER_SAFE, ids=str)

@@ -32,7 +32,7 @@ from gender.answers import UNKNOWN
 from gender.config import parse_url
 from tests import live
 from tests.conftest import PROJECT, _mysql_database
-from tests.test_app import make_app
+from tests.test_app import count_form, make_app
 
 
 def session_ids(rng: random.Random) -> list[str]:
@@ -335,9 +335,7 @@ def test_a_longer_id_is_told_why_it_finds_nothing(shop, app):
     assert json.loads(at.json[0].value) == {"SESSION_ID": too_long, "PREDICTION": UNKNOWN}
     code = "c" * (db.CATEGORY_LENGTH + 1)  # and a code: on the Categories page and on the Find page
     at = app("categories")
-    at.text_input(key="count_session").set_value(shop.ids[0])
-    at.text_input(key="count_category").set_value(code)
-    next(button for button in at.button if button.label == "Count").click().run()
+    count_form(at, shop.ids[0], code)
     why = f"(a category code has at most {db.CATEGORY_LENGTH} characters, and this one has {len(code)})"
     assert any(why in caption.value for caption in at.caption), [c.value for c in at.caption]
     at = app("find")
@@ -351,11 +349,7 @@ def test_the_categories_page_counts_names_of_any_kind(shop, app):
     at = app("categories")
     for session_id in shop.ids[::2]:
         category = shop.paths[session_id][-1][2]  # a level-C name: "/", ";", ">", markup
-        at.text_input(key="count_session").set_value(session_id)
-        at.text_input(key="count_category").set_value(category)
-        next(button for button in at.button if button.label == "Count").click().run()
-        assert not at.exception
-        assert json.loads(at.json[-1].value) == {
+        assert count_form(at, session_id, category) == {
             "SESSION_ID": session_id,
             "CATEGORY": category,
             "COUNT": expected_count(shop.paths[session_id], category),
