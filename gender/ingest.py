@@ -242,10 +242,10 @@ def pakdd_chunks(data: Path, labels: Path | None = None, progress: Progress | No
         raise ImportFailed(data.name, "no sessions in file")
     if label_of and next(label_of) != "missing":
         raise ImportFailed(labels.name, f"more labels than the {len(seen):,} lines of {data.name}")
-    if sessions:  # none left when the file's sessions are a multiple of the chunk
+    if sessions:  # none left when the file's sessions are a multiple of the chunk (said above then)
         yield sessions, views
-    if progress:
-        progress(1.0, f"{data.name}: {counted(len(seen), 'session')} read")
+        if progress:
+            progress(1.0, f"{data.name}: {counted(len(seen), 'session')} read")
 
 
 def import_pakdd(
