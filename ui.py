@@ -379,8 +379,8 @@ CHOSEN_SESSION = "chosen_session"  # the session id last chosen on any page
 
 
 RANDOM_PICKS = (  # the picker's buttons: (its key's suffix, its label, what it picks)
-    ("labelled", "Random labelled session", "A session whose gender is recorded: the answer can be checked"),
-    ("unknown", "Random unlabelled session", "A session whose gender is unknown, as the shop's visitors are"),
+    ("labelled", "Labelled", "A random session whose gender is recorded: the answer can be checked"),
+    ("unknown", "Unknown gender", "A random session whose gender is unknown, as the shop's visitors are"),
 )
 
 
@@ -395,10 +395,12 @@ def session_picker(key: str) -> str:
         st.session_state[key] = st.query_params.get("session", st.session_state.get(CHOSEN_SESSION, ""))
     typed, *buttons = st.columns([3, 1.4, 1.4], vertical_alignment="bottom")
     typed.text_input("Session id", key=key, placeholder="e.g. u10003", max_chars=MAX_TYPED)
-    # Labels short enough to show whole at 1,366 pixels, a presenter's laptop.
+    # A die and the word that tells them apart: a narrow screen cuts "Random labelled session"
+    # and "Random unlabelled session" to the same "Random l…".
     for column, (kind, label, picks) in zip(buttons, RANDOM_PICKS):
         column.button(
             label,
+            icon=":material/casino:",
             key=f"{key}_{kind}",
             help=picks,
             on_click=_pick_random,

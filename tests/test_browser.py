@@ -100,7 +100,7 @@ def test_deep_link_and_unknown_session(server, page):
 def test_random_button(server, page):
     page.goto(server)
     settle(page)
-    page.get_by_role("button", name="Random labelled session").click()
+    page.get_by_role("button", name="Labelled").click()
     settle(page)
     page.wait_for_selector(".js-plotly-plot .waterfalllayer .trace", timeout=60_000)
     # The truth, once the run that picked the session has drawn it (on a loaded machine the click's

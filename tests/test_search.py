@@ -646,7 +646,7 @@ def test_typing_a_prefix_in_chromium_suggests_ids_and_picking_one_opens_it(serve
         assert page.locator(".gl-search img").count() == 0
         assert page.locator('[data-testid="stException"]').count() == 0
 
-        page.get_by_role("button", name="Random labelled session").click()  # the buttons still work
+        page.get_by_role("button", name="Labelled").click()  # the buttons still work
         page.wait_for_function("() => !location.search.includes('u10037')", timeout=60_000)
         page.wait_for_selector(live.IDLE, timeout=120_000)
         assert page.get_by_label("Session id").input_value() != "u10037"
