@@ -242,6 +242,9 @@ def test_monitoring_page_after_some_lookups(app, trained_demo):
     for group in table["group"]:
         n = int(((served["ab_group"] == group) & served["gender"].notna()).sum())
         assert table.set_index("group").loc[group, "known gender"] == n
+    shown = " ".join(m.value for m in monitoring.markdown)  # each group's drift verdict, chance weighed
+    for drift in monitor.drift(served, artifact.load(trained_demo[1])):
+        assert drift.verdict.capitalize() + "." in shown
 
 
 @pytest.fixture
