@@ -148,13 +148,17 @@ def _insert_many(conn: Connection, table, rows: list[dict]) -> None:
 def write_all(engine: Engine, chunks: Iterable[tuple[list[dict], list[dict]]]) -> ImportReport:
     """Write (sessions, views) chunks in one transaction: all of them, or on any error none."""
     chunks = iter(chunks)
-    first = next(chunks, None)  # a missing file or a bad first chunk fails before the tables are created
-    db.create_schema(engine)
-    report = ImportReport()
-    with db.reporting(engine), engine.begin() as conn:
-        for sessions, views in itertools.chain([first] if first else [], chunks):
-            write_chunk(conn, sessions, views, report)
-    return report
+    try:
+        first = next(chunks, None)  # a missing file or a bad first chunk fails before the tables are created
+        db.create_schema(engine)
+        report = ImportReport()
+        with db.reporting(engine), engine.begin() as conn:
+            for sessions, views in itertools.chain([first] if first else [], chunks):
+                write_chunk(conn, sessions, views, report)
+        return report
+    finally:  # on an error here, a generator's source (another database's connection, a file) ends now
+        if close := getattr(chunks, "close", None):
+            close()
 
 
 def view_rows(session_id: str, paths: Iterable[tuple[str, ...]]) -> list[dict]:

@@ -4,11 +4,13 @@ from datetime import datetime
 
 import pandas as pd
 import pytest
+from sqlalchemy import text
 
 from gender import db, ingest, synth
-from gender.errors import ImportFailed
+from gender.errors import GenderError, ImportFailed
 from gender.features import session_frame
-from tests.conftest import write_pakdd
+from tests import live
+from tests.conftest import _mysql_database, write_pakdd
 
 
 def row_counts(engine):
@@ -160,6 +162,24 @@ def test_copy_from_another_ftp_database(engine, tmp_path):
         pd.testing.assert_frame_equal(copied[1], original[1])
     again = ingest.import_db(engine, source.url)
     assert (again.new_sessions, again.skipped_sessions) == (0, 6_000)
+
+
+def test_a_failed_copy_leaves_no_connection_open_on_the_source():
+    """import-db into a database that fails: the source's streaming read ends with the error, even
+    while the error is kept (a test keeps it; so may a caller). Its open transaction held MariaDB's
+    metadata locks, and dropping the source database waited for them (300 s in CI)."""
+    databases = _mysql_database()
+    source_url = next(databases)
+    synth.create_demo(db.connect(source_url), sessions=300, seed=3)
+    down = db.connect(f"mysql+pymysql://root@127.0.0.1:{live.free_port()}/nothing")
+    with pytest.raises(GenderError) as kept:
+        ingest.import_db(down, source_url)
+    admin = db.connect(source_url)
+    with admin.connect() as conn:
+        conn.execute(text("SET SESSION lock_wait_timeout = 2"))
+        conn.execute(text("DROP TABLE product"))  # waits, then fails, while a reader holds the table
+    assert kept.value is not None
+    next(databases, None)
 
 
 def test_synthetic_data_is_deterministic_and_shaped_like_the_shop():
