@@ -51,15 +51,14 @@ OUTPUT_SCHEMA = "session_id string, p_male double, prediction string, model_id s
 EXPLAIN_COLUMN = "top_contributions"
 EXPLAIN_SCHEMA = f"{EXPLAIN_COLUMN} array<struct<label:string,shap:double>>"
 LOCAL_MASTER = "local[*]"  # without --master and outside spark-submit
+# The master URLs Spark accepts (SparkContext.createTaskScheduler), checked before Java starts.
+MASTER_URL = re.compile(r"local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|(spark|k8s|mesos)://\S+|yarn")
 # Rows an Arrow batch carries to a Python worker (Spark's default is 10,000): scoring has a cost
 # per batch (the pipelines' calls), so fewer, larger batches; 100,000 rows are ~30,000 sessions.
 ARROW_BATCH_ROWS = 100_000
 
 # -- the models: the one place this module meets the model API -----------------------------------
 
-
-# The master URLs Spark accepts (SparkContext.createTaskScheduler), checked before Java starts.
-MASTER_URL = re.compile(r"local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|(spark|k8s|mesos)://\S+|yarn")
 
 def load_models(model_dir: Path):
     """The A/B pair of served models in `model_dir`, through gender's own loader (which refuses a

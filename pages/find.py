@@ -92,7 +92,8 @@ if found.total == 0:
     st.warning(f"No session matches: {matching}{why}.", icon=":material/search_off:")
     st.stop()
 listed = f"the first {len(found.sessions):,} by id" if found.total > len(found.sessions) else "all of them"
-st.markdown(f"**{count}** {'matches' if found.total == 1 and not found.more else 'match'} ({matching}); {listed} below. Select a row to open it on the Predict page.")
+verb = "matches" if found.total == 1 and not found.more else "match"
+st.markdown(f"**{count}** {verb} ({matching}); {listed} below. Select a row to open it on the Predict page.")
 
 table = found.sessions.assign(
     gender=found.sessions["gender"].fillna("unknown"),
