@@ -233,7 +233,7 @@ def test_charts_are_drawn_by_the_plotly_js_served_from_static(server, page):
     cells = confusion.locator(".heatmaplayer").text_content()
     slider = page.get_by_role("slider")
     slider.focus()
-    for _ in range(10):
+    for _ in range(100):  # 0.1 in the slider's 0.001 steps
         slider.press("ArrowRight")
     settle(page)
     page.wait_for_function(
