@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
@@ -71,6 +72,7 @@ def plotly_text(text: str, limit: int | None = None) -> str:
 
 GROUP_BAR_LABEL = 48  # characters of a group's name on its bar (a code may have 255)
 GROUP_HOVER_PARTS = 5  # a group's largest parts listed when hovering its bar
+WATERFALL_TEXT_ROOM = 0.2  # of the bars' span, each side: room for a value written beyond its bar
 
 
 def group_bar_labels(groups: list[Group]) -> list[str]:
@@ -117,8 +119,21 @@ def grouped_waterfall(explanation: Explanation, groups: list[Group]) -> go.Figur
         )
     )
     figure.update_yaxes(autorange="reversed")  # read top to bottom, like the sum
-    figure.update_xaxes(title=f"{explanation.units} of male: right towards male, left towards female")
+    figure.update_xaxes(
+        title=f"{explanation.units} of male: right towards male, left towards female",
+        range=waterfall_range(explanation.base_value, shaps),
+    )
     return _laid_out(figure, height=140 + 30 * len(labels), showlegend=False)
+
+
+def waterfall_range(base_value: float, shaps: list[float]) -> list[float]:
+    """The x range of a waterfall from `base_value` by `shaps`: every bar's end, and room beyond the
+    outermost for its value written outside (plotly's own range ends at the bar, so a narrow
+    chart wrote a leftmost value over the row names)."""
+    ends = np.cumsum([base_value, *shaps])
+    low, high = min(0.0, float(ends.min())), max(0.0, float(ends.max()))
+    room = WATERFALL_TEXT_ROOM * ((high - low) or 1.0)
+    return [low - room, high + room]
 
 
 def hierarchy_sunburst(rows: pd.DataFrame) -> go.Figure:

@@ -148,6 +148,19 @@ def test_a_groups_bar_shows_its_code_as_text_and_bars_never_merge():
     assert html.unescape(labels[3]) == "typical session and below"
 
 
+def test_the_waterfall_leaves_room_beyond_its_outermost_bars_for_their_values():
+    # From -1.0 down to -2.5 and back up to -2.1: a value written left of the lowest bar needs room
+    # inside the plot, or it is drawn over the row names.
+    paths = (("A1", "B1"), ("A2", "B2"))
+    session = Session("s", datetime(2014, 11, 14), datetime(2014, 11, 14, 1), paths=paths)
+    explanation = explanation_of([(Feature.view("B1").name, 1, -1.5), (Feature.view("B2").name, 1, 0.4)])
+    figure = plots.grouped_waterfall(explanation, explain.grouped(explanation, session, "session"))
+    low, high = figure.layout.xaxis.range
+    span = 2.5  # from the lowest bar's end, -2.5, to 0, where the first bar and the total start
+    assert low <= -2.5 - 0.15 * span and high >= 0.15 * span
+    assert low >= -2.5 - span and high <= span  # room, not a chart of empty space
+
+
 def assert_partition(explanation: Explanation, groups) -> None:
     """Every contribution in exactly one group, and the groups adding up to all of them."""
     parts = pd.concat([g.parts for g in groups], ignore_index=True)
