@@ -323,6 +323,20 @@ def chart(figure: go.Figure, key: str, config: dict | None = None) -> None:
 # -- shared widgets -----------------------------------------------------------------------------
 
 
+def side_by_side(key: str, weights: tuple[float, ...], min_width: int = 380) -> list:
+    """Containers in one row, as wide as `weights` say, where each gets `min_width` pixels; else
+    each on a row of its own. st.columns stacks only in a window under 640 pixels, so beside the
+    sidebar on an 800-pixel screen it squeezed two charts to 230 pixels each."""
+    rules = "".join(  # the key is a CSS class on the row (Streamlit's st-key-…), its parts its children
+        f".st-key-{key} > :nth-child({n}) {{ flex: {weight} 1 0; min-width: min({min_width}px, 100%); }}"
+        for n, weight in enumerate(weights, start=1)
+    )
+    st.html(f"<style>{rules}</style>")
+    row = st.container(horizontal=True, key=key)
+    return [row.container(key=f"{key}_{n}") for n in range(1, len(weights) + 1)]
+
+
+
 def sidebar() -> None:
     """What every page shows on the left: the data source, its sessions and the model."""
     with st.sidebar:
@@ -393,19 +407,19 @@ def session_picker(key: str) -> str:
     """
     if key not in st.session_state:
         st.session_state[key] = st.query_params.get("session", st.session_state.get(CHOSEN_SESSION, ""))
-    typed, *buttons = st.columns([3, 1.4, 1.4], vertical_alignment="bottom")
-    typed.text_input("Session id", key=key, placeholder="e.g. u10003", max_chars=MAX_TYPED)
-    # A die and the word that tells them apart: a narrow screen cuts "Random labelled session"
+    # The box takes what the buttons leave: fixed columns cut "Unknown gender" beside the sidebar.
+    row = st.container(horizontal=True, vertical_alignment="bottom")
+    row.text_input("Session id", key=key, placeholder="e.g. u10003", max_chars=MAX_TYPED)
+    # A die and the word that tells them apart: a narrow screen cut "Random labelled session"
     # and "Random unlabelled session" to the same "Random l…".
-    for column, (kind, label, picks) in zip(buttons, RANDOM_PICKS):
-        column.button(
+    for kind, label, picks in RANDOM_PICKS:
+        row.button(
             label,
             icon=":material/casino:",
             key=f"{key}_{kind}",
             help=picks,
             on_click=_pick_random,
             args=(key, kind == "labelled"),
-            width="stretch",
         )
     if note := st.session_state.pop(f"{key}_note", None):
         st.info(note)

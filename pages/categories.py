@@ -74,7 +74,7 @@ with ui.banners():
 
     st.subheader("When people browse")
     activity = population.activity
-    hour_col, weekday_col = st.columns(2)
+    hour_col, weekday_col = ui.side_by_side("activity_row", (1, 1))
     with hour_col:
         ui.chart(plots.activity_by_hour(activity), key="by_hour")
     with weekday_col:

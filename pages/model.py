@@ -39,12 +39,12 @@ table = pd.DataFrame(
     [
         {
             "candidate": name,
-            "what": result.label,
-            "ROC-AUC": result.auc_mean,
+            "ROC-AUC": result.auc_mean,  # beside the name: a narrow screen shows the first columns
             "± std": result.auc_std,
             "explainable": "yes" if result.explainable else "no (baseline)",
             "each fold fitted on": result.fold_fit_sessions,  # fewer than the others': a stratified sample
-            "per fold": ", ".join(f"{auc:.3f}" for auc in result.auc_folds),  # last: a narrow screen cuts it
+            "what": result.label,
+            "per fold": ", ".join(f"{auc:.3f}" for auc in result.auc_folds),
         }
         for name, result in card.candidates.items()
     ]
@@ -84,7 +84,7 @@ elif holdout:
     at, point = metrics.confusion_from_roc(holdout.roc, threshold, holdout.male, holdout.female)
 else:
     at, point = metrics.confusion_from_roc(card.candidates[card.chosen].roc, threshold, training.male, training.female)
-matrix_col, rates_col = st.columns([3, 2])
+matrix_col, rates_col = ui.side_by_side("confusion_row", (3, 2), min_width=260)
 with matrix_col:
     ui.chart(plots.confusion_heatmap(at.tn, at.fp, at.fn, at.tp), key="confusion")
 with rates_col:
@@ -93,25 +93,31 @@ with rates_col:
     st.metric("Recall (men found)", f"{at.recall:.3f}")
     st.caption(f"Stored threshold {stored:.3f} · shown at {threshold:.3f} (nearest curve point {point:.3f})")
 
-roc_col, pr_col = st.columns(2)
+roc_col, pr_col = ui.side_by_side("curves_row", (1, 1))
 with roc_col:
     ui.chart(plots.roc_curves(card.candidates, card.chosen, threshold), key="roc")
 with pr_col:
     ui.chart(plots.pr_curves(card.candidates, card.chosen, training.male_share), key="pr")
 
 st.subheader("Training facts")
-facts = st.columns(5)
-facts[0].metric("Labelled sessions", f"{training.sessions:,}")
-facts[1].metric("Male share", f"{training.male_share:.1%}", help=f"{training.male:,} male, {training.female:,} female")
-facts[2].metric(
-    "Compared on",
-    f"{cv.sessions:,}",
-    help="a stratified sample of the labelled sessions" if cv.sampled else "every labelled session",
-)
 took = whatif.duration_text(timedelta(seconds=round(card.seconds)))
-# The date alone: a metric cuts a date and time off at this width.
-facts[3].metric("Trained", f"{card.trained_at:%Y-%m-%d}", help=f"at {card.trained_at:%H:%M} UTC")
-facts[4].metric("Training time", took)
+# A row that wraps: five fixed columns cut their values on a narrow screen.
+with st.container(horizontal=True, horizontal_alignment="distribute", key="training_facts"):
+    st.metric("Labelled sessions", f"{training.sessions:,}", width="content")
+    st.metric(
+        "Male share",
+        f"{training.male_share:.1%}",
+        help=f"{training.male:,} male, {training.female:,} female",
+        width="content",
+    )
+    st.metric(
+        "Compared on",
+        f"{cv.sessions:,}",
+        help="a stratified sample of the labelled sessions" if cv.sampled else "every labelled session",
+        width="content",
+    )
+    st.metric("Trained", f"{card.trained_at:%Y-%m-%d %H:%M} UTC", width="content")
+    st.metric("Training time", took, width="content")
 
 st.dataframe(
     pd.DataFrame(
@@ -119,11 +125,11 @@ st.dataframe(
             {
                 "slot": name,
                 "model": entry.candidate,
-                "fitted on (sessions)": entry.fitted_sessions,
-                "measured on": card.quality(name)[0],
                 "ROC-AUC": card.quality(name)[1],
                 "balanced accuracy": entry.confusion.balanced_accuracy,
                 "threshold": entry.threshold,
+                "fitted on (sessions)": entry.fitted_sessions,
+                "measured on": card.quality(name)[0],
             }
             for name, entry in card.slots.items()
         ]

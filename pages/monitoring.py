@@ -21,7 +21,7 @@ st.subheader("Predictions per day")
 ui.chart(plots.predictions_per_day(monitor.daily_counts(log)), key="per_day")
 
 st.subheader("Is the P(male) served like the P(male) at training?")
-for column, drift in zip(st.columns(2), monitor.drift(log, models)):
+for column, drift in zip(ui.side_by_side("drift_row", (1, 1)), monitor.drift(log, models)):
     with column:
         st.markdown(f"**{drift.group}** · `{drift.model_id}` · {len(drift.served):,} served")
         if drift.psi is not None:

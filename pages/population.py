@@ -47,7 +47,7 @@ st.caption(
     "Mean |SHAP| over the sampled sessions (a session without the feature counts 0): how much a feature moves "
     "answers, either way. A view's level (A-D) is where its code sits in the sampled sessions' own paths."
 )
-groups_col, features_col = st.columns([2, 3])
+groups_col, features_col = ui.side_by_side("importance_row", (2, 3))
 with groups_col:
     st.markdown("**By kind and level**")
     ui.chart(population.groups_figure(result), key="population_groups")

@@ -162,7 +162,7 @@ def answer(model: Model, prediction: Prediction, group: str, served_here: bool) 
     if served_here and not served:
         role = f"the **{group}** model (a session built from nothing has no A/B group)"
     st.markdown(f"Answered by {role}: `{model.model_id}` ({model.label})")
-    answer_col, truth_col = st.columns([2, 1])
+    answer_col, truth_col = ui.side_by_side(f"answer_row_{group}", (2, 1), min_width=200)
     with answer_col:
         st.metric("Predicted gender", prediction.prediction, help=f"model {model.model_id}")
         st.markdown(in_words(prediction, model.base_rate))
@@ -219,7 +219,7 @@ if assessment is not None and other_assessment is None:
     answer(model, assessment.prediction, group, served_here=True)
 elif assessment is not None:
     other_group = "control" if group == "treatment" else "treatment"
-    served_col, other_col = st.columns(2)
+    served_col, other_col = ui.side_by_side("compare_row", (1, 1))
     with served_col:
         answer(model, assessment.prediction, group, served_here=True)
         ui.chart(plots.grouped_waterfall(explanation, groups), key="waterfall")
@@ -262,10 +262,11 @@ else:
     duration.number_input("Duration (seconds)", key="whatif_duration", min_value=0, step=1, on_change=retimed)
     st.caption(f"Ends {draft.end_time:%Y-%m-%d %H:%M:%S} ({draft.start_time:%A} start) · {len(draft.paths)} views")
     for number, path in enumerate(draft.paths):
-        place, shown_path, up, down, remove = st.columns([0.5, 8, 0.7, 0.7, 0.7], vertical_alignment="center")
-        place.markdown(f"{number + 1}")
-        shown_path.markdown(ui.shown(whatif.path_text(path), limit=200))
-        up.button(
+        # A row of the buttons' own width: fixed columns cut their symbols on a narrow screen.
+        row = st.container(horizontal=True, vertical_alignment="center", key=f"whatif_view_{number}")
+        row.markdown(f"{number + 1}", width="content")
+        row.markdown(ui.shown(whatif.path_text(path), limit=200), width="stretch")
+        row.button(
             "↑",
             key=f"whatif_up_{number}",
             disabled=number == 0,
@@ -273,7 +274,7 @@ else:
             on_click=edit,
             args=(lambda d, i=number: d.moving(i, i - 1),),
         )
-        down.button(
+        row.button(
             "↓",
             key=f"whatif_down_{number}",
             disabled=number == len(draft.paths) - 1,
@@ -281,7 +282,7 @@ else:
             on_click=edit,
             args=(lambda d, i=number: d.moving(i, i + 1),),
         )
-        remove.button(
+        row.button(
             "✕",
             key=f"whatif_remove_{number}",
             help="Remove this view",
@@ -377,7 +378,7 @@ for number, group in enumerate(groups):
             key=f"group_{number}",
             column_config={"label": "feature", "shap": st.column_config.NumberColumn("SHAP", format="%+.3f")},
         )
-tree_col, table_col = st.columns([3, 2])
+tree_col, table_col = ui.side_by_side("hierarchy_row", (3, 2))
 with tree_col:
     st.markdown("**Up the catalogue**: contributions summed over A → B → C → D (colour: net push)")
     ui.chart(plots.hierarchy_sunburst(explain.hierarchy(explanation, record)), key="sunburst")

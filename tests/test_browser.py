@@ -254,6 +254,45 @@ def test_charts_are_drawn_by_the_plotly_js_served_from_static(server, page):
     no_exceptions(page)
 
 
+# Whether any part of an element's text is cut off (Streamlit ends a cut label with an ellipsis).
+CUT = "e => [e, ...e.querySelectorAll('*')].some(part => part.scrollWidth > part.clientWidth + 1)"
+BOX = "selector => { const r = document.querySelector(selector).getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }"
+
+
+@pytest.mark.parametrize("width", [800, 1400])
+def test_beside_the_sidebar_of_a_narrow_screen_charts_stack_and_no_label_is_cut(server, browser, width):
+    """An 800-pixel screen leaves ~470 pixels beside the open sidebar: two charts side by side got
+    230 pixels each, and fixed columns cut buttons' labels and the training facts' values."""
+    page = browser.new_page(viewport={"width": width, "height": 2400})
+    try:
+        page.goto(f"{server}/model")
+        settle(page)
+        wait_for_charts(page, 3)
+        (roc_left, roc_top, roc_right, roc_bottom), (pr_left, pr_top, _, _) = (
+            page.evaluate(BOX, f".st-key-curves_row_{n}") for n in (1, 2)
+        )
+        if width == 800:
+            assert pr_top >= roc_bottom and roc_right - roc_left >= 380  # stacked, each full width
+        else:
+            assert pr_top == roc_top and pr_left >= roc_right  # side by side
+        facts = page.locator(".st-key-training_facts [data-testid=stMetricValue]")
+        assert facts.count() == 5
+        assert not [facts.nth(n).inner_text() for n in range(5) if facts.nth(n).evaluate(CUT)]
+
+        page.goto(f"{server}/?session=u10003")
+        settle(page)
+        # .first: Streamlit 1.67 draws a button twice, the second hidden (it measures the label)
+        assert not page.locator(".st-key-session_id_unknown button").first.evaluate(CUT)
+        page.get_by_text("What if… edit this session").click()
+        settle(page)
+        for kind in ("up", "down", "remove"):
+            assert not page.locator(f".st-key-whatif_{kind}_0 button").first.evaluate(CUT), kind
+        no_exceptions(page)
+        shoot(page, f"whatif-{width}")
+    finally:
+        page.close()
+
+
 def test_a_chart_whose_plotly_js_does_not_load_says_so(server, page):
     page.route("**/app/static/plotly-*", lambda route: route.abort())
     page.goto(f"{server}/model")
