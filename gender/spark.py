@@ -29,6 +29,7 @@ import functools
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -360,6 +361,42 @@ def _task_progress(spark, say: Callable[[str], None]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _cancelled_by_ctrl_c(spark) -> Iterator[None]:
+    """Ctrl+C cancels the running jobs and ends the command as interrupted (a second one stops the
+    wait at once). pyspark's own handler calls the JVM from inside the signal handler, over the
+    connection the interrupted call is still reading: py4j logged two tracebacks, and the session
+    then stopped under running tasks printed pages of Java's."""
+    if threading.current_thread() is not threading.main_thread():  # only it can take signals
+        yield
+        return
+    context, interrupted = spark.sparkContext, threading.Event()
+
+    def cancel() -> None:
+        context.setLogLevel("OFF")  # what Spark says of the tasks it cancels is noise now
+        context.cancelAllJobs()
+
+    canceller = threading.Thread(target=cancel, name="spark-cancel", daemon=True)
+
+    def on_interrupt(_signal, _frame) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+        canceller.start()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    except Exception:
+        if interrupted.is_set():  # the job failed because it was cancelled
+            canceller.join(timeout=30)
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    # Interrupted as the job ended, it has written everything: the command finishes.
+
+
+@contextlib.contextmanager
 def _spark_errors() -> Iterator[None]:
     """A GenderError raised in an executor, or Spark's own word on a path or a schema (a folder
     that is not there, an output that is), as one line; anything else goes on as the bug it is."""
@@ -394,12 +431,12 @@ def score_parquet(
     tables' files and the models are checked on the driver. `say` hears what is being done."""
     say = say or (lambda _text: None)
     locations = lake.check_tables(parquet_dir)
-    out_text = str(out)
+    out_text, made_out = str(out), None  # made_out: a local folder this run creates
     if lake.is_local(out_text):
         out_path = Path(out_text.removeprefix("file://")).expanduser().resolve()
         if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
             raise GenderError(f"{out_path} already exists: give a new folder for the scores (or remove it)")
-        out_text = str(out_path)
+        out_text, made_out = str(out_path), None if out_path.exists() else out_path
     staged, archive = stage_models(settings.model_dir)
     try:
         try:
@@ -419,7 +456,13 @@ def score_parquet(
             spark.sparkContext.addArchive(str(archive))  # unpacked on every node, as SparkFiles.get(its name)
             with _spark_errors(), _task_progress(spark, say):
                 scores = session_rows(spark, locations).mapInPandas(functools.partial(score_batches, job), schema)
-                scores.write.mode("errorifexists").parquet(out_text)
+                try:
+                    with _cancelled_by_ctrl_c(spark):
+                        scores.write.mode("errorifexists").parquet(out_text)
+                except BaseException:  # a failed or cancelled job leaves its folder behind, empty
+                    if made_out is not None:
+                        shutil.rmtree(made_out, ignore_errors=True)
+                    raise
                 scored = spark.read.parquet(out_text).count()  # from the files' footers
         finally:
             if created:

@@ -7,8 +7,10 @@ line, run in this process, scores on it. Without pyspark or Java the Spark tests
 """
 
 import csv
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -134,6 +136,42 @@ def test_a_master_url_spark_would_refuse_is_one_line_before_java_starts(trained_
     assert result.returncode == 1 and len(said) == 2 and "Exception" not in result.stderr, result.stderr
     assert said[-1].startswith("error: --master 'bogus://x' is not a Spark master URL: expected local[N]")
     assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_cancels_the_job_and_says_interrupted_in_one_line(trained_demo, tmp_path):
+    """As a terminal's Ctrl+C, SIGINT to the command's process group while its job runs: pyspark's
+    own handler made py4j log two tracebacks, then the session stopped under running tasks printed
+    pages of Java's, and the job's empty output folder stayed."""
+    _, model_dir = trained_demo
+    lake.demo_parquet(tmp_path / "lake", 1_000_000, seed=5)  # a job of tens of seconds on 2 cores
+    out = tmp_path / "out"
+    command = ["score", "--spark", "--parquet", tmp_path / "lake", "--out", out, "--model-dir", model_dir]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gender", *map(str, command), "--master", "local[2]"],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT,
+        start_new_session=True,  # its own process group, as a terminal gives a command
+    )
+    said = []
+    try:
+        for line in process.stderr:  # the job's first progress line: it is running
+            said.append(line)
+            if line.startswith("scoring: "):
+                break
+        else:
+            raise AssertionError("the job ended before it said how far it was:\n" + "".join(said))
+        os.killpg(process.pid, signal.SIGINT)
+        said.append(process.stderr.read())
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    text = "".join(said)
+    assert process.returncode == 130, text
+    assert text.strip().splitlines()[-1] == "interrupted; nothing was written"
+    assert not [word for word in ("Traceback", "ERROR", "Exception") if word in text], text
+    assert not out.exists()
 
 
 def _broken(tmp_path, name, change):
