@@ -361,7 +361,7 @@ def _task_progress(spark, say: Callable[[str], None]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _cancelled_by_ctrl_c(spark) -> Iterator[None]:
+def cancelled_by_ctrl_c(spark) -> Iterator[None]:
     """Ctrl+C cancels the running jobs and ends the command as interrupted (a second one stops the
     wait at once). pyspark's own handler calls the JVM from inside the signal handler, over the
     connection the interrupted call is still reading: py4j logged two tracebacks, and the session
@@ -393,7 +393,7 @@ def _cancelled_by_ctrl_c(spark) -> Iterator[None]:
         raise
     finally:
         signal.signal(signal.SIGINT, previous)
-    # Interrupted as the job ended, it has written everything: the command finishes.
+    # Interrupted just as the jobs ended: nothing was cancelled, so the command finishes its work.
 
 
 @contextlib.contextmanager
@@ -457,7 +457,7 @@ def score_parquet(
             with _spark_errors(), _task_progress(spark, say):
                 scores = session_rows(spark, locations).mapInPandas(functools.partial(score_batches, job), schema)
                 try:
-                    with _cancelled_by_ctrl_c(spark):
+                    with cancelled_by_ctrl_c(spark):
                         scores.write.mode("errorifexists").parquet(out_text)
                 except BaseException:  # a failed or cancelled job leaves its folder behind, empty
                     if made_out is not None:

@@ -410,7 +410,7 @@ def summarize_parquet(
         spark, created = gspark.session(master)
     try:
         say(f"tables in {parquet_dir} checked; summarising them in Spark SQL")
-        with _spark_errors():
+        with _spark_errors(), gspark.cancelled_by_ctrl_c(spark):
             summaries = compute_spark(spark, locations, str(parquet_dir))
     finally:
         if created:
