@@ -336,7 +336,6 @@ def side_by_side(key: str, weights: tuple[float, ...], min_width: int = 380) -> 
     return [row.container(key=f"{key}_{n}") for n in range(1, len(weights) + 1)]
 
 
-
 def sidebar() -> None:
     """What every page shows on the left: the data source, its sessions and the model."""
     with st.sidebar:

@@ -74,7 +74,7 @@ def contributions_json(contributions: Iterable[Contribution]) -> str:
 
 
 def counted(number: int, noun: str) -> str:
-    """"1 session", "2 sessions", "12,000 sessions": a count and its noun, in the singular for one."""
+    """A count and its noun, in the singular for one: "1 session", "2 sessions", "12,000 sessions"."""
     return f"{number:,} {noun}" + ("" if number == 1 else "s")
 
 

@@ -45,8 +45,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.ext.compiler import compiles
 
 from gender.config import parse_url, redact
 from gender.errors import DatabaseUnavailable

@@ -79,7 +79,8 @@ class EventReport(ingest.ImportReport):
     def __str__(self) -> str:
         text = super().__str__()
         if self.viewless_sessions:
-            text += f"; {counted(self.viewless_sessions, 'session')} without a product view {'was' if self.viewless_sessions == 1 else 'were'} left out"
+            verb = "was" if self.viewless_sessions == 1 else "were"
+            text += f"; {counted(self.viewless_sessions, 'session')} without a product view {verb} left out"
         return text
 
 

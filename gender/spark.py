@@ -217,7 +217,11 @@ def session(master: str | None = None):
         spark = builder.getOrCreate()
     except Exception as exc:  # no Java, a wrong master URL, ...: pyspark raises many kinds
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        java = "" if shutil.which("java") or os.environ.get("JAVA_HOME") else "; it needs Java 17: `make spark` installs it"
+        java = (
+            ""
+            if shutil.which("java") or os.environ.get("JAVA_HOME")
+            else "; it needs Java 17: `make spark` installs it"
+        )
         raise GenderError(f"Spark did not start ({reason}){java}") from None
     spark.sparkContext.setLogLevel("ERROR")
     batch_rows = "spark.sql.execution.arrow.maxRecordsPerBatch"

@@ -138,8 +138,7 @@ st.dataframe(
     key="slots",
 )
 longest = (  # the Predict page warns of a session beyond these
-    f"  \nThe most views of a session trained on: {training.most_views:,}; the longest one lasted "
-    f"{training.longest}"
+    f"  \nThe most views of a session trained on: {training.most_views:,}; the longest one lasted {training.longest}"
     if training.most_views is not None and training.longest is not None
     else ""
 )

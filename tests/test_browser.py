@@ -256,7 +256,10 @@ def test_charts_are_drawn_by_the_plotly_js_served_from_static(server, page):
 
 # Whether any part of an element's text is cut off (Streamlit ends a cut label with an ellipsis).
 CUT = "e => [e, ...e.querySelectorAll('*')].some(part => part.scrollWidth > part.clientWidth + 1)"
-BOX = "selector => { const r = document.querySelector(selector).getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }"
+BOX = """selector => {
+    const box = document.querySelector(selector).getBoundingClientRect();
+    return [box.left, box.top, box.right, box.bottom];
+}"""
 
 
 @pytest.mark.parametrize("width", [800, 1400])
