@@ -42,12 +42,12 @@ st.dataframe(
         [
             {
                 "group": group,
-                "models": ", ".join(figures.models),
+                "ROC-AUC [95 % CI]": str(figures.auc),  # first: a narrow screen shows the first columns
+                "balanced accuracy [95 % CI]": str(figures.balanced_accuracy),
                 "served": figures.served,
                 "known gender": figures.known,
                 "of them male": figures.male,
-                "ROC-AUC [95 % CI]": str(figures.auc),
-                "balanced accuracy [95 % CI]": str(figures.balanced_accuracy),
+                "models": ", ".join(figures.models),
             }
             for group, figures in groups.items()
         ]
