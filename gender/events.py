@@ -204,9 +204,15 @@ def _python(column) -> list:
 
 
 def _text(value: object) -> object:
-    """A cell with the blanks around it ignored, as the PAKDD import does; anything other than text
-    (a number, a null from Parquet) as it is, for ingest's checks to take or refuse."""
+    """A time's or a gender's cell with the blanks around it ignored; anything other than text (a
+    number, a null from Parquet) as it is, for ingest's checks to take or refuse."""
     return value.strip() if isinstance(value, str) else value
+
+
+def _exact(value: object) -> object:
+    """An id's or a level's cell as written, blanks included (as CSV's RFC 4180 and Parquet have
+    it: ` padded ` and `padded` are two sessions); a cell of blanks only is empty."""
+    return "" if isinstance(value, str) and not value.strip() else value
 
 
 def _time(value: object, name: str) -> datetime:
@@ -222,18 +228,22 @@ def _checked(values: tuple, position: int, columns: EventColumns, other_events: 
     """One row as a staged event, or Invalid saying what is wrong with it."""
     session_id, time, *rest = values
     categories, gender = (rest[:-1], rest[-1]) if columns.gender else (rest, None)
-    session_id = ingest.check_session_id(_text(session_id))
+    session_id = ingest.check_session_id(_exact(session_id))
     when = _time(time, columns.time)
-    codes = [_text(code) for code in categories]
-    if columns.path is not None and isinstance(codes[0], str):
-        # "A/B/C/D/", as PAKDD writes paths, is "A/B/C/D"
-        codes = [code.strip() for code in codes[0].removesuffix(columns.sep).split(columns.sep)]
+    codes, written = [_exact(code) for code in categories], None
+    if columns.path is not None and isinstance(codes[0], str) and codes[0]:
+        # The blanks around each level's name are the path's layout ("Women > Shoes" with --sep
+        # " > " or "/"), and "A/B/C/D/", as PAKDD writes paths, is "A/B/C/D".
+        written = codes[0]
+        codes = [code.strip() for code in written.split(columns.sep)]
+        if len(codes) > 1 and not codes[-1]:
+            codes.pop()
     if all(code in ("", None) for code in codes):
         if not other_events:
             raise ingest.Invalid("no category path (with --other-events such a row is an event other than a view)")
         path = (None,) * len(db.LEVELS)
     else:
-        path = ingest.check_path(codes)
+        path = ingest.check_path(codes, written)
     return {
         "session_id": session_id,
         "position": position,

@@ -46,8 +46,11 @@ class Invalid(ValueError):
 
 
 def _shown(value: object) -> str:
+    """A value in a message: quoted as Python quotes it, cut inside its quotes when long."""
     text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    if len(text) <= 40:
+        return text
+    return repr(value[:34]) + "..." if isinstance(value, str) else text[:37] + "..."
 
 
 def _text(value: object, what: str, length: int) -> str:
@@ -95,10 +98,11 @@ def check_session(session_id, start_time, end_time, gender) -> dict:
     return row
 
 
-def check_path(codes: list) -> tuple[str, ...]:
-    """Four category codes A→B→C→D, or Invalid."""
+def check_path(codes: list, written: str | None = None) -> tuple[str, ...]:
+    """Four category codes A→B→C→D, or Invalid (naming the path as `written` in the file, if given)."""
     if len(codes) != len(db.LEVELS):
-        raise Invalid(f"category path {_shown('/'.join(map(str, codes)))} has {len(codes)} levels, expected 4")
+        shown = _shown(written if written is not None else "/".join(map(str, codes)))
+        raise Invalid(f"category path {shown} has {len(codes)} levels, expected 4")
     return tuple(_text(code, "category code", db.CATEGORY_LENGTH) for code in codes)
 
 

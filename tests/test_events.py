@@ -214,6 +214,65 @@ def test_finer_times_and_numbers(engine, tmp_path):
     assert str(db.get_session(engine, "7")["start_time"]) == "2014-11-14 10:00:00"
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_blanks_in_an_id_are_its_own_and_around_a_paths_levels_are_its_layout(engine, tmp_path, suffix):
+    """` padded ` and `padded` are two sessions, as CSV (RFC 4180) and Parquet hold them; in a path
+    the blanks around each level are layout, and a trailing separator is dropped even when it ends
+    in a blank (it was read as part of the last level: `Air Max 90 >`)."""
+    frame = pd.DataFrame(
+        {
+            "visit": [" padded ", "padded", "padded"],
+            "ts": pd.to_datetime(["2014-11-14 10:00:00", "2014-11-15 11:00:00", "2014-11-15 11:00:09"]),
+            "category path": [
+                "Women's shoes > Ténis > Nike Air > Air Max 90 > ",
+                "Women's shoes >  Ténis  > Nike Air > Air Max 90",
+                "Men > Ténis > Nike Air > Air Max 1",
+            ],
+            "sex": ["male", "female", ""],
+        }
+    )
+    file = write_events(frame, tmp_path / f"blanks{suffix}")
+    columns = events.EventColumns(session="visit", time="ts", path="category path", gender="sex", sep=" > ")
+    events.import_events(engine, file, columns)
+    sessions, views = tables(engine)
+    assert sessions[["session_id", "gender"]].values.tolist() == [[" padded ", "male"], ["padded", "female"]]
+    assert views[db.CATEGORY_NAMES].values.tolist() == [
+        ["Women's shoes", "Ténis", "Nike Air", "Air Max 90"],
+        ["Women's shoes", "Ténis", "Nike Air", "Air Max 90"],
+        ["Men", "Ténis", "Nike Air", "Air Max 1"],
+    ]
+
+
+def test_a_level_column_is_taken_as_written(engine, tmp_path):
+    frame = pd.DataFrame(
+        {
+            "visit": ["s", "s"],
+            "ts": pd.to_datetime(["2014-11-14 10:00:00", "2014-11-14 10:00:01"]),
+            "top": ["A", " A"],
+            "second": ["B", "B"],
+            "third": ["C", "C"],
+            "item": ["D ", "D"],
+            "sex": ["", "  "],  # blanks only: not told
+        }
+    )
+    events.import_events(engine, write_events(frame, tmp_path / "levels.parquet"), COLUMNS["levels"])
+    assert db.get_views(engine, "s")[db.CATEGORY_NAMES].values.tolist() == [["A", "B", "C", "D "], [" A", "B", "C", "D"]]
+    assert db.get_session(engine, "s")["gender"] is None
+
+
+def test_a_path_of_the_wrong_depth_is_named_as_the_file_writes_it(engine, tmp_path):
+    file = tmp_path / "depth.csv"
+    file.write_text("visit,ts,category path,sex\nx,2014-11-14 10:00:00,Beauté > Hair,\n")
+    columns = events.EventColumns(session="visit", time="ts", path="category path", gender="sex", sep=" > ")
+    with pytest.raises(ImportFailed, match="line 2: category path 'Beauté > Hair' has 2 levels, expected 4"):
+        events.import_events(engine, file, columns)
+    # a long one is cut inside its quotes
+    file.write_text("visit,ts,category path,sex\nx,2014-11-14 10:00:00,Women's shoes/Boots/Booties/Dr. Martens 1460/x,\n")
+    with pytest.raises(ImportFailed) as failure:
+        events.import_events(engine, file, COLUMNS["path"])
+    assert "category path \"Women's shoes/Boots/Booties/Dr. Ma\"... has 5 levels" in str(failure.value)
+
+
 # -- the real logs ------------------------------------------------------------------------------------
 
 
