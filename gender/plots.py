@@ -405,7 +405,8 @@ def population_importance(importance: pd.DataFrame, units: str, top: int = 20) -
         )
     )
     figure.update_yaxes(autorange="reversed")
-    figure.update_xaxes(title=f"mean |SHAP| ({units}); blue: towards male on average, pink: female")
+    # Two lines: centred under a plot set right of long labels, one line ran off the chart.
+    figure.update_xaxes(title=f"mean |SHAP| ({units})<br>blue: towards male on average, pink: female")
     return _laid_out(figure, height=120 + 24 * len(rows), showlegend=False, margin=_label_margin(labels))
 
 
@@ -448,7 +449,8 @@ def population_dependence(dependence: pd.DataFrame, title: str, units: str, one_
     # integers: each trace's points spread over its own side of the value, so both stay visible
     jitter = np.random.default_rng(0).uniform(0.04, 0.3, len(values)) if discrete else np.zeros(len(values))
     figure = go.Figure()
-    traces = [("number", f"{title} (number)", UP, -1), ("one_hot", f"{one_hot} (one-hot, summed)", "#805ad5", 1)]
+    # The number's own label names it ("start hour (number)"): a suffix here read "(number) (number)".
+    traces = [("number", title, UP, -1), ("one_hot", f"{one_hot} (one-hot, summed)", "#805ad5", 1)]
     for column, name, colour, side in traces:
         if column == "one_hot" and not discrete:
             continue

@@ -385,7 +385,7 @@ with tree_col:
 with table_col:
     st.markdown("**Every contribution**")
     st.dataframe(
-        explanation.contributions[["label", "shap"]],
+        explanation.contributions[["shap", "label"]],  # the number first: a long label pushed it out of sight
         hide_index=True,
         key="contributions",
         height=440,

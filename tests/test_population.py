@@ -127,6 +127,9 @@ def test_dependence_of_hour_sums_its_one_hot_tokens(stored):
         assert np.allclose(hour["number"], shap[:, number].sum(axis=1))
     assert np.allclose(hour["total"], np.nan_to_num(hour["number"]) + hour["one_hot"])
     assert stored.dependence("views")["one_hot"].isna().all()
+    # each trace named once: the number's label already says "(number)"
+    names = [trace.name for trace in population.dependence_figure(stored, "start_hour").data]
+    assert names[:2] == ["start hour (number)", "start hour tokens (one-hot, summed)"], names
 
 
 def test_the_stored_file_is_reused_not_recomputed_and_refused_for_another_model(setting, monkeypatch):
