@@ -18,6 +18,8 @@ import base64
 import binascii
 import difflib
 import json
+import math
+import re
 import zlib
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -230,6 +232,35 @@ class Change:
             )  # the day if it moved
             return f"starting at {self.new.strftime(when)} instead of {self.old.strftime(when)}"
         return f"lasting {duration_text(self.new)} instead of {duration_text(self.old)}"
+
+
+MAX_TYPED_DURATION = timedelta(days=365)  # the editor's box: a longer "session" is a slip of the keyboard
+_UNIT_SECONDS = {"d": 86_400, "day": 86_400, "days": 86_400, "h": 3_600, "hour": 3_600, "hours": 3_600}
+_UNIT_SECONDS |= {"min": 60, "minute": 60, "minutes": 60, "s": 1, "sec": 1, "second": 1, "seconds": 1}
+_CLOCK = re.compile(r"(?:(\d+) days?, )?(\d+):(\d\d):(\d\d)")  # as str(timedelta): "1 day, 2:05:00"
+_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*")  # "2 h", "5min", "1.5 days"
+
+
+def parse_duration(text: str) -> timedelta:
+    """A session's length as typed: seconds ("90", "1e5"), the clock the box shows ("1:30:00",
+    "1 day, 2:00:00") or in units ("2 h 5 min", "90 s"), to the second; ValueError saying why."""
+    typed = text.strip().lower()
+    try:
+        seconds = float(typed)
+    except ValueError:
+        clock, parts = _CLOCK.fullmatch(typed), _PART.findall(typed)
+        if clock:
+            days, hours, minutes, rest = (int(part or 0) for part in clock.groups())
+            seconds = days * 86_400 + hours * 3_600 + minutes * 60 + rest
+        elif parts and not _PART.sub("", typed) and all(unit in _UNIT_SECONDS for _, unit in parts):
+            seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+        else:
+            raise ValueError("type seconds (90), hours:minutes:seconds (1:30:00) or units (2 h 5 min)") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("a duration is zero or more seconds")
+    if seconds > MAX_TYPED_DURATION.total_seconds():
+        raise ValueError(f"a session lasts at most {MAX_TYPED_DURATION.days} days here")
+    return timedelta(seconds=round(seconds))
 
 
 def duration_text(duration: timedelta) -> str:

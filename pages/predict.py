@@ -1,7 +1,7 @@
 """Predict: one session looked up, answered by its A/B group's model, and explained; or edited
 (what if…) or built from nothing, and answered the same way without touching the database."""
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import streamlit as st
 
@@ -13,6 +13,7 @@ from gender.trained import Model
 WHATIF, BUILD = "whatif", "build"  # the query parameters of an edited and of a built session
 DRAFT = "whatif_draft"  # (whose session: its id, or None when built, the draft)
 EDITING = "whatif_on"  # the what-if switch
+DURATION_NOTE = "whatif_duration_note"  # why a typed duration was not taken, said once under its box
 
 st.title("Predict a visitor's gender")
 st.caption("From the views and times of one browsing session: the answer, how sure, and why.")
@@ -29,7 +30,7 @@ def boxes_from(draft: whatif.Draft) -> None:
     forgets a box's value on a run that does not draw it)."""
     st.session_state["whatif_date"] = draft.start_time.date()
     st.session_state["whatif_time"] = draft.start_time.time().replace(second=0)  # the box shows minutes
-    st.session_state["whatif_duration"] = int(draft.duration.total_seconds())
+    st.session_state["whatif_duration"] = str(draft.duration)  # "0:00:44", "1 day, 2:00:00": parse_duration reads it
 
 
 def edit(change) -> None:
@@ -46,7 +47,13 @@ def retimed() -> None:
     if time == draft.start_time.time().replace(second=0):
         time = draft.start_time.time()  # the minute unchanged: keep the second the logs gave
     start = datetime.combine(day, time)
-    duration = timedelta(seconds=int(st.session_state["whatif_duration"] or 0))
+    typed = st.session_state["whatif_duration"]
+    try:
+        duration = whatif.parse_duration(typed)
+    except ValueError as exc:  # said under the box, which then shows the duration kept
+        said = ui.shown(typed) if typed.strip() else "An empty box"
+        st.session_state[DURATION_NOTE] = f"{said} is not a duration: {exc}. It stays {draft.duration}."
+        duration = draft.duration
     put(owner, draft.starting(start).lasting(duration))
 
 
@@ -259,7 +266,16 @@ else:
         "Start date", key="whatif_date", on_change=retimed, min_value=whatif.FIRST_DAY, max_value=whatif.LAST_DAY
     )
     start_time.time_input("Start time", key="whatif_time", on_change=retimed, step=60)
-    duration.number_input("Duration (seconds)", key="whatif_duration", min_value=0, step=1, on_change=retimed)
+    # Text, not a number box: Streamlit's read "1e5" as 1, silently.
+    duration.text_input(
+        "Duration",
+        key="whatif_duration",
+        on_change=retimed,
+        max_chars=ui.MAX_TYPED,
+        help="Seconds (90 or 1e5), hours:minutes:seconds (1:30:00) or units (2 h 5 min).",
+    )
+    if note := st.session_state.pop(DURATION_NOTE, None):
+        st.warning(note, icon=":material/warning:")
     st.caption(f"Ends {draft.end_time:%Y-%m-%d %H:%M:%S} ({draft.start_time:%A} start) · {len(draft.paths)} views")
     for number, path in enumerate(draft.paths):
         # A row of the buttons' own width: fixed columns cut their symbols on a narrow screen.

@@ -256,7 +256,8 @@ def test_a_level_column_is_taken_as_written(engine, tmp_path):
         }
     )
     events.import_events(engine, write_events(frame, tmp_path / "levels.parquet"), COLUMNS["levels"])
-    assert db.get_views(engine, "s")[db.CATEGORY_NAMES].values.tolist() == [["A", "B", "C", "D "], [" A", "B", "C", "D"]]
+    views = db.get_views(engine, "s")[db.CATEGORY_NAMES].values.tolist()
+    assert views == [["A", "B", "C", "D "], [" A", "B", "C", "D"]]
     assert db.get_session(engine, "s")["gender"] is None
 
 
@@ -267,10 +268,11 @@ def test_a_path_of_the_wrong_depth_is_named_as_the_file_writes_it(engine, tmp_pa
     with pytest.raises(ImportFailed, match="line 2: category path 'Beauté > Hair' has 2 levels, expected 4"):
         events.import_events(engine, file, columns)
     # a long one is cut inside its quotes
-    file.write_text("visit,ts,category path,sex\nx,2014-11-14 10:00:00,Women's shoes/Boots/Booties/Dr. Martens 1460/x,\n")
+    long_path = "Women's shoes/Boots/Booties/Dr. Martens 1460/x"
+    file.write_text(f"visit,ts,category path,sex\nx,2014-11-14 10:00:00,{long_path},\n")
     with pytest.raises(ImportFailed) as failure:
         events.import_events(engine, file, COLUMNS["path"])
-    assert "category path \"Women's shoes/Boots/Booties/Dr. Ma\"... has 5 levels" in str(failure.value)
+    assert 'category path "Women\'s shoes/Boots/Booties/Dr. Ma"... has 5 levels' in str(failure.value)
 
 
 # -- the real logs ------------------------------------------------------------------------------------

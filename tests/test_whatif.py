@@ -284,6 +284,43 @@ def param(at, name):
     return value[0] if isinstance(value, list) else value
 
 
+def test_a_duration_reads_as_seconds_a_clock_or_units():
+    assert whatif.parse_duration("44") == timedelta(seconds=44)
+    assert whatif.parse_duration(" 1e5 ") == timedelta(seconds=100_000)
+    assert whatif.parse_duration("2 h 5 min") == whatif.parse_duration("2h5min") == timedelta(hours=2, minutes=5)
+    assert whatif.parse_duration("1.5 days") == timedelta(days=1.5)
+    for shown in (timedelta(seconds=44), timedelta(days=2, seconds=1)):  # the box shows str(duration)
+        assert whatif.parse_duration(str(shown)) == shown
+    for typed, why in [
+        ("12 parsecs", "type seconds (90)"),
+        ("3 min 20", "type seconds (90)"),
+        ("", "type seconds (90)"),
+        ("-5", "zero or more seconds"),
+        ("nan", "zero or more seconds"),
+        ("1e9", "at most 365 days"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(why)):
+            whatif.parse_duration(typed)
+
+
+def test_the_duration_box_takes_what_one_types_and_says_why_not(app, served_session):
+    """A text box: Streamlit's number box read "1e5" as 1, silently."""
+    served, _, stored = served_session
+    at = app(session=served.assessment.record.session_id)
+    at.toggle(key="whatif_on").set_value(True).run()
+    assert at.text_input(key="whatif_duration").value == str(stored.end_time - stored.start_time)
+    for typed, seconds in (("1e5", 100_000), ("2 h 5 min", 7_500), ("0:01:30", 90)):
+        at.text_input(key="whatif_duration").set_value(typed).run()
+        assert not at.exception
+        assert at.text_input(key="whatif_duration").value == str(timedelta(seconds=seconds))
+        assert Draft.from_link(param(at, "whatif")).duration == timedelta(seconds=seconds)
+    at.text_input(key="whatif_duration").set_value("12 parsecs").run()
+    said = " ".join(warning.value for warning in at.warning)
+    assert "`12 parsecs` is not a duration: type seconds (90)" in said and "It stays 0:01:30." in said
+    assert at.text_input(key="whatif_duration").value == "0:01:30"
+    assert Draft.from_link(param(at, "whatif")).duration == timedelta(seconds=90)
+
+
 def test_the_editor_removes_moves_adds_and_resets(app, served_session, demo_engine):
     served, model, stored = served_session
     session_id = served.assessment.record.session_id
