@@ -7,6 +7,7 @@ and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import json
 import os
@@ -291,8 +292,13 @@ def cmd_score(args) -> None:
         return
     from gender import artifact, score
 
+    out = Path(args.out)
+    if out.is_dir():  # found now, not once every session is scored
+        raise GenderError(f"{out} is a folder: --out names the CSV file to write")
+    if out.suffix.lower() == ".parquet":
+        raise GenderError(f"{out}: score writes CSV; name it .csv, or score Parquet tables with --spark --parquet DIR")
     settings = load_settings(db=args.db, model_dir=args.model_dir)
-    model = artifact.load(settings.model_dir).treatment
+    models = artifact.load(settings.model_dir)
     progress = StderrProgress()
     if args.pakdd:
         chunks, total = score.pakdd_chunks(args.pakdd, progress), None  # the file reports its own progress
@@ -300,18 +306,21 @@ def cmd_score(args) -> None:
         engine = db.connect(settings.db_url)
         db.check_schema(engine)
         chunks, total = db.session_chunks(engine, "unlabelled"), db.table_counts(engine)["unknown"]
-    out = Path(args.out)
     tmp = out.with_name(f".{out.name}.tmp")
-    columns = ["session_id", "p_male", "prediction"] + (["top_contributions"] if args.explain else [])
-    scored = 0
+    columns = [*score.OUTPUT_COLUMNS, *([score.EXPLAIN_COLUMN] if args.explain else [])]
+    frames = score.frames_of(chunks)
+    by_model: collections.Counter[str] = collections.Counter()
     try:
         with tmp.open("w", newline="") as f:
             f.write(",".join(columns) + "\n")
-            for scores in score.score_chunks(model, chunks, args.explain or 0):
+            for scores in score.score_chunks(
+                models, frames, settings.ab_salt, settings.treatment_share, args.explain or 0
+            ):
                 if args.explain:
-                    scores["top_contributions"] = scores["top_contributions"].map(contributions_json)
+                    scores[score.EXPLAIN_COLUMN] = scores[score.EXPLAIN_COLUMN].map(contributions_json)
                 scores.to_csv(f, header=False, index=False)
-                scored += len(scores)
+                by_model.update(scores["model_id"])
+                scored = by_model.total()
                 if total:
                     progress(scored / total, f"{scored:,} of {total:,} sessions scored")
         tmp.replace(out)  # a reader never sees half a file
@@ -320,7 +329,8 @@ def cmd_score(args) -> None:
     finally:
         if tmp.exists():  # False, not an error, when OUT's folder is a file
             tmp.unlink()
-    print(f"scored {counted(scored, 'session')} with {model.model_id} into {out}", file=sys.stderr)
+    used = ", ".join(f"{count:,} by {model_id}" for model_id, count in sorted(by_model.items())) or "none"
+    print(f"scored {counted(by_model.total(), 'session')} into {out} ({used})", file=sys.stderr)
 
 
 def cmd_demo_parquet(args) -> None:
@@ -362,7 +372,11 @@ def cmd_summarize(args) -> None:
 def cmd_score_spark(args) -> None:
     """score --spark --parquet DIR --out OUT_DIR: every session of the Parquet tables, on Spark."""
     if not (args.spark and args.parquet):
-        raise GenderError("score --parquet DIR runs on Spark: give both --spark and --parquet DIR")
+        given = "--spark" if args.spark else "--parquet DIR"
+        raise GenderError(
+            f"{given} scores the Parquet tables of a folder on Spark: give both --spark and --parquet DIR "
+            "(--pakdd and --unlabelled score on this machine, without --spark)"
+        )
     from gender import spark  # pyspark loads only here: nothing else needs it
 
     settings = load_settings(db=args.db, model_dir=args.model_dir)
@@ -483,7 +497,12 @@ def parser() -> argparse.ArgumentParser:
     )
     sub.set_defaults(function=cmd_api_token)
 
-    sub = command("score", cmd_score, "score many sessions into a CSV file: session_id,p_male,prediction")
+    sub = command(
+        "score",
+        cmd_score,
+        "score many sessions into a CSV file: session_id,p_male,prediction,model_id,ab_group, "
+        "each session by its A/B group's model, as predict and the service answer it",
+    )
     source = sub.add_mutually_exclusive_group(required=True)
     source.add_argument("--pakdd", type=Path, metavar="DATA.csv", help="a PAKDD-format file (no database needed)")
     source.add_argument("--unlabelled", action="store_true", help="every session of the database with unknown gender")
@@ -494,8 +513,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--spark",
         action="store_true",
-        help="score on Spark (make spark installs it) into Parquet: session_id,p_male,prediction,model_id,ab_group, "
-        "each session by its A/B group's model",
+        help="score on Spark (make spark installs it) into a folder of Parquet, with the same columns",
     )
     sub.add_argument("--master", help="Spark master URL (default: spark-submit's, else local[*])")
     sub.add_argument(

@@ -1,4 +1,8 @@
-"""Scoring many sessions at once: a session frame, or a stream of chunks from a database or a file."""
+"""Scoring many sessions at once: a session frame, or a stream of chunks from a database or a file.
+
+Each session is answered as the service answers it (`serve.serve`): its A/B group from
+`serve.group_of`, that group's model. `score` and Spark's `score --spark` write the same columns.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +14,93 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from gender import db, ingest
+from gender import db, ingest, serve
 from gender.answers import Contribution
 from gender.features import session_frame
-from gender.trained import Model
+from gender.trained import Model, Models
 
 EXPLAIN_ROWS = 1_000  # the trees' SHAP values are dense (rows × their columns): explained this many rows at a time
+OUTPUT_COLUMNS = ("session_id", "p_male", "prediction", "model_id", "ab_group")
+# With explain K: each session's top K contributions, |shap| descending (`top_contributions`).
+EXPLAIN_COLUMN = "top_contributions"
 
 
 def score(model: Model, frame: pd.DataFrame, explain: int = 0) -> pd.DataFrame:
-    """session_id, p_male, prediction for every session of a session frame; with `explain` K,
-    also top_contributions: each session's K largest SHAP contributions (`top_contributions`)."""
+    """session_id, p_male, prediction for every session of a session frame by one model; with
+    `explain` K, also top_contributions: each session's K largest SHAP contributions."""
     return _scores(model, frame.index, model.features(frame) if len(frame) else None, explain)
+
+
+def groups_of(models: Models, session_ids: pd.Index, salt: str, treatment_share: float) -> np.ndarray:
+    """Each session's A/B group; without a control model the treatment answers all, in its group."""
+    if models.control is None:
+        return np.full(len(session_ids), "treatment")
+    return np.array([serve.group_of(session_id, salt, treatment_share) for session_id in session_ids.tolist()])
+
+
+def score_served(models: Models, frame: pd.DataFrame, salt: str, treatment_share: float, explain: int = 0):
+    """OUTPUT_COLUMNS of every session of a session frame, in its order, as the service answers
+    each: its A/B group's model; with `explain` K, top_contributions from that model's explainer."""
+    return next(score_chunks(models, [frame], salt, treatment_share, explain))
+
+
+def score_chunks(
+    models: Models,
+    frames: Iterable[pd.DataFrame],
+    salt: str,
+    treatment_share: float,
+    explain: int = 0,
+) -> Iterator[pd.DataFrame]:
+    """score_served() of each session frame, in order (`frames_of` makes them of the
+    (sessions, views) chunks `db.session_chunks` yields).
+
+    A second thread builds the next frame's features while the models score this one: LightGBM's
+    prediction, most of the time, releases the GIL to run on both cores.
+    """
+
+    def prepared() -> Iterator[list[tuple[str, np.ndarray, pd.Index, object]]]:
+        for frame in frames:
+            groups = groups_of(models, frame.index, salt, treatment_share)
+            parts = []
+            for group in serve.GROUPS:
+                (rows,) = np.nonzero(groups == group)
+                if len(rows):
+                    part = frame.iloc[rows]
+                    parts.append((group, rows, part.index, models.of(group).features(part)))
+            yield parts
+
+    batches = prepared()
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        upcoming = reader.submit(next, batches, None)
+        while (parts := upcoming.result()) is not None:
+            upcoming = reader.submit(next, batches, None)
+            yield _in_order(
+                [
+                    (
+                        rows,
+                        _scores(models.of(group), ids, matrix, explain).assign(
+                            model_id=models.of(group).model_id, ab_group=group
+                        ),
+                    )
+                    for group, rows, ids, matrix in parts
+                ],
+                explain,
+            )
+
+
+def frames_of(chunks: Iterable[tuple[pd.DataFrame, pd.DataFrame]]) -> Iterator[pd.DataFrame]:
+    """The session frame of each (sessions, views) chunk."""
+    return (session_frame(sessions, views) for sessions, views in chunks)
+
+
+def _in_order(parts: list[tuple[np.ndarray, pd.DataFrame]], explain: int) -> pd.DataFrame:
+    """The groups' scores put back in the frame's order of sessions."""
+    columns = [*OUTPUT_COLUMNS, EXPLAIN_COLUMN] if explain else list(OUTPUT_COLUMNS)
+    if not parts:
+        return pd.DataFrame({name: pd.Series(dtype=object) for name in columns}).astype({"p_male": float})
+    rows = np.concatenate([rows for rows, _ in parts])
+    scores = pd.concat([scores for _, scores in parts], ignore_index=True)
+    return scores.iloc[np.argsort(rows, kind="stable")].reset_index(drop=True)[columns]
 
 
 def top_contributions(model: Model, matrix, k: int) -> list[list[Contribution]]:
@@ -44,29 +123,6 @@ def top_contributions(model: Model, matrix, k: int) -> list[list[Contribution]]:
             top_shap = shap[top]
             explained.append([Contribution(describe(names[c], v), float(s)) for c, v, s in zip(columns, raw, top_shap)])
     return explained
-
-
-def score_chunks(
-    model: Model, chunks: Iterable[tuple[pd.DataFrame, pd.DataFrame]], explain: int = 0
-) -> Iterator[pd.DataFrame]:
-    """score() of each (sessions, views) chunk, in order, as `db.session_chunks` yields them
-    (with `explain` K, top_contributions too).
-
-    A second thread reads the next chunk and builds its features while the model scores this
-    one: LightGBM's prediction, most of the time, releases the GIL to run on both cores.
-    """
-
-    def prepared() -> Iterator[tuple[pd.Index, object]]:
-        for sessions, views in chunks:
-            frame = session_frame(sessions, views)
-            yield frame.index, model.features(frame) if len(frame) else None
-
-    batches = prepared()
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        upcoming = reader.submit(next, batches, None)
-        while (batch := upcoming.result()) is not None:
-            upcoming = reader.submit(next, batches, None)
-            yield _scores(model, *batch, explain)
 
 
 def _scores(model: Model, session_ids: pd.Index, matrix, explain: int) -> pd.DataFrame:

@@ -9,13 +9,14 @@ session id and sorted by it within each partition (`session_rows`: one shuffle o
 earlier version grouped each session's views into arrays and joined them, which cost the JVM
 half as much again). `mapInPandas` streams each partition's rows to the executors' Python workers,
 which take them a whole session at a time (`whole_sessions`), build the session frame with
-`features.session_frame` and score it as the single-machine service does: the A/B group from
-`serve.group_of` with the configured salt and treatment share, the group's model from
-`Models.of(group)`. Each worker loads the models once (a module-level cache) from the copy of
-the model folder Spark ships to it (`SparkContext.addArchive`) and checks that they are the very
-models the driver loaded. The output is Parquet: session_id, p_male, prediction, model_id,
-ab_group, and with `explain` K top_contributions (`score.top_contributions`, from the model's
-explainer as the Predict page's explanation).
+`features.session_frame` and score it as the single-machine service does (`score.score_served`,
+as the single-machine `score` too): the A/B group from `serve.group_of` with the configured salt
+and treatment share, the group's model from `Models.of(group)`. Each worker loads the models once
+(a module-level cache) from the copy of the model folder Spark ships to it
+(`SparkContext.addArchive`) and checks that they are the very models the driver loaded. The
+output is Parquet: session_id, p_male, prediction, model_id, ab_group, and with `explain` K
+top_contributions (`score.top_contributions`, from the model's explainer as the Predict page's
+explanation).
 
 pyspark is an optional extra (`requirements-spark.txt`, `make spark`, Java 17): nothing else in
 the package imports this module, so the dashboard never needs it.
@@ -45,11 +46,10 @@ import pandas as pd
 from gender import db, lake, serve
 from gender.config import Settings
 from gender.errors import BadParquet, GenderError, ModelUnavailable
+from gender.score import EXPLAIN_COLUMN, score_served
 
-OUTPUT_COLUMNS = ("session_id", "p_male", "prediction", "model_id", "ab_group")
+# score.OUTPUT_COLUMNS as Spark types them; with --explain K, score.EXPLAIN_COLUMN too.
 OUTPUT_SCHEMA = "session_id string, p_male double, prediction string, model_id string, ab_group string"
-# With --explain K: each session's top K contributions, |shap| descending (`score.top_contributions`).
-EXPLAIN_COLUMN = "top_contributions"
 EXPLAIN_SCHEMA = f"{EXPLAIN_COLUMN} array<struct<label:string,shap:double>>"
 LOCAL_MASTER = "local[*]"  # without --master and outside spark-submit
 # The master URLs Spark accepts (SparkContext.createTaskScheduler), checked before Java starts.
@@ -72,28 +72,6 @@ def load_models(model_dir: Path):
 def model_ids(models) -> dict[str, str]:
     """slot -> model id of the loaded models: what the driver and every executor must agree on."""
     return {slot: model.model_id for slot in serve.GROUPS if (model := getattr(models, slot)) is not None}
-
-
-def score_frame(models, frame: pd.DataFrame, salt: str, treatment_share: float, explain: int = 0) -> pd.DataFrame:
-    """session_id, p_male, prediction, model_id, ab_group of every session of a session frame,
-    as the single-machine service answers: each session's A/B group's model (`serve.serve`);
-    with `explain` K, top_contributions too, from that model's explainer."""
-    from gender.score import score
-
-    if models.control is not None:
-        groups = np.array([serve.group_of(session_id, salt, treatment_share) for session_id in frame.index.tolist()])
-    else:  # without a control model the treatment answers every session, in the treatment group
-        groups = np.full(len(frame), "treatment")
-    parts = []
-    for group in serve.GROUPS:
-        chosen = groups == group
-        if chosen.any():
-            model = models.of(group)
-            parts.append(score(model, frame[chosen], explain).assign(model_id=model.model_id, ab_group=group))
-    columns = [*OUTPUT_COLUMNS, EXPLAIN_COLUMN] if explain else list(OUTPUT_COLUMNS)
-    if not parts:
-        return pd.DataFrame({name: pd.Series(dtype=object) for name in columns}).astype({"p_male": float})
-    return pd.concat(parts, ignore_index=True)[columns]
 
 
 # -- on the executors -----------------------------------------------------------------------------
@@ -163,7 +141,7 @@ def score_batches(job: Job, batches: Iterator[pd.DataFrame]) -> Iterator[pd.Data
     a time."""
     models = _worker_models(job)
     for rows in whole_sessions(batches):
-        scores = score_frame(models, batch_frame(rows), job.salt, job.treatment_share, job.explain)
+        scores = score_served(models, batch_frame(rows), job.salt, job.treatment_share, job.explain)
         # pandas 3 keeps text in Arrow-backed columns, which pyspark's conversion of the batch
         # back to Arrow does not take ("Cannot convert ChunkedArray to Array"): plain objects do.
         yield scores.astype({name: object for name in scores.columns if name != "p_male"})

@@ -1,5 +1,6 @@
 """`python -m gender ...` as a user runs it: JSON on stdout, one-line errors, exit codes."""
 
+import collections
 import csv
 import json
 import os
@@ -9,7 +10,8 @@ import sys
 
 import pytest
 
-from gender import db
+from gender import artifact, db, serve
+from gender.config import load_settings
 from tests.conftest import PROJECT, write_pakdd
 
 
@@ -106,25 +108,52 @@ def test_score_a_file_and_the_unlabelled_sessions(tmp_path, trained_demo):
     assert all(0 <= float(row["p_male"]) <= 1 and row["prediction"] in ("male", "female") for row in rows)
 
     everyone = tmp_path / "unlabelled.csv"
-    run("score", "--unlabelled", "--out", everyone, "--db", url, "--model-dir", model_dir)
+    scored = run("score", "--unlabelled", "--out", everyone, "--db", url, "--model-dir", model_dir)
     rows = list(csv.DictReader(everyone.open()))
-    assert len(rows) == db.table_counts(db.connect(url))["unknown"] > 0
+    engine = db.connect(url)
+    assert len(rows) == db.table_counts(engine)["unknown"] > 0
+    # Each session is answered as `predict` and the service answer it: its A/B group's model.
+    models, settings = artifact.load(model_dir), load_settings()
+    for row in rows:
+        served = serve.serve(engine, models, row["session_id"], settings.ab_salt, settings.treatment_share, False)
+        answer = served.prediction
+        assert (row["prediction"], row["model_id"], row["ab_group"]) == (answer.prediction, answer.model, served.group)
+        assert float(row["p_male"]) == pytest.approx(answer.p_male, abs=1e-6), row["session_id"]
+    assert {row["ab_group"] for row in rows} == {"control", "treatment"}
+    assert [row["session_id"] for row in rows] == sorted(row["session_id"] for row in rows)  # the database's order
+    by_model = collections.Counter(row["model_id"] for row in rows)
+    assert ", ".join(f"{n:,} by {model_id}" for model_id, n in sorted(by_model.items())) in scored.stderr
+
+
+@pytest.mark.parametrize(
+    "out, message",
+    [("{tmp}", "is a folder: --out names the CSV file to write"), ("{tmp}/s.parquet", "score writes CSV")],
+)
+def test_score_refuses_an_out_it_cannot_write_before_scoring(tmp_path, trained_demo, out, message):
+    url, model_dir = trained_demo
+    result = run(
+        "score", "--unlabelled", "--out", out.format(tmp=tmp_path), "--db", url, "--model-dir", model_dir, check=False
+    )
+    assert result.returncode == 1 and message in result.stderr and "scored" not in result.stderr
+    assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())
 
 
 def test_score_explain_writes_the_predict_pages_top_contributions(tmp_path, trained_demo):
     """score --unlabelled --explain K: each row's top K contributions are the Predict page's
-    (`predict.assess`) first K, by the treatment model `score` uses, as a JSON list in the CSV."""
-    from gender import artifact, predict
+    (`predict.assess`) first K, by the session's A/B group's model, as a JSON list in the CSV."""
+    from gender import predict
 
     url, model_dir = trained_demo
     out = tmp_path / "explained.csv"
     run("score", "--unlabelled", "--explain", 3, "--out", out, "--db", url, "--model-dir", model_dir)
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
-    assert list(rows[0]) == ["session_id", "p_male", "prediction", "top_contributions"]
-    engine, model = db.connect(url), artifact.load(model_dir).treatment
+    assert list(rows[0]) == ["session_id", "p_male", "prediction", "model_id", "ab_group", "top_contributions"]
+    engine, models = db.connect(url), artifact.load(model_dir)
     assert len(rows) == db.table_counts(engine)["unknown"]
-    for row in rows[:: max(1, len(rows) // 25)]:
-        assessment = predict.assess(engine, model, row["session_id"])
+    checked = rows[:: max(1, len(rows) // 25)]
+    assert {row["ab_group"] for row in checked} == {"control", "treatment"}
+    for row in checked:
+        assessment = predict.assess(engine, models.of(row["ab_group"]), row["session_id"])
         expected = assessment.explanation.contributions.head(3)
         top = json.loads(row["top_contributions"])
         assert [item["label"] for item in top] == expected["label"].tolist(), row["session_id"]

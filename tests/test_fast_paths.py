@@ -8,7 +8,7 @@ counts, so the speed-ups change nothing:
 - `SessionFeatures` on the whole batch equals one session at a time through `predict.lookup`;
 - `db.count_category` equals the original's UNION of four GROUP BYs, present and absent pairs;
 - batch scoring (`predict.score`) equals one lookup at a time (`predict.predict`) and scoring
-  in streamed chunks (`predict.score_chunks`), and the original's forest predicts the same from
+  in streamed chunks (`score.score_chunks`), and the original's forest predicts the same from
   our batch features as from its per-session scan.
 """
 
@@ -20,6 +20,7 @@ import pytest
 
 from gender import db, predict, score, train
 from gender.features import OriginalFeatures, SessionFeatures, session_frame
+from gender.trained import Models
 from tests import original_style
 from tests.models import wrap_model
 
@@ -159,8 +160,11 @@ def test_batch_scoring_equals_one_lookup_at_a_time(real_db, everyone, sample_ids
 
 
 def test_scoring_in_chunks_equals_scoring_at_once(real_db, everyone, boosted):
-    in_chunks = score.score_chunks(boosted, db.session_chunks(real_db, "all", size=4_000))
-    pd.testing.assert_frame_equal(pd.concat(in_chunks, ignore_index=True), score.score(boosted, everyone))
+    alone = Models(treatment=boosted, control=None)
+    frames = score.frames_of(db.session_chunks(real_db, "all", size=4_000))
+    in_chunks = pd.concat(score.score_chunks(alone, frames, "salt", 0.5), ignore_index=True)
+    at_once = score.score(boosted, everyone).assign(model_id=boosted.model_id, ab_group="treatment")
+    pd.testing.assert_frame_equal(in_chunks, at_once)
 
 
 def test_original_forest_predicts_the_same_from_batch_features_as_from_the_scan(real_db, everyone, sample_ids, fitted):

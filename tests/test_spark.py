@@ -74,16 +74,15 @@ def test_spark_scores_are_the_single_machine_answers(spark, trained_demo, lake_d
         assert (got[column] == expected[column]).all(), column
     assert set(got["ab_group"]) == {"treatment", "control"}
 
-    # The single-machine score command (the treatment model, unlabelled sessions) agrees too.
+    # The single-machine score command (the unlabelled sessions) agrees too, group and model included.
     csv_out = tmp_path / "unlabelled.csv"
     assert main(["score", "--unlabelled", "--out", str(csv_out), "--db", url, "--model-dir", str(model_dir)]) == 0
     rows = list(csv.DictReader(csv_out.open()))
-    treated = got[got["ab_group"] == "treatment"]
-    checked = [row for row in rows if row["session_id"] in treated.index]
-    assert checked
-    for row in checked:
-        assert abs(float(row["p_male"]) - treated.at[row["session_id"], "p_male"]) <= 1e-9
-        assert row["prediction"] == treated.at[row["session_id"], "prediction"]
+    assert rows and {row["ab_group"] for row in rows} == {"treatment", "control"}
+    for row in rows:
+        assert abs(float(row["p_male"]) - got.at[row["session_id"], "p_male"]) <= 1e-9
+        for column in ("prediction", "model_id", "ab_group"):
+            assert row[column] == got.at[row["session_id"], column], (row["session_id"], column)
 
     # And the service itself, session by session, for a sample.
     for session_id in got.index[::150]:
