@@ -56,9 +56,16 @@ details { margin: 0.2em 0; } summary { cursor: pointer; }
 """
 
 
+# C0 control characters (but tab, line feed and carriage return) and DEL are not allowed in HTML
+# and draw as empty boxes: each is shown as its Unicode control picture instead (the unit
+# separator that joins a path feature's codes, features.JOIN, as ␟).
+CONTROL_PICTURES = {code: 0x2400 + code for code in range(0x20) if chr(code) not in "\t\n\r"} | {0x7F: 0x2421}
+
+
 def escape(text: object) -> str:
-    """Any text as HTML text and attribute values show it, never as markup."""
-    return _html.escape(str(text), quote=True)
+    """Any text as HTML text and attribute values show it, never as markup, control characters
+    as their pictures."""
+    return _html.escape(str(text).translate(CONTROL_PICTURES), quote=True)
 
 
 def file_name(session_id: str, prefix: str = "gender-report") -> str:

@@ -3,6 +3,7 @@ grouped waterfall on the Predict page, and the standalone HTML report and `expla
 
 import html
 import json
+import re
 import subprocess
 import sys
 from datetime import datetime
@@ -18,7 +19,7 @@ from gender import artifact, db, explain, ingest, plots, report, serve, synth
 from gender.answers import beyond_training
 from gender.config import load_settings
 from gender.explain import Explanation
-from gender.session import Feature, Session
+from gender.session import JOIN, Feature, Session
 from gender.trained import Model, Models
 from tests import live
 from tests.conftest import PROJECT, write_pakdd
@@ -474,6 +475,12 @@ def test_explain_writes_the_report_and_contributions_that_add_up(trained_demo, d
     page = out_html.read_text()
     assert page.startswith("<!doctype html>") and "Content-Security-Policy" in page
     assert page.count('class="plotly-graph-div"') == 3
+    # Every feature's name is in the table, a path's code separator (a control character, not
+    # valid in HTML: it drew as an empty box) as its picture ␟.
+    text = re.sub(r"<script\b.*?</script>", "", page, flags=re.DOTALL)  # plotly.js holds some
+    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", text)
+    for name in contributions["feature"]:
+        assert html.escape(name.replace(JOIN, "\u241f")) in page, name
 
     to_stdout = run_cli("explain", session_id, *where)
     assert to_stdout.returncode == 0 and json.loads(to_stdout.stdout)["output"] == pytest.approx(written["output"])
