@@ -472,7 +472,7 @@ def population_dependence(dependence: pd.DataFrame, title: str, units: str, one_
             x=means.index,
             y=means.to_numpy(),
             mode="lines+markers",
-            name="mean of both, per value",
+            name="both together, mean per value",  # their sum: the value's whole push
             line={"color": "black", "width": 2},
         )
     figure.add_hline(y=0, line_color="#a0aec0", line_dash="dot")

@@ -87,7 +87,8 @@ ui.chart(population.dependence_figure(result, number), key="population_dependenc
 if population.DEPENDENCE[number]:
     st.caption(
         "The model sees the start both as a number and as one-hot tokens (`hour:14`); each point is one sampled "
-        "session: the number's contribution, its tokens' contributions summed, and the mean of both per value."
+        "session: the number's contribution, its tokens' contributions summed; the line is both together (their "
+        "sum), averaged per value."
     )
 if number not in result.model_numbers:
     st.caption("This model has no such number among its features.")
