@@ -143,6 +143,17 @@ def served():
     return _served(_url_key())
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _trained_on(model_dir: str, slot: str, model_id: str):
+    return artifact.trained_on(Path(model_dir), slot, model_id)
+
+
+def trained_on(models: Models) -> dict:
+    """model id -> the hashes of the sessions it was fitted on (None: not recorded), for `monitor.judged`."""
+    served_models = [model for model in (models.treatment, models.control) if model is not None]
+    return {m.model_id: _trained_on(str(settings().model_dir), m.slot, m.model_id) for m in served_models}
+
+
 def log_served(answer: serve.Served) -> None:
     """Log a served prediction once per browser session and model; the database skips repeats too."""
     key = (answer.prediction.session_id, answer.prediction.model)

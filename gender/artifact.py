@@ -1,4 +1,5 @@
-"""Saving and loading trained models: a joblib file per slot plus the model card (JSON).
+"""Saving and loading trained models: a joblib file per slot plus the model card (JSON), and
+the sessions each slot's model was fitted on (as id hashes, for monitoring: see `trained_on`).
 
 A joblib file can run code when loaded, so we load only from the configured model folder and
 only a file whose sha256 matches the card written beside it; a card of another feature version
@@ -17,6 +18,7 @@ from pathlib import Path
 from stat import S_ISREG
 
 import joblib
+import numpy as np
 from sklearn.pipeline import Pipeline
 
 from gender.card import ModelCard, Run
@@ -26,6 +28,7 @@ from gender.trained import CalibratedDecision, Model, Models
 
 METADATA_FILE = "metadata.json"  # the model card
 RUNS_DIR = "runs"  # one JSON file per training run, kept when later runs replace the models
+TRAINED_ON_FILE = "{slot}.sessions.npz"  # the sessions a slot's model was fitted on, as id hashes
 
 
 def sha256(path: Path) -> str:
@@ -48,8 +51,18 @@ def _write_atomically(path: Path, write) -> None:
         raise
 
 
-def save(model_dir: Path, pipelines: dict[str, Pipeline], card: ModelCard) -> ModelCard:
-    """Save each slot's pipeline, then the card with the files' checksums; returns that card."""
+def session_hashes(session_ids) -> np.ndarray:
+    """A 64-bit hash (BLAKE2b) of each session id, in order: a million training sessions in 8 MB,
+    any id as the database holds it; two ids share a hash about once in 10^7 million-session pairs."""
+    digests = (hashlib.blake2b(str(session_id).encode(), digest_size=8).digest() for session_id in session_ids)
+    return np.frombuffer(b"".join(digests), dtype=">u8").astype(np.uint64)
+
+
+def save(
+    model_dir: Path, pipelines: dict[str, Pipeline], card: ModelCard, fitted_on: dict[str, object] | None = None
+) -> ModelCard:
+    """Save each slot's pipeline and the session ids it was fitted on (`fitted_on`), then the card
+    with the files' checksums; returns that card."""
     model_dir.mkdir(parents=True, exist_ok=True)
     slots = dict(card.slots)
     for slot, pipeline in pipelines.items():
@@ -57,6 +70,9 @@ def save(model_dir: Path, pipelines: dict[str, Pipeline], card: ModelCard) -> Mo
         _write_atomically(path, lambda f, p=pipeline: joblib.dump(p, f))
         slots[slot] = slots[slot].model_copy(update={"file": path.name, "sha256": sha256(path)})
     card = card.model_copy(update={"slots": slots})
+    for slot, session_ids in (fitted_on or {}).items():  # each names its model: a stale one is never taken
+        saved = {"hashes": np.sort(session_hashes(session_ids)), "model_id": card.model_id(slot)}
+        _write_atomically(model_dir / TRAINED_ON_FILE.format(slot=slot), lambda f, saved=saved: np.savez(f, **saved))
     text = card.to_json()
     _write_atomically(model_dir / METADATA_FILE, lambda f: f.write(text))
     return card
@@ -112,6 +128,17 @@ def load(model_dir: Path) -> Models:
     treatment = Model(load_pipeline(model_dir, card, "treatment"), card, "treatment")
     control = Model(load_pipeline(model_dir, card, "control"), card, "control") if "control" in card.slots else None
     return Models(treatment, control)
+
+
+def trained_on(model_dir: Path, slot: str, model_id: str) -> np.ndarray | None:
+    """The id hashes (`session_hashes`, sorted) of the sessions the model `model_id` in `slot` was
+    fitted on; None when they were not recorded for this very model (trained by an older version,
+    or replaced since) or cannot be read."""
+    try:
+        with np.load(Path(model_dir) / TRAINED_ON_FILE.format(slot=slot), allow_pickle=False) as saved:
+            return saved["hashes"] if str(saved["model_id"]) == model_id else None
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def card_version(model_dir: Path) -> tuple | None:

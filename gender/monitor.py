@@ -8,6 +8,11 @@ small samples, where they printed "1.000 [1.000, 1.000]" for two sessions; below
 are compared by the bootstrap distribution of their difference. Drift is the population
 stability index over the deciles of the training scores; when those fall in fewer than two bins
 there is nothing to compare against, and no PSI is given rather than a reassuring 0.
+
+Only predictions that can judge the serving models are used (`judged`): those the current models
+served, of sessions they were not fitted on. A model scores its own training sessions in-sample
+(the original's forest, grown to purity, perfectly), so counting them reported a drift and a
+"significant" A/B difference where nothing had changed.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
+
+from gender.answers import counted
+from gender.artifact import session_hashes
 
 MIN_PER_GENDER = 10  # fewer sessions of a gender than this: a figure, but no interval
 MIN_SERVED_FOR_DRIFT = 10
@@ -175,6 +183,49 @@ class Drift:
                 f"training distribution itself give a PSI up to {self.chance_psi:.3f} one time in twenty"
             )
         return psi_verdict(self.psi)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The prediction log's rows that can judge the serving models, and what was left out."""
+
+    log: pd.DataFrame  # served by a current model, of a session it was not fitted on
+    by_earlier_models: int  # rows served by models a retrain has since replaced
+    trained_on: int  # rows of sessions their model was fitted on
+    unrecorded: list[str]  # current models whose training sessions were not recorded (an older version's)
+
+    @property
+    def note(self) -> str | None:
+        """What was left out, in words; None when nothing was."""
+        left_out = []
+        if self.by_earlier_models:
+            left_out.append(f"{counted(self.by_earlier_models, 'prediction')} by models a retrain has since replaced")
+        if self.trained_on:
+            left_out.append(
+                f"{counted(self.trained_on, 'prediction')} of sessions the serving model was fitted on (it scores "
+                "them in-sample, better than new ones)"
+            )
+        if not left_out:
+            return None
+        return "Below, the current models on sessions they were not fitted on. Left out: " + "; ".join(left_out) + "."
+
+
+def judged(log: pd.DataFrame, models, trained_on: dict[str, np.ndarray | None]) -> Judged:
+    """The rows of `log` served by the current models (per A/B group), less those of sessions the
+    serving model was fitted on; `trained_on` maps a model id to its `artifact.trained_on` hashes."""
+    keep = np.zeros(len(log), dtype=bool)
+    fitted = np.zeros(len(log), dtype=bool)
+    unrecorded = []
+    for group in ("treatment", "control"):
+        model_id = models.of(group).model_id
+        rows = ((log["ab_group"] == group) & (log["model_id"] == model_id)).to_numpy()
+        keep |= rows
+        hashes = trained_on.get(model_id)
+        if hashes is None:
+            unrecorded += [model_id] if rows.any() and model_id not in unrecorded else []
+        elif rows.any():
+            fitted[rows] = np.isin(session_hashes(log.loc[rows, "session_id"]), hashes)
+    return Judged(log[keep & ~fitted], int((~keep).sum()), int((keep & fitted).sum()), unrecorded)
 
 
 def drift(log: pd.DataFrame, models) -> list[Drift]:

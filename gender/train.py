@@ -302,7 +302,7 @@ def train(
         for slot, pipeline in pipelines.items()
     }
     card = card.model_copy(update={"seconds": round(time.perf_counter() - started, 1)})
-    card = artifact.save(model_dir, served, card)
+    card = artifact.save(model_dir, served, card, {slot: frame.index[rows] for slot, rows in rows_of.items()})
     artifact.record_run(model_dir, card, parameters(candidates))
     return card
 

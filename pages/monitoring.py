@@ -20,8 +20,17 @@ if log.empty:
 st.subheader("Predictions per day")
 ui.chart(plots.predictions_per_day(monitor.daily_counts(log)), key="per_day")
 
+judged = monitor.judged(log, models, ui.trained_on(models))
+if judged.note:
+    st.caption(judged.note)
+for model_id in judged.unrecorded:
+    st.warning(
+        f"The sessions `{model_id}` was fitted on were not recorded (an older version trained it): they are "
+        "counted below, scored in-sample, and flatter it. Retrain to leave them out."
+    )
+
 st.subheader("Is the P(male) served like the P(male) at training?")
-for column, drift in zip(ui.side_by_side("drift_row", (1, 1)), monitor.drift(log, models)):
+for column, drift in zip(ui.side_by_side("drift_row", (1, 1)), monitor.drift(judged.log, models)):
     with column:
         st.markdown(f"**{drift.group}** · `{drift.model_id}` · {len(drift.served):,} served")
         if drift.psi is not None:
@@ -33,10 +42,12 @@ for column, drift in zip(ui.side_by_side("drift_row", (1, 1)), monitor.drift(log
 st.subheader("Right or wrong, per group")
 st.caption(
     "On logged sessions whose gender is known, with 95 % bootstrap intervals (none below "
-    f"{monitor.MIN_PER_GENDER} sessions of either gender: too few to say). Sessions the models were trained "
-    "on score better than new ones: read these figures on sessions labelled after training."
+    f"{monitor.MIN_PER_GENDER} sessions of either gender: too few to say)."
 )
-groups = monitor.group_metrics(log)
+groups = monitor.group_metrics(judged.log)
+if not groups:
+    st.info("Nothing served yet can judge the current models: no prediction of a session they were not fitted on.")
+    st.stop()
 st.dataframe(
     pd.DataFrame(
         [

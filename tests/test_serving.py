@@ -33,6 +33,43 @@ def models(trained_demo):
     return artifact.load(trained_demo[1])
 
 
+def test_monitoring_judges_the_current_models_on_sessions_they_were_not_fitted_on(trained_demo, models):
+    """`train` records each model's training sessions; Monitoring leaves out their predictions
+    (in-sample: the forest scores them perfectly) and those of models since replaced."""
+    url, model_dir = trained_demo
+    engine = db.connect(url)
+    labelled = db.read_sessions(engine, "labelled")[0]["session_id"].tolist()
+    unlabelled = db.read_sessions(engine, "unlabelled")[0]["session_id"].tolist()
+    for model in (models.treatment, models.control):  # the demo's labelled sessions are fewer than 12,000: all fitted
+        recorded = artifact.trained_on(model_dir, model.slot, model.model_id)
+        np.testing.assert_array_equal(recorded, np.sort(artifact.session_hashes(labelled)))
+        assert not np.isin(artifact.session_hashes(unlabelled), recorded).any()
+    assert artifact.trained_on(model_dir, "control", models.treatment.model_id) is None  # another model's: not taken
+
+    treatment, control = models.treatment.model_id, models.control.model_id
+    rows = [  # (group, model, session)
+        ("treatment", treatment, labelled[0]),
+        ("treatment", treatment, unlabelled[0]),
+        ("control", control, labelled[1]),
+        ("control", control, unlabelled[1]),
+        ("control", "original-0ld0ld00", unlabelled[2]),  # a model a retrain replaced
+    ]
+    log = pd.DataFrame(rows, columns=["ab_group", "model_id", "session_id"]).assign(p_male=0.3)
+    trained_on = {
+        m.model_id: artifact.trained_on(model_dir, m.slot, m.model_id) for m in (models.treatment, models.control)
+    }
+    judged = monitor.judged(log, models, trained_on)
+    assert judged.log["session_id"].tolist() == [unlabelled[0], unlabelled[1]]
+    assert (judged.by_earlier_models, judged.trained_on, judged.unrecorded) == (1, 2, [])
+    assert judged.note == (
+        "Below, the current models on sessions they were not fitted on. Left out: 1 prediction by models a retrain "
+        "has since replaced; 2 predictions of sessions the serving model was fitted on (it scores them in-sample, "
+        "better than new ones)."
+    )
+    unknown = monitor.judged(log, models, trained_on | {control: None})  # trained before they were recorded
+    assert (unknown.trained_on, unknown.unrecorded, len(unknown.log)) == (1, [control], 3)
+
+
 def wait_for_rows(engine, n, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -227,23 +264,29 @@ def test_predict_page_says_who_answered_and_compares(app):
 def test_monitoring_page_after_some_lookups(app, trained_demo):
     source = db.connect(trained_demo[0])
     at = app()
-    for _ in range(12):
-        at.button(key="session_id_labelled").click().run()
+    for button in ["session_id_labelled", "session_id_unknown"] * 6:
+        at.button(key=button).click().run()
         assert not at.exception
     # Every row this process logged is written before the page reads the log (polling for a count
     # raced: earlier tests' rows made the count reached while these were still on their way).
     assert serve.log_writer.flush(timeout=30)
     monitoring = make_app("monitoring")
+    served, models = db.served_predictions(source), artifact.load(trained_demo[1])
+    trained_on = {
+        m.model_id: artifact.trained_on(trained_demo[1], m.slot, m.model_id) for m in (models.treatment, models.control)
+    }
+    judged = monitor.judged(served, models, trained_on)
+    # The labelled sessions looked up trained the models (the demo's every labelled one did): left out.
+    assert judged.trained_on >= 6 and judged.note in [c.value for c in monitoring.caption]
     table = monitoring.dataframe[0].value
-    assert set(table["group"]) <= {"treatment", "control"} and table["served"].sum() >= 12
+    assert set(table["group"]) <= {"treatment", "control"} and table["served"].sum() == len(judged.log) >= 6
     charts = [chart["data"][0]["type"] for chart in live.charts(monitoring)]
     assert charts[0] == "bar"  # predictions per day
-    served = db.served_predictions(source)
     for group in table["group"]:
-        n = int(((served["ab_group"] == group) & served["gender"].notna()).sum())
-        assert table.set_index("group").loc[group, "known gender"] == n
+        rows = judged.log[judged.log["ab_group"] == group]
+        assert table.set_index("group").loc[group, "known gender"] == rows["gender"].notna().sum() == 0
     shown = " ".join(m.value for m in monitoring.markdown)  # each group's drift verdict, chance weighed
-    for drift in monitor.drift(served, artifact.load(trained_demo[1])):
+    for drift in monitor.drift(judged.log, models):
         assert drift.verdict.capitalize() + "." in shown
 
 
