@@ -116,16 +116,17 @@ class Batch:
 
 class _Lines:
     """The file's lines (through ingest's reader: UTF-8 or a failure naming the line) for the csv
-    module, remembering the number of the last line handed out."""
+    module, remembering the number of the last line handed out and whether there are no more."""
 
     def __init__(self, path: Path):
         self.lines = ingest.text_lines(path)
-        self.number, self.done = 0, 0
+        self.number, self.done, self.ended = 0, 0, False
 
     def __iter__(self) -> Iterator[str]:
         for number, text, done in self.lines:
             self.number, self.done = number, done
             yield text + "\n"  # ingest's reader strips it; the csv module needs it inside quoted fields
+        self.ended = True
 
 
 def csv_batches(path: Path, columns: EventColumns, delimiter: str = ",") -> Iterator[Batch]:
@@ -133,6 +134,7 @@ def csv_batches(path: Path, columns: EventColumns, delimiter: str = ",") -> Iter
     total = max(path.stat().st_size, 1)
     lines = _Lines(path)
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    start = 1  # the line the row being read starts on
     try:
         header = next(reader, None)
         if header is None:
@@ -152,9 +154,21 @@ def csv_batches(path: Path, columns: EventColumns, delimiter: str = ",") -> Iter
                 yield batch
                 batch = Batch([], [], 0.0)
     except csv.Error as exc:
-        raise ImportFailed(path.name, f"not valid CSV: {exc}", lines.number) from None
+        raise _csv_error(exc, path, lines, start) from None
     batch.done = 1.0
     yield batch
+
+
+def _csv_error(exc: csv.Error, path: Path, lines: _Lines, start: int) -> ImportFailed:
+    """Where the csv module failed, and why. A quote never closed takes the rest of the file into
+    its field, so the csv module fails at the end of the file or thousands of lines on, at the
+    field limit: the line to name is then the one its row starts on."""
+    if lines.ended:  # every line ends in a line break: only an open quote leaves a row unfinished
+        return ImportFailed(path.name, "a quote opened in this row is never closed", start)
+    if lines.number > start and "field limit" in str(exc):  # a field of more than one line: quoted
+        limit = csv.field_size_limit()
+        return ImportFailed(path.name, f"a quote opened in this row is not closed within {limit:,} characters", start)
+    return ImportFailed(path.name, f"not valid CSV: {exc}", lines.number)
 
 
 def _index(header: list[str], name: str, path: Path) -> int:

@@ -380,7 +380,26 @@ BAD_FILES = [
         34,
     ),
     Bad("two_line_time", csv_bytes(HEADER, *GOOD, 'x,"2014-11-14\n25:00:00",A/B/C/D,'), "bad ts", 32),
-    Bad("unclosed_quote", csv_bytes(HEADER, *GOOD, 'x,2014-11-14 10:00:00,"A/B/C/D,'), "not valid CSV", 32),
+    Bad("unclosed_quote", csv_bytes(HEADER, *GOOD, 'x,2014-11-14 10:00:00,"A/B/C/D,'), "never closed", 32),
+    Bad(  # the csv module meets the end of the file two lines on: the quote is where the row starts
+        "unclosed_quote_inside",
+        csv_bytes(HEADER, *GOOD[:1], 'x,2014-11-14 10:00:00,"A/B/C/D,', *GOOD[1:3]),
+        "a quote opened in this row is never closed",
+        3,
+    ),
+    Bad("unclosed_quote_in_header", csv_bytes('visit,"ts,category path,sex', *GOOD), "is never closed", 1),
+    Bad(  # ... or the field limit (131,072 characters) thousands of lines on
+        "unclosed_quote_long",
+        csv_bytes(HEADER, *GOOD * 33, 'x,2014-11-14 10:00:00,"A/B/C/D,', *GOOD * 100),
+        "a quote opened in this row is not closed within 131,072 characters",
+        992,
+    ),
+    Bad(  # a quoted field of two lines, closed but not followed by a delimiter: the line where that is
+        "after_a_closed_quote",
+        csv_bytes(HEADER, *GOOD, 'x,2014-11-14 10:00:00,"A/B\nC/D"x,'),
+        "not valid CSV: ',' expected after '\"'",
+        33,
+    ),
 ]
 
 
