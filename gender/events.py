@@ -114,61 +114,70 @@ class Batch:
     done: float
 
 
-class _Lines:
-    """The file's lines (through ingest's reader: UTF-8 or a failure naming the line) for the csv
-    module, remembering the number of the last line handed out and whether there are no more."""
+class _Rows:
+    """The file's CSV rows, its lines read through ingest's reader (UTF-8 or a failure naming the
+    line). `start` is the line the row being read starts on, `number` the last line read, `ended`
+    whether the file has no more lines."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, delimiter: str):
         self.lines = ingest.text_lines(path)
-        self.number, self.done, self.ended = 0, 0, False
+        self.start, self.number, self.done, self.ended, self.text = 1, 0, 0, False, ""
+        self.reader = csv.reader(self._lines(), delimiter=delimiter, strict=True)
 
-    def __iter__(self) -> Iterator[str]:
+    def _lines(self) -> Iterator[str]:
         for number, text, done in self.lines:
-            self.number, self.done = number, done
+            self.number, self.done, self.text = number, done, text
             yield text + "\n"  # ingest's reader strips it; the csv module needs it inside quoted fields
         self.ended = True
 
+    def __iter__(self) -> Iterator[list[str]]:
+        for record in self.reader:
+            if self.number > self.start or not ingest.is_blank(self.text):  # a quoted field keeps its empty lines
+                yield record
+            self.start = self.number + 1
+
 
 def csv_batches(path: Path, columns: EventColumns, delimiter: str = ",") -> Iterator[Batch]:
-    """The file's rows in batches, each with the number of the line it starts on (the header is line 1)."""
+    """The file's rows in batches, each with the number of the line it starts on (lines are the
+    file's: the header's is 1, unless empty lines come before it)."""
     total = max(path.stat().st_size, 1)
-    lines = _Lines(path)
-    reader = csv.reader(lines, delimiter=delimiter, strict=True)
-    start = 1  # the line the row being read starts on
+    rows = _Rows(path, delimiter)
+    records = iter(rows)
     try:
-        header = next(reader, None)
+        header = next(records, None)
         if header is None:
             raise ImportFailed(path.name, "empty file: no header line")
         header = [name.strip() for name in header]
         header[0] = header[0].removeprefix("\ufeff")  # a byte-order mark, as spreadsheets write it
         at = [_index(header, name, path) for name in columns.names]
-        batch, start = Batch([], [], 0.0), lines.number + 1
-        for record in reader:
+        batch = Batch([], [], 0.0)
+        for record in records:
             if len(record) != len(header):
-                raise ImportFailed(path.name, f"expected {len(header)} fields, found {len(record)}", start)
-            batch.positions.append(start)
+                raise ImportFailed(path.name, f"expected {len(header)} fields, found {len(record)}", rows.start)
+            batch.positions.append(rows.start)
             batch.values.append(tuple(record[i] for i in at))
-            start = lines.number + 1
             if len(batch.positions) == CHUNK_EVENTS:
-                batch.done = lines.done / total
+                batch.done = rows.done / total
                 yield batch
                 batch = Batch([], [], 0.0)
     except csv.Error as exc:
-        raise _csv_error(exc, path, lines, start) from None
+        raise _csv_error(exc, path, rows) from None
     batch.done = 1.0
     yield batch
 
 
-def _csv_error(exc: csv.Error, path: Path, lines: _Lines, start: int) -> ImportFailed:
+def _csv_error(exc: csv.Error, path: Path, rows: _Rows) -> ImportFailed:
     """Where the csv module failed, and why. A quote never closed takes the rest of the file into
     its field, so the csv module fails at the end of the file or thousands of lines on, at the
     field limit: the line to name is then the one its row starts on."""
-    if lines.ended:  # every line ends in a line break: only an open quote leaves a row unfinished
-        return ImportFailed(path.name, "a quote opened in this row is never closed", start)
-    if lines.number > start and "field limit" in str(exc):  # a field of more than one line: quoted
+    if rows.ended:  # every line ends in a line break: only an open quote leaves a row unfinished
+        return ImportFailed(path.name, "a quote opened in this row is never closed", rows.start)
+    if rows.number > rows.start and "field limit" in str(exc):  # a field of more than one line: quoted
         limit = csv.field_size_limit()
-        return ImportFailed(path.name, f"a quote opened in this row is not closed within {limit:,} characters", start)
-    return ImportFailed(path.name, f"not valid CSV: {exc}", lines.number)
+        return ImportFailed(
+            path.name, f"a quote opened in this row is not closed within {limit:,} characters", rows.start
+        )
+    return ImportFailed(path.name, f"not valid CSV: {exc}", rows.number)
 
 
 def _index(header: list[str], name: str, path: Path) -> int:

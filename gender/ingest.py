@@ -193,6 +193,11 @@ def text_lines(path: Path) -> Iterator[tuple[int, str, int]]:
             yield number, text.rstrip("\r\n"), done
 
 
+def is_blank(text: str) -> bool:
+    """An empty line, or one of blanks only: no record (exports often end in one), in every import."""
+    return not text.strip()
+
+
 def parse_pakdd_line(text: str, gender: str | None) -> tuple[dict, list[tuple[str, ...]]]:
     """One line `session_id,start_time,end_time,A/B/C/D/;...` as a session row and its paths."""
     if "\x00" in text:
@@ -210,6 +215,8 @@ def parse_pakdd_line(text: str, gender: str | None) -> tuple[dict, list[tuple[st
 
 def _labels(path: Path) -> Iterator[str | None]:
     for number, text, _ in text_lines(path):
+        if is_blank(text):
+            continue
         label = text.strip()
         if label not in db.GENDERS:
             raise ImportFailed(path.name, f"bad label {_shown(label)}: expected male or female", number)
@@ -229,6 +236,8 @@ def pakdd_chunks(data: Path, labels: Path | None = None, progress: Progress | No
     sessions: list[dict] = []
     views: list[dict] = []
     for number, text, done in text_lines(data):
+        if is_blank(text):
+            continue
         gender = next(label_of) if label_of else None
         try:
             if gender == "missing":
@@ -249,7 +258,7 @@ def pakdd_chunks(data: Path, labels: Path | None = None, progress: Progress | No
     if not seen:
         raise ImportFailed(data.name, "no sessions in file")
     if label_of and next(label_of) != "missing":
-        raise ImportFailed(labels.name, f"more labels than the {len(seen):,} lines of {data.name}")
+        raise ImportFailed(labels.name, f"more labels than the {counted(len(seen), 'session')} of {data.name}")
     if sessions:  # none left when the file's sessions are a multiple of the chunk (said above then)
         yield sessions, views
         if progress:

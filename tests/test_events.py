@@ -243,6 +243,18 @@ def test_blanks_in_an_id_are_its_own_and_around_a_paths_levels_are_its_layout(en
     ]
 
 
+@pytest.mark.parametrize("end", ["\n", "\r\n"])
+def test_empty_lines_are_no_rows(engine, tmp_path, end):
+    """Exports often end in an empty line (or hold one): it is skipped, as a line of blanks is,
+    while a quoted field keeps its empty lines."""
+    lines = [HEADER, "", *GOOD[:2], "  ", 'q,2014-11-14 10:00:00,"A/B/C/D\n\n",', *GOOD[2:], "", ""]
+    path = tmp_path / "trail.csv"
+    path.write_bytes(end.join(lines).encode())
+    report = events.import_events(engine, path, COLUMNS["path"])
+    assert (report.new_sessions, report.new_views) == (31, 31)
+    assert db.count_category(engine, "q", "D") == 1  # the path's trailing line break is a blank around "D"
+
+
 def test_a_level_column_is_taken_as_written(engine, tmp_path):
     frame = pd.DataFrame(
         {
@@ -363,7 +375,12 @@ BAD_FILES = [
     Bad("no_path", csv_bytes(HEADER, *GOOD, "x,2014-11-14 10:00:00,,"), "no category path", 32),
     Bad("no_session_id", csv_bytes(HEADER, *GOOD, " ,2014-11-14 10:00:00,A/B/C/D,"), "bad session id ''", 32),
     Bad("missing_field", csv_bytes(HEADER, *GOOD, "x,2014-11-14 10:00:00,A/B/C/D"), "expected 4 fields, found 3", 32),
-    Bad("blank_line", csv_bytes(HEADER, *GOOD[:3], "", *GOOD[3:]), "expected 4 fields, found 0", 5),
+    Bad(  # empty lines are no rows, but lines of the file still: the bad row is on line 36
+        "after_blank_lines",
+        csv_bytes("", HEADER, *GOOD[:3], "", " \t", *GOOD[3:], "\r", "x,2014-11-14 10:00:00,A/B/C/D,Male?"),
+        "bad gender 'Male?'",
+        36,
+    ),
     Bad("missing_column", csv_bytes("visit,ts,path,sex", *GOOD), "no column 'category path'", None),
     Bad("empty_file", b"", "empty file: no header line", None),
     Bad("header_only", csv_bytes(HEADER), "no events in file", None),

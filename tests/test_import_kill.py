@@ -256,7 +256,6 @@ MALFORMED = [
         f"x1,{T0},{PATH}".encode(),
         "expected 4 fields (session_id,start_time,end_time,products), found 3",
     ),
-    Malformed("blank_line", b"", "expected 4 fields (session_id,start_time,end_time,products), found 1"),
     Malformed(
         "latin1_byte",
         f"x1,{T0},{T1},A00001/B0000".encode() + b"\xe9/C00001/D00001/",

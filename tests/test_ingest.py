@@ -87,7 +87,6 @@ GOOD = "u20001,2014-11-14 00:02:14,2014-11-14 00:02:20,A00001/B00001/C00001/D000
         ("u20002,2014-11-14 00:02:14,2014-11-14 00:02:20,A1//C1/D1/", "bad category code"),  # empty
         ("u20002,2014-11-14 00:02:14,2014-11-14 00:02:20,A1/" + "B" * 256 + "/C1/D1/", "bad category code"),
         (GOOD, "duplicate session id u20001 (first on line 1)"),
-        ("", "expected 4 fields"),
     ],
 )
 def test_a_bad_line_fails_with_its_number_and_writes_nothing(engine, pakdd_sample, tmp_path, bad_line, reason):
@@ -125,6 +124,21 @@ def test_a_byte_order_mark_is_not_part_of_the_first_session_id(engine, tmp_path)
     ingest.import_pakdd(engine, data, labels)
     assert db.get_session(engine, "u20001")["gender"] == "male"
     assert db.count_category(engine, "u20001", "B00001") == 1
+
+
+def test_empty_lines_are_skipped(engine, pakdd_sample, tmp_path):
+    """Exports often end in an empty line, or hold one: it is no session, and no label (lines of
+    blanks and CRLF ends too); a bad line is still named by its line in the file."""
+    data, labels = pakdd_sample
+    lines = data.read_text().splitlines()
+    data.write_bytes("\r\n".join(["", lines[0], " ", lines[1], "\t", lines[2], "", ""]).encode())
+    labels.write_bytes(("\n" + labels.read_text() + "\n\n").encode())
+    report = ingest.import_pakdd(engine, data, labels)
+    assert (report.new_sessions, report.new_views) == (3, 6)
+    assert db.get_session(engine, "u10003")["gender"] == "male"
+    bad = write_pakdd(tmp_path / "bad.csv", ["", GOOD, "", "u2,2014-13-14 00:02:14,2014-11-14 00:02:20,A/B/C/D/"])
+    with pytest.raises(ImportFailed, match=r"^bad.csv, line 4: bad start_time"):
+        ingest.import_pakdd(engine, bad)
 
 
 def test_a_file_of_whole_chunks_ends_without_an_empty_one(tmp_path, monkeypatch):
