@@ -280,7 +280,8 @@ def _checked(values: tuple, position: int, columns: EventColumns, other_events: 
 # -- building the tables -----------------------------------------------------------------------
 
 
-def _stage(conn: Connection, batches, columns: EventColumns, other_events: bool, source: str, unit: str, progress):
+def _events(batches, columns: EventColumns, other_events: bool, source: str, unit: str):
+    """The file's rows checked, as staged events: (rows, share of the file read) a batch at a time."""
     events = 0
     for batch in batches:
         rows = []
@@ -290,12 +291,19 @@ def _stage(conn: Connection, batches, columns: EventColumns, other_events: bool,
             except ingest.Invalid as exc:
                 raise ImportFailed(source, str(exc), position, unit) from None
         if rows:
-            conn.execute(insert(staging), rows)
-        events += len(rows)
-        if progress and batch.done < 1.0:
-            progress(batch.done, f"{source}: {events:,} events read")
+            events += len(rows)
+            yield rows, batch.done
     if not events:
         raise ImportFailed(source, "no events in file")
+
+
+def _stage(conn: Connection, chunks, source: str, progress) -> int:
+    events = 0
+    for rows, done in chunks:
+        conn.execute(insert(staging), rows)
+        events += len(rows)
+        if progress and done < 1.0:
+            progress(done, f"{source}: {events:,} events read")
     return events
 
 
@@ -394,13 +402,13 @@ def import_events(
             path.name, f"cannot tell the format from {path.suffix or 'no extension'!r}: say csv or parquet"
         )
 
-    db.create_schema(engine)
+    chunks = ingest.schema_after_first(engine, _events(batches, columns, other_events, path.name, unit))
     report = EventReport()
     with db.reporting(engine), engine.connect() as conn:
         try:
             with conn.begin():
                 staging.create(conn)
-                events = _stage(conn, batches, columns, other_events, path.name, unit, progress)
+                events = _stage(conn, chunks, path.name, progress)
                 if progress:
                     progress(1.0, f"{path.name}: {events:,} events read; building sessions and views")
                 disagreement = _first_disagreement(conn, unit)

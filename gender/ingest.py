@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select
 
@@ -23,6 +24,7 @@ from gender.errors import ImportFailed
 CHUNK_SESSIONS = 5_000
 
 Progress = Callable[[float, str], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -149,15 +151,22 @@ def _insert_many(conn: Connection, table, rows: list[dict]) -> None:
     conn.exec_driver_sql(str(statement), values)
 
 
+def schema_after_first(engine: Engine, chunks: Iterator[T]) -> Iterator[T]:
+    """The chunks, the first one read (and so checked) before the FTP tables are created: a missing
+    file or column, or a bad first chunk, fails with no database file or table made."""
+    first = next(chunks, None)
+    db.create_schema(engine)
+    return itertools.chain([] if first is None else [first], chunks)
+
+
 def write_all(engine: Engine, chunks: Iterable[tuple[list[dict], list[dict]]]) -> ImportReport:
     """Write (sessions, views) chunks in one transaction: all of them, or on any error none."""
     chunks = iter(chunks)
     try:
-        first = next(chunks, None)  # a missing file or a bad first chunk fails before the tables are created
-        db.create_schema(engine)
+        checked = schema_after_first(engine, chunks)
         report = ImportReport()
         with db.reporting(engine), engine.begin() as conn:
-            for sessions, views in itertools.chain([first] if first else [], chunks):
+            for sessions, views in checked:
                 write_chunk(conn, sessions, views, report)
         return report
     finally:  # on an error here, a generator's source (another database's connection, a file) ends now

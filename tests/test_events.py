@@ -445,6 +445,26 @@ def test_a_bad_csv_file_is_refused_with_its_line_and_writes_nothing(loaded, tmp_
     pd.testing.assert_frame_equal(views, before[1])
 
 
+def test_a_file_refused_in_its_first_rows_creates_no_database(tmp_path):
+    """The header and the first chunk of rows are checked before the tables are created: a wrong
+    column name leaves no new SQLite file behind, as import-pakdd leaves none."""
+    engine = db.connect(f"sqlite:///{tmp_path / 'new' / 'shop.db'}")
+    files = {
+        "wrong_column.csv": csv_bytes("session,ts,category path,sex", *GOOD),
+        "header_only.csv": csv_bytes(HEADER),
+        "bad_row.csv": csv_bytes(HEADER, *GOOD[:3], "x,2014-11-14 10:00:00,A/B/C/D,Male?", *GOOD[3:]),
+    }
+    for name, body in files.items():
+        (tmp_path / name).write_bytes(body)
+        with pytest.raises(ImportFailed, match=rf"^{name}"):
+            events.import_events(engine, tmp_path / name, COLUMNS["path"])
+    pd.DataFrame({"visit": ["a"], "ts": ["2014-11-14 10:00:00"]}).to_parquet(tmp_path / "few.parquet")
+    with pytest.raises(ImportFailed, match=r"^few.parquet: no column 'category path'"):
+        events.import_events(engine, tmp_path / "few.parquet", COLUMNS["path"])
+    engine.dispose()
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_bad_parquet_file_is_refused_with_its_row(loaded, tmp_path):
     engine, before = loaded
     rows = generated_events(sessions=30_000 // 4)  # more than a batch of rows before the bad one
