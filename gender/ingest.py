@@ -62,6 +62,8 @@ def _text(value: object, what: str, length: int) -> str:
         value = str(value)
     if not db.fits(value, length):
         raise Invalid(f"bad {what} {_shown(value)}: expected text of 1 to {length} characters")
+    if "\x00" in value:  # no one can type it to look the session or the category up
+        raise Invalid(f"bad {what} {_shown(value)}: it holds a NUL byte")
     return value
 
 
@@ -209,8 +211,6 @@ def is_blank(text: str) -> bool:
 
 def parse_pakdd_line(text: str, gender: str | None) -> tuple[dict, list[tuple[str, ...]]]:
     """One line `session_id,start_time,end_time,A/B/C/D/;...` as a session row and its paths."""
-    if "\x00" in text:
-        raise Invalid("NUL byte in line")
     fields = text.split(",")
     if len(fields) != 4:
         raise Invalid(f"expected 4 fields (session_id,start_time,end_time,products), found {len(fields)}")

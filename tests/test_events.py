@@ -381,6 +381,13 @@ BAD_FILES = [
         "bad gender 'Male?'",
         36,
     ),
+    Bad(
+        "nul_byte",
+        csv_bytes(HEADER, *GOOD, "x,2014-11-14 10:00:00,A/Sh\x00oes/C/D,"),
+        "bad category code 'Sh\\x00oes'",
+        32,
+    ),
+    Bad("nul_in_id", csv_bytes(HEADER, "\x00,2014-11-14 10:00:00,A/B/C/D,", *GOOD), "bad session id '\\x00'", 2),
     Bad("missing_column", csv_bytes("visit,ts,path,sex", *GOOD), "no column 'category path'", None),
     Bad("empty_file", b"", "empty file: no header line", None),
     Bad("header_only", csv_bytes(HEADER), "no events in file", None),
@@ -480,6 +487,10 @@ def test_a_bad_parquet_file_is_refused_with_its_row(loaded, tmp_path):
     (tmp_path / "not.parquet").write_bytes(csv_bytes(HEADER, *GOOD))
     with pytest.raises(ImportFailed, match=r"^not.parquet: not a Parquet file"):
         events.import_events(engine, tmp_path / "not.parquet", COLUMNS["path"])
+    nul = frame.head(3).assign(**{"category path": ["A/B/C/D", "A/B/C/D", "A/Sh\x00oes/C/D"]})
+    nul.to_parquet(tmp_path / "nul.parquet", index=False)
+    with pytest.raises(ImportFailed, match=r"^nul.parquet, row 3: bad category code 'Sh\\x00oes': .*NUL"):
+        events.import_events(engine, tmp_path / "nul.parquet", COLUMNS["path"])
     told = frame.head(3).assign(visit="x", sex=["", "female", "male"])
     told.to_parquet(tmp_path / "told.parquet", index=False)
     disagreement = r"^told.parquet, row 3: gender male of session 'x', which is female on row 2$"
