@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import Connection, Engine, bindparam, delete, func, inspect, select
 
 from gender import db, lake
-from gender.answers import Contribution, contributions_json
+from gender.answers import Contribution, contributions_json, counted
 from gender.errors import BadParquet, ImportFailed
 from gender.ingest import Invalid, Progress, _insert_many, _shown, check_session_id
 from gender.serve import GROUPS
@@ -56,14 +56,23 @@ class ScoresReport:
     with_contributions: int = 0
     replaced: int = 0  # rows of the same session and model that were there before
     models: dict[str, int] = field(default_factory=dict)  # model id -> scores
+    unknown_sessions: int = 0  # scored sessions the session table does not hold (yet): kept all the same
 
     def __str__(self) -> str:
         models = ", ".join(f"{count:,} by {model_id}" for model_id, count in sorted(self.models.items()))
-        text = f"imported {self.scores:,} precomputed scores from {self.files:,} files ({models or 'none'})"
+        text = (
+            f"imported {counted(self.scores, 'precomputed score')} from {counted(self.files, 'file')} "
+            f"({models or 'none'})"
+        )
         if self.with_contributions:
             text += f"; {self.with_contributions:,} with their top contributions"
         if self.replaced:
             text += f"; {self.replaced:,} replaced earlier scores of the same session and model"
+        if self.unknown_sessions:
+            verb = "is" if self.unknown_sessions == 1 else "are"
+            text += (
+                f"; {self.unknown_sessions:,} of the scored sessions {verb} not in the database (their scores are kept)"
+            )
         return text
 
 
@@ -236,7 +245,19 @@ def import_scores(engine: Engine, location: str | Path, progress: Progress | Non
                     _write(conn, part, start, _rows(part, columns, start, stamps), first_new, report)
                     if progress:
                         progress(report.scores / total, f"{report.scores:,} of {total:,} scores imported")
+            report.unknown_sessions = _unknown_sessions(conn, first_new)
     return report
+
+
+def _unknown_sessions(conn: Connection, first_new: int) -> int:
+    """How many sessions this import scored (rows above `first_new`) the session table does not
+    hold: one query, each row's session looked up by the table's key."""
+    table = db.session_score
+    scored = select(func.count(table.c.session_id.distinct())).where(table.c.id > first_new)
+    if inspect(conn).has_table(db.session.name):
+        held = select(db.session.c.session_id).where(db.session.c.session_id == table.c.session_id)
+        scored = scored.where(~held.exists())
+    return conn.execute(scored).scalar_one()
 
 
 # -- reading ------------------------------------------------------------------------------------

@@ -211,9 +211,29 @@ def test_import_scores_through_the_command_line(engine, sessions, tmp_path, caps
     url = engine.url.render_as_string(hide_password=False)
     assert main(["import-scores", str(folder), "--db", url]) == 0
     err = capsys.readouterr().err
-    assert "imported 30 precomputed scores from 1 files (30 by boosted-1111aaaa)" in err
+    assert err.strip().splitlines()[-1] == "imported 30 precomputed scores from 1 file (30 by boosted-1111aaaa)"
     assert main(["import-scores", str(folder), "--db", url]) == 0
     assert "30 replaced earlier scores of the same session and model" in capsys.readouterr().err
+
+
+def test_scores_of_sessions_not_in_the_database_are_imported_and_counted(engine, sessions, tmp_path, capsys):
+    """Scores may arrive before their sessions: they are kept, and the summary says how many
+    scored sessions the database does not hold (each once, however many models scored it)."""
+    ahead = ["later-1", "later-2", "later-3"]
+    rows = [score_row(sid, 0.7) for sid in [*sessions[:5], *ahead]]
+    rows += [score_row(ahead[0], 0.2, "original-2222bbbb", "control"), score_row(sessions[0], 0.2, "original-2222bbbb")]
+    folder = write_scores(tmp_path / "scores", [rows[:4], rows[4:]])
+    report = scores.import_scores(engine, folder)
+    assert (report.scores, report.unknown_sessions) == (10, 3)
+    assert str(report).endswith("; 3 of the scored sessions are not in the database (their scores are kept)")
+    assert [s.model_id for s in scores.scores_of(engine, ahead[0])] == ["original-2222bbbb", "boosted-1111aaaa"]
+
+    one = write_scores(tmp_path / "one", [[score_row("later-4", 0.5)]])
+    assert main(["import-scores", str(one), "--db", engine.url.render_as_string(hide_password=False)]) == 0
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "imported 1 precomputed score from 1 file (1 by boosted-1111aaaa); "
+        "1 of the scored sessions is not in the database (their scores are kept)"
+    )
 
 
 # -- end to end: score --spark, then import-scores -----------------------------------------------
