@@ -9,9 +9,9 @@ waterfall and the hierarchy view hold no approximation. Features the session sha
 typical session contribute nothing, which keeps explanations to what is particular about it.
 
 `grouped` tells one session's story in a few groups, the way an analyst reads it: each top-level
-category the session viewed with everything under it, the categories it did not view, when it
-started, its length (and for the original's n-grams, those starting with no viewed code); each
-group keeps its parts, and the groups add up to the same output.
+category the session viewed with everything under it, the categories it did not view (for the
+original's n-grams, those starting with no viewed code), when it started, its length; each group
+keeps its parts, and the groups add up to the same output.
 """
 
 from __future__ import annotations
@@ -235,11 +235,11 @@ def hierarchy(explanation: Explanation, views: pd.DataFrame | Session) -> pd.Dat
             node = STEPS
         elif kind == "words":  # the original's n-gram: on the node of its first code, if viewed
             first = _first_viewed_code(parsed.words, node_of_code)
-            node = node_of_code[first] if first is not None else CATEGORY_WORDS
+            node = node_of_code[first] if first is not None else NOT_VIEWED
         else:
             node = TIME_AND_ACTIVITY
         own[node] = own.get(node, 0.0) + float(shap_value)
-    for group in (TIME_AND_ACTIVITY, STEPS, NOT_VIEWED, CATEGORY_WORDS):
+    for group in (TIME_AND_ACTIVITY, STEPS, NOT_VIEWED):
         if group in own:
             parent_of[group] = ""
             label_of[group] = group
@@ -264,11 +264,10 @@ def hierarchy(explanation: Explanation, views: pd.DataFrame | Session) -> pd.Dat
 
 WHEN = "when"  # the start's hour, weekday and day
 SESSION_LENGTH = "session length"  # views, duration, seconds per view
-CATEGORY_WORDS = "category words"  # the original's n-grams that start with no code the session viewed
 OTHER = "other"  # the smallest groups, folded into one bar
 # What a group gathers: one A category the session viewed and everything under it, or one of these.
-GROUP_KINDS = ("category", "not viewed", "words", "when", "length", "other")
-_FIXED_NAMES = {"not viewed": NOT_VIEWED, "words": CATEGORY_WORDS, "when": WHEN, "length": SESSION_LENGTH}
+GROUP_KINDS = ("category", "not viewed", "when", "length", "other")
+_FIXED_NAMES = {"not viewed": NOT_VIEWED, "when": WHEN, "length": SESSION_LENGTH}
 _WHEN_NUMBERS = ("start_hour", "start_weekday", "start_day")
 
 
@@ -277,7 +276,7 @@ class Group:
     """Contributions that tell one part of a session's story, summed.
 
     name   what its bar says: "A00002 and below" for a category (`code` "A00002"), else "when",
-           "session length", "categories not viewed", "category words" or "other"
+           "session length", "categories not viewed" or "other"
     shap   its parts' contributions summed, in the explanation's units
     parts  its contributions: feature, value, label, shap, group (the name of the group each part
            was assigned to: for "other", the folded groups'), largest |shap| first
@@ -347,7 +346,8 @@ def assign_groups(explanation: Explanation, session: Session | pd.DataFrame, sch
     to "categories not viewed"; the start's hour, weekday and day (tokens, one-hot times or
     numbers) to "when"; views, duration and seconds per view to "session length". The original's
     n-grams go to the group of the A category of their first code when the session viewed it,
-    else to "category words". Names are read by `Feature.parse` with `scheme` (`scheme_of`).
+    else (the session has none of them) to "categories not viewed", as the treatment's views of
+    codes it never viewed. Names are read by `Feature.parse` with `scheme` (`scheme_of`).
     """
     paths = _paths_of(session)
     a_of: dict[str, str] = {}  # a code the session viewed -> the A code of the first path holding it
@@ -377,7 +377,7 @@ def assign_groups(explanation: Explanation, session: Session | pd.DataFrame, sch
             kind = "length"
         else:  # the original's words
             first = _first_viewed_code(feature.words, a_of)
-            kind, code = ("category", a_of[first]) if first is not None else ("words", None)
+            kind, code = ("category", a_of[first]) if first is not None else ("not viewed", None)
         kinds.append(kind)
         codes.append(code)
     assigned = explanation.contributions[["feature", "value", "label", "shap"]].copy()

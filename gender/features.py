@@ -255,14 +255,13 @@ def session_words(paths) -> str:
 def describe(name: str, value: float) -> str:
     """A feature's value in words, for explanations: ``view:C00007`` = 3 is "viewed C00007 ×3".
 
-    The name is read by `Feature.parse`; the original's words and one-hot times read as named.
+    The name is read by `Feature.parse`. The original's words (a code, or codes in a row) read as
+    views, its one-hot times as the session features' do: both models' stories in the same words.
     """
     feature = Feature.parse(name)
     kind, count = feature.kind, int(value)
-    if feature.original:
-        return f"{name} = {value:g}"
-    if kind == "view":
-        code = feature.codes[0]
+    if kind == "view" or kind == "words":
+        code = feature.codes[0] if kind == "view" else feature.words
         return f"viewed {code} ×{count}" if count else f"no view of {code}"
     if kind == "path":
         return f"viewed {feature.text} ×{count}" if count else f"nothing in {feature.text}"

@@ -271,8 +271,10 @@ def test_a_session_is_a_value():
         ("views", 2, "2 views"),
         ("start_weekday", 2, "start weekday Wednesday (as a number)"),
         ("seconds_per_view", 900, "15.0 min per view"),
-        ("hour_14", 1, "hour_14 = 1"),  # the original's names read as named
-        ("A1 B1 C1", 2, "A1 B1 C1 = 2"),
+        ("hour_14", 1, "started at 14:00"),  # the original's one-hot times and words: as the session features'
+        ("weekday_0", 0, "not on a Monday"),
+        ("A1 B1 C1", 2, "viewed A1 B1 C1 ×2"),
+        ("A00005", 0, "no view of A00005"),
     ],
 )
 def test_describe_by_hand(name, value, words):
