@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from gender import artifact, metrics, plots, whatif
+from gender import artifact, metrics, plots, train, whatif
 
 st.title("The model")
 
@@ -41,10 +41,10 @@ table = pd.DataFrame(
             "candidate": name,
             "ROC-AUC": result.auc_mean,  # beside the name: a narrow screen shows the first columns
             "± std": result.auc_std,
-            "explainable": "yes" if result.explainable else "no (baseline)",
-            "each fold fitted on": result.fold_fit_sessions,  # fewer than the others': a stratified sample
-            "what": result.label,
             "per fold": ", ".join(f"{auc:.3f}" for auc in result.auc_folds),
+            "each fold fitted on": result.fold_fit_sessions,  # fewer than the others': a stratified sample
+            "explainable": "yes" if result.explainable else "no (baseline)",
+            "what": result.label,  # last: a long one cut the numbers after it
         }
         for name, result in card.candidates.items()
     ]
@@ -53,14 +53,15 @@ st.dataframe(
     table,
     hide_index=True,
     key="candidates",
+    row_height=70,  # above 4 rem a cell wraps: the description fits beside the numbers
     column_config={  # narrow numbers, so that more columns fit without scrolling sideways
         "ROC-AUC": st.column_config.NumberColumn(format="%.4f", width="small"),
         "± std": st.column_config.NumberColumn(format="%.4f", width="small"),
         "each fold fitted on": st.column_config.NumberColumn(
-            "fitted on",
             format="localized",
             help="Sessions each fold's fit saw: fewer than the others' for a candidate fitted on a stratified sample",
         ),
+        "what": st.column_config.TextColumn(width="medium"),
     },
 )
 
@@ -128,7 +129,7 @@ st.dataframe(
                 "ROC-AUC": card.quality(name)[1],
                 "balanced accuracy": entry.confusion.balanced_accuracy,
                 "threshold": entry.threshold,
-                "fitted on (sessions)": entry.fitted_sessions,
+                "final model fitted on": entry.fitted_sessions,
                 "measured on": card.quality(name)[0],
             }
             for name, entry in card.slots.items()
@@ -136,6 +137,14 @@ st.dataframe(
     ),
     hide_index=True,
     key="slots",
+    column_config={  # as the threshold and the rates above show them
+        "ROC-AUC": st.column_config.NumberColumn(format="%.4f"),
+        "balanced accuracy": st.column_config.NumberColumn(format="%.3f"),
+        "threshold": st.column_config.NumberColumn(format="%.3f"),
+        "final model fitted on": st.column_config.NumberColumn(
+            format="localized", help="Sessions the served model was fitted on, after the comparison"
+        ),
+    },
 )
 longest = (  # the Predict page warns of a session beyond these
     f"  \nThe most views of a session trained on: {training.most_views:,}; the longest one lasted {training.longest}"
@@ -147,27 +156,44 @@ st.dataframe(pd.DataFrame(card.versions.items(), columns=["library", "version"])
 
 st.subheader("Training runs")
 runs = artifact.load_runs(ui.settings().model_dir)
+
+
+def held_out(auc: float | None) -> str:
+    """A run's held-out ROC-AUC, or why it has none (its sessions were too few to hold some out)."""
+    return "— (CV only)" if auc is None else f"{auc:.4f}"
+
+
 st.dataframe(
     pd.DataFrame(
         [
             {
-                "trained at (UTC)": run.trained_at.strftime("%Y-%m-%d %H:%M:%S"),
+                "trained at (UTC)": run.trained_at.strftime("%Y-%m-%d %H:%M"),  # as Training facts give it
                 "serving": "● serving" if run.slots["treatment"].sha256 == slot.sha256 else "",
                 "chosen": run.chosen,
                 "ROC-AUC": run.candidates[run.chosen].auc_mean,
                 "original": run.candidates["original"].auc_mean if "original" in run.candidates else None,
                 "sessions": run.training.sessions,
                 "compared on": run.cv.sessions,
-                "held-out ROC-AUC": run.slots["treatment"].holdout_auc,
-                "data fingerprint": run.training.fingerprint[:12],
-                "model sha256": run.slots["treatment"].sha256[:12],
-                "seconds": run.seconds,
+                "held-out ROC-AUC": held_out(run.slots["treatment"].holdout_auc),
+                "took": whatif.duration_text(timedelta(seconds=round(run.seconds))),
+                "data fingerprint": run.training.fingerprint[:8],  # as short as a model id's sha256
+                "model sha256": run.slots["treatment"].sha256[:8],
             }
             for run in runs
         ]
     ),
     hide_index=True,
     key="runs",
+    column_config={
+        "ROC-AUC": st.column_config.NumberColumn(format="%.4f", width="small"),
+        "original": st.column_config.NumberColumn(format="%.4f", width="small"),
+        "sessions": st.column_config.NumberColumn(format="localized"),
+        "compared on": st.column_config.NumberColumn(format="localized"),
+        "held-out ROC-AUC": st.column_config.TextColumn(
+            help=f"Only above {train.COMPARE_SESSIONS:,} labelled sessions are some held out to measure the "
+            "final model; below that every session is compared by cross-validation (the ROC-AUC column)"
+        ),
+    },
 )
 with st.expander("Parameters of the newest run"):
     st.json(runs[0].parameters if runs else {})

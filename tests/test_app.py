@@ -278,6 +278,23 @@ def test_model_page_threshold_slider(app, trained_demo):
     )
 
 
+def test_model_page_tables_name_each_count_and_say_why_nothing_was_held_out(app, trained_demo):
+    card = artifact.load_card(trained_demo[1])
+    at = app("model")
+    candidates, slots, runs = (  # AppTest gives a table no key: each is found by a column of its own
+        next(frame.value for frame in at.dataframe if column in frame.value.columns)
+        for column in ("each fold fitted on", "final model fitted on", "held-out ROC-AUC")
+    )
+    # Two counts, two names: each fold's fit in the comparison, the served model's fit after it.
+    chosen = card.candidates[card.chosen]
+    assert (
+        candidates.loc[candidates["candidate"] == card.chosen, "each fold fitted on"].item() == chosen.fold_fit_sessions
+    )
+    assert slots["final model fitted on"].tolist() == [entry.fitted_sessions for entry in card.slots.values()]
+    assert card.slots["treatment"].holdout is None  # the demo is below train.COMPARE_SESSIONS
+    assert runs["held-out ROC-AUC"].tolist()[0] == "— (CV only)"  # not "None"
+
+
 def test_without_a_model_the_pages_offer_training(trained_demo, monkeypatch, tmp_path):
     path = tmp_path / "small.db"
     synth.create_demo(db.connect(f"sqlite:///{path}"), sessions=400, seed=5)
