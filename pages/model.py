@@ -90,9 +90,13 @@ with matrix_col:
     ui.chart(plots.confusion_heatmap(at.tn, at.fp, at.fn, at.tp), key="confusion")
 with rates_col:
     st.metric("Balanced accuracy", f"{at.balanced_accuracy:.3f}")
-    st.metric("Precision (men among those called men)", f"{at.precision:.3f}")
+    called_male = at.tp + at.fp  # none at the top of the slider: precision is then 0/0, not 0
+    st.metric("Precision (men among those called men)", f"{at.precision:.3f}" if called_male else "n/a")
     st.metric("Recall (men found)", f"{at.recall:.3f}")
-    st.caption(f"Stored threshold {stored:.3f} · shown at {threshold:.3f} (nearest curve point {point:.3f})")
+    st.caption(
+        f"Stored threshold {stored:.3f} · shown at {threshold:.3f} (nearest curve point {point:.3f})"
+        + ("" if called_male else " · nobody is called male here, so there is no precision to measure")
+    )
 
 roc_col, pr_col = ui.side_by_side("curves_row", (1, 1))
 with roc_col:

@@ -265,6 +265,9 @@ def test_model_page_threshold_slider(app, trained_demo):
     at.slider(key="threshold").set_value(0.9).run()
     assert not at.exception
     assert float(metric(at, "Recall (men found)")) < expected.recall
+    at.slider(key="threshold").set_value(1.0).run()  # nobody called male: precision is 0/0, not 0
+    assert metric(at, "Precision (men among those called men)") == "n/a"
+    assert any("nobody is called male here" in caption.value for caption in at.caption)
     roc = next(c for c in charts(at) if any("chance" == t.get("name") for t in c["data"]))
     names = " ".join(t["name"] for t in roc["data"])
     assert "original" in names and "(chosen)" in names and "±" in names
