@@ -7,7 +7,7 @@ import streamlit as st
 
 import ui
 from gender import explain, explore, plots, predict, report, serve, summary, whatif
-from gender.answers import Prediction, beyond_training, in_words
+from gender.answers import Prediction, beyond_training, counted, in_words
 from gender.trained import Model
 
 WHATIF, BUILD = "whatif", "build"  # the query parameters of an edited and of a built session
@@ -216,7 +216,8 @@ elif changed and served:
     )
 elif changed:
     st.info(
-        f"A session built from nothing: {draft.session().n_views} views from {draft.start_time:%A %Y-%m-%d %H:%M:%S}, "
+        f"A session built from nothing: {counted(draft.session().n_views, 'view')} "
+        f"from {draft.start_time:%A %Y-%m-%d %H:%M:%S}, "
         f"lasting {whatif.duration_text(draft.duration)}: P(male) {assessment.prediction.p_male:.2f}.",
         icon=":material/construction:",
     )
@@ -276,7 +277,9 @@ else:
     )
     if note := st.session_state.pop(DURATION_NOTE, None):
         st.warning(note, icon=":material/warning:")
-    st.caption(f"Ends {draft.end_time:%Y-%m-%d %H:%M:%S} ({draft.start_time:%A} start) · {len(draft.paths)} views")
+    st.caption(
+        f"Ends {draft.end_time:%Y-%m-%d %H:%M:%S} ({draft.start_time:%A} start) · {counted(len(draft.paths), 'view')}"
+    )
     for number, path in enumerate(draft.paths):
         # A row of the buttons' own width: fixed columns cut their symbols on a narrow screen.
         row = st.container(horizontal=True, vertical_alignment="center", key=f"whatif_view_{number}")
@@ -387,7 +390,7 @@ if other_assessment is None:
 st.markdown("**Each bar's parts**")
 for number, group in enumerate(groups):
     name = f"{ui.shown(group.code)} and below" if group.code is not None else group.name
-    with st.expander(f"{name} · {group.shap:+.3f} · {len(group.parts)} contributions"):
+    with st.expander(f"{name} · {group.shap:+.3f} · {counted(len(group.parts), 'contribution')}"):
         st.dataframe(
             group.parts[["label", "shap", "group"] if group.kind == "other" else ["label", "shap"]],
             hide_index=True,

@@ -424,3 +424,11 @@ def test_a_session_built_from_nothing(app, trained_demo, served_session):
     assert Draft.from_link(param(at, "build")).paths == paths[1:]
     at.button(key="whatif_leave").click().run()
     assert param(at, "build") is None and at.button(key="build")
+
+
+def test_one_view_and_one_contribution_are_counted_in_the_singular(app, served_session):
+    at = app(build=draft(served_session[2].paths[:1], START, 300).link())
+    assert "A session built from nothing: 1 view from " in info(at)
+    assert any(caption.value.endswith("(Friday start) · 1 view") for caption in at.caption)
+    parts = [expander.label for expander in at.expander if "contribution" in expander.label]
+    assert any(label.endswith("· 1 contribution") for label in parts), parts  # "categories not viewed", say
