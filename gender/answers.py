@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
+from gender.whatif import duration_text
+
 if TYPE_CHECKING:
     from gender.card import Training
     from gender.session import Session
@@ -85,7 +87,8 @@ def beyond_training(session: Session, training: Training) -> str | None:
     if training.most_views is not None and session.n_views > training.most_views:
         beyond.append(f"{session.n_views:,} views (the most in training: {training.most_views:,})")
     if training.longest_seconds is not None and session.duration.total_seconds() > training.longest_seconds:
-        beyond.append(f"a duration of {session.duration} (the longest in training: {training.longest})")
+        longest = duration_text(training.longest)
+        beyond.append(f"a duration of {duration_text(session.duration)} (the longest in training: {longest})")
     if not beyond:
         return None
     return (

@@ -34,6 +34,7 @@ from gender.answers import beyond_training, in_words
 from gender.errors import GenderError
 from gender.serve import Served
 from gender.trained import Model
+from gender.whatif import duration_text
 
 # No request of any kind leaves the file: scripts and styles are inline, images data: URLs.
 CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; font-src data:"
@@ -184,7 +185,7 @@ class Report:
             f"<pre>{escape(json.dumps(served.as_json(), indent=2, ensure_ascii=False))}</pre></details>",
             "<h2>The session</h2>",
             f"<p><b>Start</b> {record.start_time:%Y-%m-%d %H:%M:%S} ({record.start_time:%A}) · "
-            f"<b>End</b> {record.end_time:%Y-%m-%d %H:%M:%S} · <b>Duration</b> {escape(record.duration)} · "
+            f"<b>End</b> {record.end_time:%Y-%m-%d %H:%M:%S} · <b>Duration</b> {duration_text(record.duration)} · "
             f"<b>Views</b> {record.n_views}</p>",
             html_table(
                 [(order, " › ".join(path)) for order, path in zip(record.orders, record.paths)],

@@ -242,8 +242,8 @@ _PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*")  # "2 h", "5min", "1.5 d
 
 
 def parse_duration(text: str) -> timedelta:
-    """A session's length as typed: seconds ("90", "1e5"), the clock the box shows ("1:30:00",
-    "1 day, 2:00:00") or in units ("2 h 5 min", "90 s"), to the second; ValueError saying why."""
+    """A session's length as typed: seconds ("90", "1e5"), a clock ("1:30:00", "1 day, 2:00:00")
+    or units as the box shows them ("2 h 5 min", "90 s"), to the second; ValueError saying why."""
     typed = text.strip().lower()
     try:
         seconds = float(typed)
@@ -264,13 +264,15 @@ def parse_duration(text: str) -> timedelta:
 
 
 def duration_text(duration: timedelta) -> str:
-    """A duration as one says it: "45 s", "3 min 20 s", "1 h 05 min"."""
+    """A duration as one says it, to the second: "45 s", "3 min 20 s", "1 h 05 min", "27 h 46 min 40 s".
+    Every page shows a duration so (not "1 day, 3:46:40"), and `parse_duration` reads it back."""
     seconds = int(duration.total_seconds())
     if seconds < 60:
         return f"{seconds} s"
     if seconds < 3_600:
         return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3_600} h {seconds % 3_600 // 60:02d} min"
+    hours = f"{seconds // 3_600} h {seconds % 3_600 // 60:02d} min"
+    return f"{hours} {seconds % 60:02d} s" if seconds % 60 else hours
 
 
 def changes(stored: Draft, edited: Draft) -> list[Change]:

@@ -151,7 +151,8 @@ st.dataframe(
     },
 )
 longest = (  # the Predict page warns of a session beyond these
-    f"  \nThe most views of a session trained on: {training.most_views:,}; the longest one lasted {training.longest}"
+    f"  \nThe most views of a session trained on: {training.most_views:,}; "
+    f"the longest one lasted {whatif.duration_text(training.longest)}"
     if training.most_views is not None and training.longest is not None
     else ""
 )

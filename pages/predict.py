@@ -30,7 +30,7 @@ def boxes_from(draft: whatif.Draft) -> None:
     forgets a box's value on a run that does not draw it)."""
     st.session_state["whatif_date"] = draft.start_time.date()
     st.session_state["whatif_time"] = draft.start_time.time().replace(second=0)  # the box shows minutes
-    st.session_state["whatif_duration"] = str(draft.duration)  # "0:00:44", "1 day, 2:00:00": parse_duration reads it
+    st.session_state["whatif_duration"] = whatif.duration_text(draft.duration)  # parse_duration reads it back
 
 
 def edit(change) -> None:
@@ -52,7 +52,9 @@ def retimed() -> None:
         duration = whatif.parse_duration(typed)
     except ValueError as exc:  # said under the box, which then shows the duration kept
         said = ui.shown(typed) if typed.strip() else "An empty box"
-        st.session_state[DURATION_NOTE] = f"{said} is not a duration: {exc}. It stays {draft.duration}."
+        st.session_state[DURATION_NOTE] = (
+            f"{said} is not a duration: {exc}. It stays {whatif.duration_text(draft.duration)}."
+        )
         duration = draft.duration
     put(owner, draft.starting(start).lasting(duration))
 
@@ -255,7 +257,8 @@ st.subheader("The session" if not editing else "The session, as edited" if serve
 if not editing:
     st.markdown(
         f"**Start** {record.start_time:%Y-%m-%d %H:%M:%S} ({record.start_time:%A}) · "
-        f"**End** {record.end_time:%Y-%m-%d %H:%M:%S} · **Duration** {record.duration} · **Views** {record.n_views}"
+        f"**End** {record.end_time:%Y-%m-%d %H:%M:%S} · **Duration** {whatif.duration_text(record.duration)} · "
+        f"**Views** {record.n_views}"
     )
     st.dataframe(
         explore.session_paths(record.views), hide_index=True, key="paths", height=min(400, 40 + 35 * len(record.views))

@@ -274,7 +274,7 @@ def test_model_page_threshold_slider(app, trained_demo):
     waits = at.button(key="retrain").help  # how long training will take, from the last one
     took = whatif.duration_text(timedelta(seconds=round(card.seconds)))
     assert f"took {took} on {card.training.sessions:,} labelled sessions" in waits
-    longest = timedelta(seconds=round(card.training.longest_seconds))
+    longest = whatif.duration_text(timedelta(seconds=round(card.training.longest_seconds)))
     assert (
         f"The most views of a session trained on: {card.training.most_views:,}; the longest one lasted {longest}"
         in texts(at)
