@@ -235,6 +235,7 @@ class Change:
 
 
 MAX_TYPED_DURATION = timedelta(days=365)  # the editor's box: a longer "session" is a slip of the keyboard
+MAX_DURATION_TEXT = 100  # characters: a paste beyond it is no duration (and the patterns below never see it)
 _UNIT_SECONDS = {"d": 86_400, "day": 86_400, "days": 86_400, "h": 3_600, "hour": 3_600, "hours": 3_600}
 _UNIT_SECONDS |= {"min": 60, "minute": 60, "minutes": 60, "s": 1, "sec": 1, "second": 1, "seconds": 1}
 _CLOCK = re.compile(r"(?:(\d+) days?, )?(\d+):(\d\d):(\d\d)")  # as str(timedelta): "1 day, 2:05:00"
@@ -245,6 +246,8 @@ def parse_duration(text: str) -> timedelta:
     """A session's length as typed: seconds ("90", "1e5"), a clock ("1:30:00", "1 day, 2:00:00")
     or units as the box shows them ("2 h 5 min", "90 s"), to the second; ValueError saying why."""
     typed = text.strip().lower()
+    if len(typed) > MAX_DURATION_TEXT:
+        raise ValueError(f"a duration is at most {MAX_DURATION_TEXT} characters, this is {len(typed):,}")
     try:
         seconds = float(typed)
     except ValueError:

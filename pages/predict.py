@@ -270,12 +270,12 @@ else:
         "Start date", key="whatif_date", on_change=retimed, min_value=whatif.FIRST_DAY, max_value=whatif.LAST_DAY
     )
     start_time.time_input("Start time", key="whatif_time", on_change=retimed, step=60)
-    # Text, not a number box: Streamlit's read "1e5" as 1, silently.
+    # Text, not a number box: Streamlit's read "1e5" as 1, silently. No max_chars: its counter
+    # ("14/1020") meant nothing to a reader; parse_duration refuses a long text and says so.
     duration.text_input(
         "Duration",
         key="whatif_duration",
         on_change=retimed,
-        max_chars=ui.MAX_TYPED,
         help="Seconds (90 or 1e5), hours:minutes:seconds (1:30:00) or units (2 h 5 min).",
     )
     if note := st.session_state.pop(DURATION_NOTE, None):
@@ -318,9 +318,11 @@ else:
         "Search the catalogue",
         key="whatif_search",
         placeholder="e.g. B00009 D12",
-        max_chars=ui.MAX_TYPED,
         help="Parts of codes at any level, blank-separated: every part must match.",
-    )
+    )  # no max_chars, whose counter ("14/1020") meant nothing to a reader: the length is checked here
+    if len(typed) > ui.MAX_TYPED:
+        st.caption(f"Only the first {ui.MAX_TYPED:,} of the {len(typed):,} characters typed are searched.")
+        typed = typed[: ui.MAX_TYPED]
     paths = ui.category_paths()
     if paths is None:  # a large database with no summaries stored: never grouped while the page waits
         st.info(summary.too_large_note(), icon=":material/summarize:")

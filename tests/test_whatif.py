@@ -302,6 +302,7 @@ def test_a_duration_reads_as_seconds_a_clock_or_units():
         ("-5", "zero or more seconds"),
         ("nan", "zero or more seconds"),
         ("1e9", "at most 365 days"),
+        ("1" * 101, "at most 100 characters, this is 101"),
     ]:
         with pytest.raises(ValueError, match=re.escape(why)):
             whatif.parse_duration(typed)
@@ -323,6 +324,11 @@ def test_the_duration_box_takes_what_one_types_and_says_why_not(app, served_sess
     assert "`12 parsecs` is not a duration: type seconds (90)" in said and "It stays 1 min 30 s." in said
     assert at.text_input(key="whatif_duration").value == "1 min 30 s"
     assert Draft.from_link(param(at, "whatif")).duration == timedelta(seconds=90)
+    # No max_chars (its "14/1020" counter meant nothing to a reader): a long paste is refused in words.
+    assert not at.text_input(key="whatif_duration").proto.max_chars
+    at.text_input(key="whatif_duration").set_value("9" * 2_000).run()
+    assert "a duration is at most 100 characters, this is 2,000" in " ".join(warning.value for warning in at.warning)
+    assert at.text_input(key="whatif_duration").value == "1 min 30 s"
 
 
 def test_the_editor_removes_moves_adds_and_resets(app, served_session, demo_engine):
@@ -436,3 +442,14 @@ def test_one_view_and_one_contribution_are_counted_in_the_singular(app, served_s
     assert any(caption.value.endswith("(Friday start) · 1 view") for caption in at.caption)
     parts = [expander.label for expander in at.expander if "contribution" in expander.label]
     assert any(label.endswith("· 1 contribution") for label in parts), parts  # "categories not viewed", say
+
+
+def test_the_catalogue_search_says_when_it_cuts_a_long_text(app, served_session):
+    import ui
+
+    at = app(build=draft(served_session[2].paths[:1], START, 300).link())
+    assert not at.text_input(key="whatif_search").proto.max_chars  # its "14/1020" counter meant nothing to a reader
+    at.text_input(key="whatif_search").set_value("b" * 2_000).run()
+    assert not at.exception
+    cut = f"Only the first {ui.MAX_TYPED:,} of the 2,000 characters typed are searched."
+    assert cut in [caption.value for caption in at.caption]
