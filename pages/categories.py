@@ -57,7 +57,16 @@ with ui.banners():
     shares = explore.category_shares(population.category_counts(level))
     ui.chart(plots.category_by_gender(shares, top), key="category_by_gender")
     with st.expander(f"Male share per category at level {level.upper()}, with counts of views and sessions"):
-        st.dataframe(shares, key="shares_table")
+        st.dataframe(
+            shares,
+            key="shares_table",
+            column_config={
+                **{count: st.column_config.NumberColumn(format="localized") for count in shares.columns},
+                "male_share": st.column_config.NumberColumn(
+                    "male share", format="percent", help="Male views among the labelled ones (unknown left out)"
+                ),
+            },
+        )
 
     st.subheader("The catalogue")
     branches = population.tree_counts()

@@ -216,6 +216,9 @@ def test_population_level_switch(app):
     assert not at.exception
     bars = next(c for c in charts(at) if c["data"][0]["type"] == "bar" and c["data"][0].get("name") == "female")
     assert all(str(x).startswith("C") for x in bars["data"][0]["x"])
+    shares = next(frame for frame in at.dataframe if "male_share" in frame.value.columns)
+    shown = json.loads(shares.proto.columns)["male_share"]  # a header in words, not the column's name
+    assert shown["label"] == "male share" and shown["type_config"]["format"] == "percent"
 
 
 def test_the_catalogue_shows_a_to_b_and_opens_one_a_category_to_c(app, engine):
