@@ -660,7 +660,7 @@ class Comparison:
     b: Cohort
     sessions_a: int
     sessions_b: int
-    p_male_a: float  # mean P(male) served (NaN for an empty cohort)
+    p_male_a: float  # mean P(male) of its sampled sessions, as the model answers (NaN for an empty cohort)
     p_male_b: float
     features: pd.DataFrame
     groups: pd.DataFrame
@@ -1064,7 +1064,12 @@ def html(population: Population, view: View = View(), generated_at: datetime | N
         "<h2>Two groups of sessions, side by side</h2>",
         html_table(
             [
-                (f"cohort {name}", cohort.label, f"{size:,} sampled sessions", f"mean P(male) served {p_male(mean)}")
+                (
+                    f"cohort {name}",
+                    cohort.label,
+                    f"{size:,} sampled sessions",
+                    f"mean P(male) of its sampled sessions: {p_male(mean)}",
+                )
                 for name, cohort, size, mean in (
                     ("a", comparison.a, comparison.sessions_a, comparison.p_male_a),
                     ("b", comparison.b, comparison.sessions_b, comparison.p_male_b),

@@ -176,7 +176,7 @@ for column, name, cohort, size, p_male in (
 ):
     column.metric(f"Sampled sessions in cohort {name}", f"{size:,}")
     column.markdown(
-        f"{ui.shown(cohort.label, limit=80)} · mean P(male) served: "
+        f"{ui.shown(cohort.label, limit=80)} · mean P(male) of its sampled sessions: "
         + ("none" if np.isnan(p_male) else f"**{p_male:.1%}**")
     )
 if not (comparison.sessions_a and comparison.sessions_b):
