@@ -281,6 +281,10 @@ def test_beside_the_sidebar_of_a_narrow_screen_charts_stack_and_no_label_is_cut(
         facts = page.locator(".st-key-training_facts [data-testid=stMetricValue]")
         assert facts.count() == 5
         assert not [facts.nth(n).inner_text() for n in range(5) if facts.nth(n).evaluate(CUT)]
+        if width == 1400:  # every column of every table in sight: the per-fold ROC-AUCs and the runs' last were cut
+            tables = page.locator("[data-testid=stDataFrame] .dvn-scroller")
+            assert tables.count() == 4  # candidates, served models, library versions, training runs
+            assert not [n for n in range(4) if tables.nth(n).evaluate(CUT)]
 
         page.goto(f"{server}/?session=u10003")
         settle(page)
