@@ -23,7 +23,7 @@ import plotly.offline
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from gender import artifact, db, serve, suggest, summary, synth, whatif
+from gender import answers, artifact, db, serve, suggest, summary, synth
 from gender.config import Settings, load_settings
 from gender.errors import DatabaseUnavailable, GenderError, ModelUnavailable
 from gender.trained import Model, Models
@@ -281,7 +281,7 @@ def _follow(run: TrainingRun) -> None:
     """The training's progress, redrawn every second; the whole page again once it has finished."""
     if run.done.is_set():
         st.rerun()
-    so_far = whatif.duration_text(timedelta(seconds=round(time.monotonic() - run.started)))
+    so_far = answers.duration_text(timedelta(seconds=round(time.monotonic() - run.started)))
     st.progress(run.fraction, f"{run.message} ({so_far} so far; it goes on if you leave this page)")
 
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, NamedTuple
-
-from gender.whatif import duration_text
 
 if TYPE_CHECKING:
     from gender.card import Training
@@ -78,6 +77,18 @@ def contributions_json(contributions: Iterable[Contribution]) -> str:
 def counted(number: int, noun: str) -> str:
     """A count and its noun, in the singular for one: "1 session", "2 sessions", "12,000 sessions"."""
     return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
+def duration_text(duration: timedelta) -> str:
+    """A duration as one says it, to the second: "45 s", "3 min 20 s", "1 h 05 min", "27 h 46 min 40 s".
+    Every page shows a duration so (not "1 day, 3:46:40"), and `parse_duration` reads it back."""
+    seconds = int(duration.total_seconds())
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3_600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    hours = f"{seconds // 3_600} h {seconds % 3_600 // 60:02d} min"
+    return f"{hours} {seconds % 60:02d} s" if seconds % 60 else hours
 
 
 def beyond_training(session: Session, training: Training) -> str | None:

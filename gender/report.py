@@ -30,11 +30,10 @@ import plotly.io as pio
 import plotly.offline
 
 from gender import explain, plots
-from gender.answers import beyond_training, in_words
+from gender.answers import beyond_training, duration_text, in_words
 from gender.errors import GenderError
 from gender.serve import Served
 from gender.trained import Model
-from gender.whatif import duration_text
 
 # No request of any kind leaves the file: scripts and styles are inline, images data: URLs.
 CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; font-src data:"

@@ -27,6 +27,7 @@ from datetime import date, datetime, timedelta
 
 import pandas as pd
 
+from gender.answers import duration_text
 from gender.db import CATEGORY_LENGTH, CATEGORY_NAMES
 from gender.session import JOIN, Session, View, as_path
 
@@ -264,18 +265,6 @@ def parse_duration(text: str) -> timedelta:
     if seconds > MAX_TYPED_DURATION.total_seconds():
         raise ValueError(f"a session lasts at most {MAX_TYPED_DURATION.days} days here")
     return timedelta(seconds=round(seconds))
-
-
-def duration_text(duration: timedelta) -> str:
-    """A duration as one says it, to the second: "45 s", "3 min 20 s", "1 h 05 min", "27 h 46 min 40 s".
-    Every page shows a duration so (not "1 day, 3:46:40"), and `parse_duration` reads it back."""
-    seconds = int(duration.total_seconds())
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3_600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    hours = f"{seconds // 3_600} h {seconds % 3_600 // 60:02d} min"
-    return f"{hours} {seconds % 60:02d} s" if seconds % 60 else hours
 
 
 def changes(stored: Draft, edited: Draft) -> list[Change]:

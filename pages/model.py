@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from gender import artifact, metrics, plots, train, whatif
+from gender import answers, artifact, metrics, plots, train
 
 st.title("The model")
 
@@ -105,7 +105,7 @@ with pr_col:
     ui.chart(plots.pr_curves(card.candidates, card.chosen, training.male_share), key="pr")
 
 st.subheader("Training facts")
-took = whatif.duration_text(timedelta(seconds=round(card.seconds)))
+took = answers.duration_text(timedelta(seconds=round(card.seconds)))
 # A row that wraps: five fixed columns cut their values on a narrow screen.
 with st.container(horizontal=True, horizontal_alignment="distribute", key="training_facts"):
     st.metric("Labelled sessions", f"{training.sessions:,}", width="content")
@@ -152,7 +152,7 @@ st.dataframe(
 )
 longest = (  # the Predict page warns of a session beyond these
     f"  \nThe most views of a session trained on: {training.most_views:,}; "
-    f"the longest one lasted {whatif.duration_text(training.longest)}"
+    f"the longest one lasted {answers.duration_text(training.longest)}"
     if training.most_views is not None and training.longest is not None
     else ""
 )
@@ -180,7 +180,7 @@ st.dataframe(
                 "sessions": run.training.sessions,
                 "compared on": run.cv.sessions,
                 "held-out ROC-AUC": held_out(run.slots["treatment"].holdout_auc),
-                "took": whatif.duration_text(timedelta(seconds=round(run.seconds))),
+                "took": answers.duration_text(timedelta(seconds=round(run.seconds))),
                 "data fingerprint": run.training.fingerprint[:8],  # as short as a model id's sha256
                 "model sha256": run.slots["treatment"].sha256[:8],
             }

@@ -7,7 +7,7 @@ import streamlit as st
 
 import ui
 from gender import explain, explore, plots, predict, report, serve, summary, whatif
-from gender.answers import Prediction, beyond_training, counted, in_words
+from gender.answers import Prediction, beyond_training, counted, duration_text, in_words
 from gender.trained import Model
 
 WHATIF, BUILD = "whatif", "build"  # the query parameters of an edited and of a built session
@@ -30,7 +30,7 @@ def boxes_from(draft: whatif.Draft) -> None:
     forgets a box's value on a run that does not draw it)."""
     st.session_state["whatif_date"] = draft.start_time.date()
     st.session_state["whatif_time"] = draft.start_time.time().replace(second=0)  # the box shows minutes
-    st.session_state["whatif_duration"] = whatif.duration_text(draft.duration)  # parse_duration reads it back
+    st.session_state["whatif_duration"] = duration_text(draft.duration)  # parse_duration reads it back
 
 
 def edit(change) -> None:
@@ -52,9 +52,7 @@ def retimed() -> None:
         duration = whatif.parse_duration(typed)
     except ValueError as exc:  # said under the box, which then shows the duration kept
         said = ui.shown(typed) if typed.strip() else "An empty box"
-        st.session_state[DURATION_NOTE] = (
-            f"{said} is not a duration: {exc}. It stays {whatif.duration_text(draft.duration)}."
-        )
+        st.session_state[DURATION_NOTE] = f"{said} is not a duration: {exc}. It stays {duration_text(draft.duration)}."
         duration = draft.duration
     put(owner, draft.starting(start).lasting(duration))
 
@@ -220,7 +218,7 @@ elif changed:
     st.info(
         f"A session built from nothing: {counted(draft.session().n_views, 'view')} "
         f"from {draft.start_time:%A %Y-%m-%d %H:%M:%S}, "
-        f"lasting {whatif.duration_text(draft.duration)}: P(male) {assessment.prediction.p_male:.2f}.",
+        f"lasting {duration_text(draft.duration)}: P(male) {assessment.prediction.p_male:.2f}.",
         icon=":material/construction:",
     )
 
@@ -257,7 +255,7 @@ st.subheader("The session" if not editing else "The session, as edited" if serve
 if not editing:
     st.markdown(
         f"**Start** {record.start_time:%Y-%m-%d %H:%M:%S} ({record.start_time:%A}) · "
-        f"**End** {record.end_time:%Y-%m-%d %H:%M:%S} · **Duration** {whatif.duration_text(record.duration)} · "
+        f"**End** {record.end_time:%Y-%m-%d %H:%M:%S} · **Duration** {duration_text(record.duration)} · "
         f"**Views** {record.n_views}"
     )
     st.dataframe(

@@ -14,7 +14,7 @@ import pytest
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from gender import artifact, db, ingest, metrics, synth, whatif
+from gender import answers, artifact, db, ingest, metrics, synth
 from gender.features import JOIN
 from tests.conftest import PROJECT, write_pakdd
 from tests.live import charts, sqlite_copy
@@ -275,9 +275,9 @@ def test_model_page_threshold_slider(app, trained_demo):
     names = " ".join(t["name"] for t in roc["data"])
     assert "original" in names and "(chosen)" in names and "±" in names
     waits = at.button(key="retrain").help  # how long training will take, from the last one
-    took = whatif.duration_text(timedelta(seconds=round(card.seconds)))
+    took = answers.duration_text(timedelta(seconds=round(card.seconds)))
     assert f"took {took} on {card.training.sessions:,} labelled sessions" in waits
-    longest = whatif.duration_text(timedelta(seconds=round(card.training.longest_seconds)))
+    longest = answers.duration_text(timedelta(seconds=round(card.training.longest_seconds)))
     assert (
         f"The most views of a session trained on: {card.training.most_views:,}; the longest one lasted {longest}"
         in texts(at)

@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
-from gender import artifact, db, explain, metrics, predict, whatif
+from gender import answers, artifact, db, explain, metrics, predict
 from gender.answers import UNKNOWN, Prediction, beyond_training, in_words
 from gender.errors import ModelUnavailable
 from gender.features import SessionFeatures
@@ -72,7 +72,7 @@ def test_a_session_beyond_every_one_trained_on_is_said_to_be(served):
     )
     shorter = training.model_copy(update={"longest_seconds": session.duration.total_seconds() - 1})
     said = beyond_training(session, shorter)  # in units, as the what-if's changes say a duration
-    assert f"a duration of {whatif.duration_text(session.duration)} (the longest in training: " in said
+    assert f"a duration of {answers.duration_text(session.duration)} (the longest in training: " in said
     unknown = training.model_copy(update={"most_views": None, "longest_seconds": None})  # a card from before
     assert beyond_training(session, unknown) is None
 

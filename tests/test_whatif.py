@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from gender import artifact, db, predict, serve, summary, whatif
+from gender import answers, artifact, db, predict, serve, summary, whatif
 from gender.config import load_settings
 from gender.session import JOIN, Session
 from gender.whatif import BadLink, Change, Draft
@@ -292,9 +292,9 @@ def test_a_duration_reads_as_seconds_a_clock_or_units():
     for shown in (timedelta(seconds=44), timedelta(days=2, seconds=1)):  # the clock of str(duration)
         assert whatif.parse_duration(str(shown)) == shown
     for seconds in (0, 44, 600, 3_600, 3_661, 100_000):  # the units the box and every page show, read back
-        assert whatif.parse_duration(whatif.duration_text(timedelta(seconds=seconds))) == timedelta(seconds=seconds)
-    assert whatif.duration_text(timedelta(days=1, hours=3, minutes=46, seconds=40)) == "27 h 46 min 40 s"
-    assert whatif.duration_text(timedelta(hours=1, minutes=5)) == "1 h 05 min"
+        assert whatif.parse_duration(answers.duration_text(timedelta(seconds=seconds))) == timedelta(seconds=seconds)
+    assert answers.duration_text(timedelta(days=1, hours=3, minutes=46, seconds=40)) == "27 h 46 min 40 s"
+    assert answers.duration_text(timedelta(hours=1, minutes=5)) == "1 h 05 min"
     for typed, why in [
         ("12 parsecs", "type seconds (90)"),
         ("3 min 20", "type seconds (90)"),
@@ -313,11 +313,11 @@ def test_the_duration_box_takes_what_one_types_and_says_why_not(app, served_sess
     served, _, stored = served_session
     at = app(session=served.assessment.record.session_id)
     at.toggle(key="whatif_on").set_value(True).run()
-    assert at.text_input(key="whatif_duration").value == whatif.duration_text(stored.end_time - stored.start_time)
+    assert at.text_input(key="whatif_duration").value == answers.duration_text(stored.end_time - stored.start_time)
     for typed, seconds in (("1e5", 100_000), ("2 h 5 min", 7_500), ("0:01:30", 90)):
         at.text_input(key="whatif_duration").set_value(typed).run()
         assert not at.exception
-        assert at.text_input(key="whatif_duration").value == whatif.duration_text(timedelta(seconds=seconds))
+        assert at.text_input(key="whatif_duration").value == answers.duration_text(timedelta(seconds=seconds))
         assert Draft.from_link(param(at, "whatif")).duration == timedelta(seconds=seconds)
     at.text_input(key="whatif_duration").set_value("12 parsecs").run()
     said = " ".join(warning.value for warning in at.warning)
