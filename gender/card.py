@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from gender.errors import ModelUnavailable
 from gender.metrics import Calibration, Confusion, PrecisionRecall, Roc, Value
 
+CHANCE_AUC = 0.55  # a served model measured below this ROC-AUC is said to be hardly better than chance
+
 
 class Training(Value):
     """The labelled sessions trained on."""
@@ -133,11 +135,17 @@ class ModelCard(Value):
                 f"held-out ROC-AUC {entry.holdout.auc:.4f}, {balanced} on {entry.holdout.sessions:,} sessions "
                 "used neither to fit nor to calibrate it"
                 if entry.holdout
-                else f"{balanced} out of fold"
+                else f"{balanced} out of fold (every labelled session was compared, none held out)"
             )
             lines.append(
                 f"{slot} ({entry.candidate}, fitted on {entry.fitted_sessions:,} sessions): "
                 f"threshold {entry.threshold:.3f}, {measured}"
+            )
+        _, auc = self.quality("treatment")
+        if auc < CHANCE_AUC:
+            lines.append(
+                f"warning: the treatment model's ROC-AUC is {auc:.4f}, hardly better than chance (0.5): these "
+                "sessions tell it little about gender, and its answers are close to guesses"
             )
         lines.append(f"{self.seconds} s")
         return lines

@@ -408,3 +408,18 @@ def test_the_model_page_states_the_sample_and_the_held_out_quality(sampled, demo
     at.slider(key="threshold").set_value(0.4).run()
     expected, _ = metrics.confusion_from_roc(holdout.roc, 0.4, holdout.male, holdout.female)
     assert float(metric(at, "Balanced accuracy")) == pytest.approx(expected.balanced_accuracy, abs=1e-3)
+
+
+def test_train_says_when_the_chosen_model_is_hardly_better_than_chance(trained_demo):
+    """A shop's logs may tell little about gender: `train` then says its answers are close to guesses."""
+    card = artifact.load_card(trained_demo[1])
+    assert not [line for line in card.summary() if line.startswith("warning:")]
+    chosen = card.candidates[card.chosen]
+    weak = card.model_copy(
+        update={"candidates": card.candidates | {card.chosen: chosen.model_copy(update={"auc_mean": 0.4679})}}
+    )
+    assert weak.quality("treatment")[1] == 0.4679  # the demo's labelled sessions are all compared: none held out
+    assert weak.summary()[-2] == (
+        "warning: the treatment model's ROC-AUC is 0.4679, hardly better than chance (0.5): these sessions tell it "
+        "little about gender, and its answers are close to guesses"
+    )
