@@ -51,11 +51,17 @@ def parse_url(text: str | URL) -> URL:
     if isinstance(text, URL):
         return text
     try:
-        return make_url(text.strip())
+        url = make_url(text.strip())
     except (ArgumentError, ValueError):
         raise GenderError(
             "not a database URL; expected e.g. sqlite:///data/ftp.db or mysql+pymysql://user:password@host:3306/ftp"
         ) from None
+    if url.host and "@" in url.host:  # the rest of a password holding "@": never printed as a host name
+        raise GenderError(
+            "the database URL holds more than one '@': write an '@' in the user name or password as %40 "
+            "(mysql+pymysql://user:p%40ss@host/ftp)"
+        )
+    return url
 
 
 def redact(url: str | URL) -> str:

@@ -291,7 +291,7 @@ def check_schema(engine: Engine) -> None:
     if missing:
         raise DatabaseUnavailable(
             f"database {redact(engine.url)} has no FTP tables ({missing}): "
-            "load data with `python -m gender demo` or `python -m gender import-pakdd`"
+            "load data with `python -m gender demo`, `import-pakdd`, `import-events` or `import-db`"
         )
 
 

@@ -186,6 +186,8 @@ def test_scoring_a_file_with_a_bad_line_writes_nothing(tmp_path, trained_demo):
         (["import-pakdd", "{tmp}/missing.csv", "--db", "sqlite:///{tmp}/new/x.db"], "missing.csv: no such file"),
         (["predict", "u10003", "--db", "not a url"], "not a database URL"),
         (["count", "u1", "B1", "--db", "mysql+pymysql://root:s3cret-pw@127.0.0.1:1/x"], "failed"),
+        # a password holding a bare "@": its rest was printed as the host ("Can't connect to ... on 's3cret-pw@...'")
+        (["count", "u1", "B1", "--db", "mysql+pymysql://root:a@s3cret-pw@127.0.0.1:1/x"], "write an '@' in the user"),
         (["import-pakdd", "{tmp}/missing.csv", "--db", "sqlite:///{tmp}/x.db"], "missing.csv: no such file"),
         (["train", "--db", "sqlite:///{tmp}/empty.db"], "no FTP tables"),
         (["score", "--pakdd", "{tmp}/missing.csv", "--out", "{tmp}/o.csv", "--model-dir", "{tmp}"], "no trained model"),
