@@ -340,7 +340,8 @@ def assign_groups(explanation: Explanation, session: Session | pd.DataFrame, sch
     """The explanation's contributions (feature, value, label, shap), each with its group:
     `group` (its name), `group_kind` and `group_code` (see `Group`).
 
-    A code's A category is read from the session's own paths (the first path it appears on):
+    A code's A category is read from the session's own paths (the first path it appears on; a
+    view of a code viewed under several says so in its label):
     a view of any code the session viewed, a path prefix it viewed, a step from (or else to) a
     code it viewed go to that A category's group; a view, path or step of codes it never viewed
     to "categories not viewed"; the start's hour, weekday and day (tokens, one-hot times or
@@ -350,20 +351,25 @@ def assign_groups(explanation: Explanation, session: Session | pd.DataFrame, sch
     codes it never viewed. Names are read by `Feature.parse` with `scheme` (`scheme_of`).
     """
     paths = _paths_of(session)
-    a_of: dict[str, str] = {}  # a code the session viewed -> the A code of the first path holding it
+    branches: dict[str, dict[str, None]] = {}  # a code the session viewed -> the A codes above it, in order
     nodes: set[str] = set()  # the session's path prefixes, as path features name them
     for path in paths:
         for depth, code in enumerate(path):
-            a_of.setdefault(code, path[0])
+            branches.setdefault(code, {})[path[0]] = None
             nodes.add(node_id(path[: depth + 1]))
+    a_of = {code: next(iter(under)) for code, under in branches.items()}  # the first path's A code
 
-    kinds, codes = [], []
+    kinds, codes, notes = [], [], []
     for name in explanation.contributions["feature"]:
         feature = Feature.parse(name, scheme)
-        kind, code = "not viewed", None
+        kind, code, note = "not viewed", None, ""
         if feature.kind == "view":
             if feature.codes[0] in a_of:
                 kind, code = "category", a_of[feature.codes[0]]
+            # A view feature names its code alone: one viewed under several A categories (a shop's
+            # "Shoes" under Women and under Men) is one feature, in the first one's group; it says so.
+            if len(under := branches.get(feature.codes[0], ())) > 1:
+                note = f" (under {' and '.join(under)})"
         elif feature.kind == "path":
             if node_id(feature.codes) in nodes:
                 kind, code = "category", feature.codes[0]
@@ -380,7 +386,9 @@ def assign_groups(explanation: Explanation, session: Session | pd.DataFrame, sch
             kind, code = ("category", a_of[first]) if first is not None else ("not viewed", None)
         kinds.append(kind)
         codes.append(code)
+        notes.append(note)
     assigned = explanation.contributions[["feature", "value", "label", "shap"]].copy()
+    assigned["label"] += notes
     assigned["group"] = [category_group_name(c) if k == "category" else _FIXED_NAMES[k] for k, c in zip(kinds, codes)]
     assigned["group_kind"] = kinds
     assigned["group_code"] = codes

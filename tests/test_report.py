@@ -91,6 +91,27 @@ def test_each_contribution_goes_to_its_top_level_category_or_its_kind():
     assert_partition(explanation, groups)
 
 
+def test_a_code_viewed_under_several_top_categories_says_so():
+    """A shop's names repeat across branches (Shoes under Women and under Men): the view feature
+    names the code alone, so it stays in one group, the first path's, and its label names both."""
+    session = Session(
+        "s2",
+        datetime(2014, 11, 14, 14, 2),
+        datetime(2014, 11, 14, 14, 9),
+        paths=(("Women", "Shoes", "Boots", "D1"), ("Men", "Shoes", "Boots", "D2"), ("Men", "Shirts", "Polo", "D3")),
+    )
+    rows = [
+        (Feature.view("Shoes").name, 2, 0.3),
+        (Feature.view("Shirts").name, 1, -0.2),
+        (Feature.view("Boots").name, 2, 0.1),
+    ]
+    explanation = explanation_of(rows)
+    assigned = explain.assign_groups(explanation, session, "session")
+    assert assigned["group"].tolist() == ["Women and below", "Men and below", "Women and below"]
+    shoes, shirts, boots = explanation.contributions["label"]
+    assert assigned["label"].tolist() == [f"{shoes} (under Women and Men)", shirts, f"{boots} (under Women and Men)"]
+
+
 def test_the_originals_words_go_to_the_category_of_their_first_code():
     rows = [
         ("A00002 B00009 C00001", 1, 0.3),  # a 3-gram starting with a viewed A code
