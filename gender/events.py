@@ -256,11 +256,13 @@ def _checked(values: tuple, position: int, columns: EventColumns, other_events: 
     codes, written = [_exact(code) for code in categories], None
     if columns.path is not None and isinstance(codes[0], str) and codes[0]:
         # The blanks around each level's name are the path's layout ("Women > Shoes" with --sep
-        # " > " or "/"), and "A/B/C/D/", as PAKDD writes paths, is "A/B/C/D".
+        # " > " or "/"); "A/B/C/D/", as PAKDD writes paths, and "/A/B/C/D", as a URL path, are "A/B/C/D".
         written = codes[0]
         codes = [code.strip() for code in written.split(columns.sep)]
         if len(codes) > 1 and not codes[-1]:
             codes.pop()
+        if len(codes) > 1 and not codes[0]:
+            codes.pop(0)
     if all(code in ("", None) for code in codes):
         if not other_events:
             raise ingest.Invalid("no category path (with --other-events such a row is an event other than a view)")

@@ -218,17 +218,21 @@ def test_finer_times_and_numbers(engine, tmp_path):
 def test_blanks_in_an_id_are_its_own_and_around_a_paths_levels_are_its_layout(engine, tmp_path, suffix):
     """` padded ` and `padded` are two sessions, as CSV (RFC 4180) and Parquet hold them; in a path
     the blanks around each level are layout, and a trailing separator is dropped even when it ends
-    in a blank (it was read as part of the last level: `Air Max 90 >`)."""
+    in a blank (it was read as part of the last level: `Air Max 90 >`), as is a leading one (as a
+    URL path starts: `> Men > …`)."""
     frame = pd.DataFrame(
         {
-            "visit": [" padded ", "padded", "padded"],
-            "ts": pd.to_datetime(["2014-11-14 10:00:00", "2014-11-15 11:00:00", "2014-11-15 11:00:09"]),
+            "visit": [" padded ", "padded", "padded", "padded"],
+            "ts": pd.to_datetime(
+                ["2014-11-14 10:00:00", "2014-11-15 11:00:00", "2014-11-15 11:00:09", "2014-11-15 11:00:10"]
+            ),
             "category path": [
                 "Women's shoes > Ténis > Nike Air > Air Max 90 > ",
                 "Women's shoes >  Ténis  > Nike Air > Air Max 90",
                 "Men > Ténis > Nike Air > Air Max 1",
+                " > Men > Ténis > Nike Air > Air Max 2",
             ],
-            "sex": ["male", "female", ""],
+            "sex": ["male", "female", "", ""],
         }
     )
     file = write_events(frame, tmp_path / f"blanks{suffix}")
@@ -240,6 +244,7 @@ def test_blanks_in_an_id_are_its_own_and_around_a_paths_levels_are_its_layout(en
         ["Women's shoes", "Ténis", "Nike Air", "Air Max 90"],
         ["Women's shoes", "Ténis", "Nike Air", "Air Max 90"],
         ["Men", "Ténis", "Nike Air", "Air Max 1"],
+        ["Men", "Ténis", "Nike Air", "Air Max 2"],
     ]
 
 
