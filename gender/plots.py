@@ -194,9 +194,23 @@ def category_by_gender(shares: pd.DataFrame, top: int) -> go.Figure:
     )
 
 
+TREEMAP_ROOT = "\x1e"  # the root's id: never a node's (codes joined by JOIN, \x1f)
+
+
 def category_treemap(tree: pd.DataFrame, base_rate: float) -> go.Figure:
     """The catalogue A → B → C sized by views, coloured by the male share of its labelled views
-    (white at the base rate)."""
+    (white at the base rate). Several top nodes hang from a root of their own, white: plotly's own
+    root for them took no colour from the scale and framed the chart in dark grey."""
+    top = tree["parent"] == ""
+    if top.sum() > 1:
+        root = {"id": TREEMAP_ROOT, "parent": "", "label": "", "views": tree.loc[top, "views"].sum()}
+        tree = pd.concat(
+            [
+                pd.DataFrame([root | {"male_share": base_rate}]),
+                tree.assign(parent=tree["parent"].mask(top, TREEMAP_ROOT)),
+            ],
+            ignore_index=True,
+        )
     figure = go.Figure(
         go.Treemap(
             ids=tree["id"],

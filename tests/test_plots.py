@@ -13,7 +13,10 @@ def test_category_codes_are_escaped_in_every_chart_that_draws_them():
     tree = pd.DataFrame(
         {"id": CODES, "parent": [""] * 4, "label": CODES, "views": [4, 3, 2, 1], "male_share": [0.1, 0.5, 1.0, None]}
     )
-    assert list(plots.category_treemap(tree, 0.23).data[0].labels) == SHOWN
+    treemap = plots.category_treemap(tree, 0.23).data[0]
+    assert list(treemap.labels) == ["", *SHOWN]  # under a white root of its own, at the base rate
+    assert (treemap.ids[0], treemap.marker.colors[0], treemap.values[0]) == (plots.TREEMAP_ROOT, 0.23, 10)
+    assert list(treemap.parents) == ["", *[plots.TREEMAP_ROOT] * 4]
 
     shares = pd.DataFrame(
         {"female": [3, 2, 0, 1], "male": [1, 1, 2, 0], "male_share": [0.25, 1 / 3, 1.0, 0.0]}, index=CODES
