@@ -220,11 +220,13 @@ def judged(log: pd.DataFrame, models, trained_on: dict[str, np.ndarray | None]) 
         model_id = models.of(group).model_id
         rows = ((log["ab_group"] == group) & (log["model_id"] == model_id)).to_numpy()
         keep |= rows
+        if not rows.any():
+            continue
         hashes = trained_on.get(model_id)
-        if hashes is None:
-            unrecorded += [model_id] if rows.any() and model_id not in unrecorded else []
-        elif rows.any():
+        if hashes is not None:
             fitted[rows] = np.isin(session_hashes(log.loc[rows, "session_id"]), hashes)
+        elif model_id not in unrecorded:  # without a control, the treatment answers both groups
+            unrecorded.append(model_id)
     return Judged(log[keep & ~fitted], int((~keep).sum()), int((keep & fitted).sum()), unrecorded)
 
 
