@@ -206,11 +206,11 @@ class Report:
             "<h3>Every contribution</h3>",
             html_table(
                 [
-                    (row.label, row.group, f"{row.value:g}", f"{row.shap:+.4f}", row.feature)
+                    (row.label, row.group, f"{row.value:g}", f"{row.shap:+.4f}")
                     for row in self.contributions.itertuples(index=False)
-                ],
-                header=("contribution", "group", "value", "SHAP", "feature"),
-                classes=("text", "text", "num", "num", "text"),
+                ],  # the features' own names are for programs: `explain --json` gives them
+                header=("contribution", "group", "value", "SHAP"),
+                classes=("text", "text", "num", "num"),
             ),
             f'<p class="muted">Base value (typical session) {explanation.base_value:+.4f} + contributions '
             f"{explanation.contributions['shap'].sum():+.4f} = {explanation.output:+.4f} {escape(explanation.units)}"
