@@ -255,14 +255,17 @@ def session_words(paths) -> str:
 def describe(name: str, value: float) -> str:
     """A feature's value in words, for explanations: ``view:C00007`` = 3 is "viewed C00007 ×3".
 
-    The name is read by `Feature.parse`. The original's words (a code, or codes in a row) read as
-    views, its one-hot times as the session features' do: both models' stories in the same words.
+    The name is read by `Feature.parse`. The original's one-hot times read as the session
+    features' do, and its words as views where they are one code (no blank): both models' stories
+    in the same words; words with a blank (codes in a row, or a code holding one) as they are.
     """
     feature = Feature.parse(name)
     kind, count = feature.kind, int(value)
-    if kind == "view" or kind == "words":
+    if kind == "view" or (kind == "words" and " " not in feature.words):
         code = feature.codes[0] if kind == "view" else feature.words
         return f"viewed {code} ×{count}" if count else f"no view of {code}"
+    if kind == "words":  # codes in a row, across views too (or one code with blanks: no telling which)
+        return f'"{feature.words}" in its codes ×{count}' if count else f'no "{feature.words}" in its codes'
     if kind == "path":
         return f"viewed {feature.text} ×{count}" if count else f"nothing in {feature.text}"
     if kind == "step":

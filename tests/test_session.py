@@ -273,7 +273,8 @@ def test_a_session_is_a_value():
         ("seconds_per_view", 900, "15.0 min per view"),
         ("hour_14", 1, "started at 14:00"),  # the original's one-hot times and words: as the session features'
         ("weekday_0", 0, "not on a Monday"),
-        ("A1 B1 C1", 2, "viewed A1 B1 C1 ×2"),
+        ("A1 B1 C1", 2, '"A1 B1 C1" in its codes ×2'),  # codes in a row, across views too
+        ("A1 B1", 0, 'no "A1 B1" in its codes'),
         ("A00005", 0, "no view of A00005"),
     ],
 )
