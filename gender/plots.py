@@ -369,6 +369,7 @@ def score_distributions(trained, served) -> go.Figure:
         marker_color=UP,
     )
     figure.update_xaxes(title="P(male)", range=[0, 1])
+    figure.update_yaxes(title="density (each area sums to 1)")
     return _laid_out(figure, barmode="overlay", height=300)
 
 

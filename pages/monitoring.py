@@ -36,7 +36,7 @@ for column, drift in zip(ui.side_by_side("drift_row", (1, 1)), monitor.drift(jud
         if drift.psi is not None:
             st.metric("Population stability index", f"{drift.psi:.3f}")
         st.markdown(drift.verdict.capitalize() + ".")
-        if len(drift.served):
+        if len(drift.served) >= monitor.MIN_SERVED_FOR_DRIFT:  # a histogram of a few is noise drawn large
             ui.chart(plots.score_distributions(drift.trained, drift.served), key=f"drift_{drift.group}")
 
 st.subheader("Right or wrong, per group")
