@@ -198,6 +198,9 @@ st.dataframe(
             help=f"Only above {train.COMPARE_SESSIONS:,} labelled sessions are some held out to measure the "
             "final model; below that every session is compared by cross-validation (the ROC-AUC column)"
         ),
+        # short headers: the long ones ran past the page's width at 1400 px
+        "data fingerprint": st.column_config.TextColumn("data", help="The training data's fingerprint"),
+        "model sha256": st.column_config.TextColumn("model", help="The treatment model file's sha256, as its id"),
     },
 )
 with st.expander("Parameters of the newest run"):
