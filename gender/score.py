@@ -31,13 +31,6 @@ def score(model: Model, frame: pd.DataFrame, explain: int = 0) -> pd.DataFrame:
     return _scores(model, frame.index, model.features(frame) if len(frame) else None, explain)
 
 
-def groups_of(models: Models, session_ids: pd.Index, salt: str, treatment_share: float) -> np.ndarray:
-    """Each session's A/B group; without a control model the treatment answers all, in its group."""
-    if models.control is None:
-        return np.full(len(session_ids), "treatment")
-    return np.array([serve.group_of(session_id, salt, treatment_share) for session_id in session_ids.tolist()])
-
-
 def score_served(models: Models, frame: pd.DataFrame, salt: str, treatment_share: float, explain: int = 0):
     """OUTPUT_COLUMNS of every session of a session frame, in its order, as the service answers
     each: its A/B group's model; with `explain` K, top_contributions from that model's explainer."""
@@ -58,15 +51,16 @@ def score_chunks(
     prediction, most of the time, releases the GIL to run on both cores.
     """
 
-    def prepared() -> Iterator[list[tuple[str, np.ndarray, pd.Index, object]]]:
+    def prepared() -> Iterator[list[tuple[str, Model, np.ndarray, pd.Index, object]]]:
+        """Per frame, each group's (group, model, rows in the frame, session ids, feature matrix)."""
         for frame in frames:
-            groups = groups_of(models, frame.index, salt, treatment_share)
+            groups = np.array([serve.group_in(models, i, salt, treatment_share) for i in frame.index.tolist()])
             parts = []
             for group in serve.GROUPS:
                 (rows,) = np.nonzero(groups == group)
                 if len(rows):
-                    part = frame.iloc[rows]
-                    parts.append((group, rows, part.index, models.of(group).features(part)))
+                    model, part = models.of(group), frame.iloc[rows]
+                    parts.append((group, model, rows, part.index, model.features(part)))
             yield parts
 
     batches = prepared()
@@ -74,18 +68,11 @@ def score_chunks(
         upcoming = reader.submit(next, batches, None)
         while (parts := upcoming.result()) is not None:
             upcoming = reader.submit(next, batches, None)
-            yield _in_order(
-                [
-                    (
-                        rows,
-                        _scores(models.of(group), ids, matrix, explain).assign(
-                            model_id=models.of(group).model_id, ab_group=group
-                        ),
-                    )
-                    for group, rows, ids, matrix in parts
-                ],
-                explain,
-            )
+            scored = [
+                (rows, _scores(model, ids, matrix, explain).assign(model_id=model.model_id, ab_group=group))
+                for group, model, rows, ids, matrix in parts
+            ]
+            yield _in_order(scored, explain)
 
 
 def frames_of(chunks: Iterable[tuple[pd.DataFrame, pd.DataFrame]]) -> Iterator[pd.DataFrame]:

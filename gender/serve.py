@@ -36,6 +36,11 @@ def group_of(session_id: str, salt: str, treatment_share: float) -> str:
     return "treatment" if position < treatment_share else "control"
 
 
+def group_in(models: Models, session_id: str, salt: str, treatment_share: float) -> str:
+    """The group that answers a session: `group_of`, or the treatment when there is no control model."""
+    return group_of(session_id, salt, treatment_share) if models.control else "treatment"
+
+
 @dataclass(frozen=True)
 class Served:
     group: str
@@ -61,7 +66,7 @@ def serve(
     record = fast.load_session(engine, session_id)
     if record is None:
         return None
-    group = group_of(record.session_id, salt, treatment_share) if models.control else "treatment"
+    group = group_in(models, record.session_id, salt, treatment_share)
     model = models.of(group)
     if explain:
         return Served(group, assess_record(model, record, explain=True))
