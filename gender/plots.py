@@ -22,6 +22,7 @@ CANDIDATE_COLOURS = plotly.colors.qualitative.Plotly  # the n-th candidate's col
 # small for what they hold, but only by drawing the chart twice (half of a chart's drawing time).
 MARGIN = {"l": 90, "r": 30, "t": 65, "b": 85}
 HIERARCHY_MARGIN = {"l": 10, "r": 130, "t": 50, "b": 10}  # no axes; room for the colour bar
+READABLE_TEXT = {"minsize": 12, "mode": "hide"}  # a slice too small for a readable label: none (hover tells)
 LAYOUT = {"margin": MARGIN, "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}}
 # Every figure's template: set once as the default, it is applied without validation; set on each
 # figure, it was validated and copied every time (25 ms of the server's time per chart).
@@ -158,7 +159,7 @@ def hierarchy_sunburst(rows: pd.DataFrame) -> go.Figure:
             hovertemplate="%{label}<br>net %{customdata[0]:+.3f}<br>own %{customdata[1]:+.3f}<extra></extra>",
         )
     )
-    return _laid_out(figure, height=460, margin=HIERARCHY_MARGIN)
+    return _laid_out(figure, height=460, margin=HIERARCHY_MARGIN, uniformtext=READABLE_TEXT)
 
 
 def category_by_gender(shares: pd.DataFrame, top: int) -> go.Figure:
@@ -230,7 +231,7 @@ def category_treemap(tree: pd.DataFrame, base_rate: float) -> go.Figure:
             hovertemplate="%{label}<br>%{value:,} views<br>male share %{customdata:.0%}<extra></extra>",
         )
     )
-    return _laid_out(figure, height=560, margin=HIERARCHY_MARGIN)
+    return _laid_out(figure, height=560, margin=HIERARCHY_MARGIN, uniformtext=READABLE_TEXT)
 
 
 def activity_by_hour(activity: pd.DataFrame) -> go.Figure:

@@ -31,6 +31,14 @@ def test_category_codes_are_escaped_in_every_chart_that_draws_them():
     assert list(plots.hierarchy_sunburst(rows).data[0].ids) == CODES  # ids are not shown: kept as stored
 
 
+def test_a_slice_too_small_for_a_readable_label_shows_none():
+    """Plotly shrinks a label to fit its slice, down to an unreadable speck; these charts hide it."""
+    tree = pd.DataFrame({"id": ["A"], "parent": [""], "label": ["A"], "views": [1], "male_share": [0.5]})
+    rows = pd.DataFrame({"id": ["A"], "label": ["A"], "parent": [""], "weight": [1.0], "net": [0.1], "own": 0.0})
+    for figure in (plots.category_treemap(tree, 0.23), plots.hierarchy_sunburst(rows)):
+        assert (figure.layout.uniformtext.mode, figure.layout.uniformtext.minsize) == ("hide", 12)
+
+
 def test_each_candidate_has_one_colour_in_the_roc_and_the_pr_chart(trained_demo):
     from gender import artifact
 
