@@ -10,6 +10,7 @@
 The answers come from the same builders as the CLI's and the Predict page's (`serve.serve`,
 `Served.as_json`, `Prediction.unknown`, `predict.count`), with the session's A/B group's model,
 and every prediction is logged with `served_via = "api"`. Errors are JSON, {"ERROR", "STATUS"}.
+Every JSON answer has its keys sorted, as the original's Flask sent them (`Answer`).
 
 Ids and category codes are any text: a "/" inside one travels as %2F. Servers decode %2F before
 routing, which would make `/count/a%2Fb/C` the three segments a, b, C; the routes here are
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import os
 import threading
@@ -54,6 +56,14 @@ MAX_BATCH = 1_000
 # more threads than cores add switching, not answers; and Streamlit's pool (28 threads, for its
 # static files) stays free for the dashboard whatever the API's load.
 API_THREADS = 4
+
+
+class Answer(JSONResponse):
+    """JSON with its keys sorted, as the original's Flask service sent them: its two answers
+    byte for byte, {"PREDICTION":…,"SESSION_ID":…} and {"CATEGORY":…,"COUNT":…,"SESSION_ID":…}."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True).encode()
 
 
 def is_api_path(path: str) -> bool:
@@ -167,6 +177,7 @@ class Service:
         self._engine: tuple[Settings, Engine] | None = None  # the last settings' engine, found without a lookup
         self._models: Models | None = None
         self._threads = ThreadPoolExecutor(API_THREADS, thread_name_prefix="api")
+        self.breaker = Breaker()
 
     async def run(self, function: Callable, *args):
         """function(*args) on one of the API's own API_THREADS threads: a plain executor, lighter
@@ -213,7 +224,9 @@ class Service:
         return engine
 
     def models(self, settings: Settings | None = None) -> Models:
-        models = artifact.current((settings or self.settings).model_dir)  # raises ModelUnavailable
+        # A retrain's models load on a thread of their own while these answer (and these stay if
+        # the new files do not load): no request waits seconds for a load.
+        models = artifact.current((settings or self.settings).model_dir, wait=False)  # raises ModelUnavailable
         if models is not self._models:  # loaded anew: a start or a retrain
             with self._lock:
                 self._models = models
@@ -222,10 +235,56 @@ class Service:
         return models
 
 
+BREAK_SECONDS = 5
+
+
+class Breaker:
+    """After the database fails a request, the next ones are answered 503 at once, for
+    BREAK_SECONDS and then while one request tries the database again, instead of each waiting
+    its own timeouts on a server that does not answer (4 s for the pool's ping and 4 more to
+    reconnect) in the queue of API_THREADS behind it."""
+
+    def __init__(self, seconds: float = BREAK_SECONDS):
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._failure: tuple[float, DatabaseUnavailable] | None = None  # when, and what it said
+        self._trying = False
+
+    def call(self, function: Callable, *args):
+        trying = self._failure is not None and self._admit()
+        try:
+            result = function(*args)
+        except DatabaseUnavailable as exc:
+            with self._lock:
+                self._failure, self._trying = (time.monotonic(), exc), False
+            raise
+        except BaseException:
+            if trying:
+                self._trying = False
+            raise
+        if trying:
+            with self._lock:
+                self._failure, self._trying = None, False
+        return result
+
+    def _admit(self) -> bool:
+        """Whether this request may try the database (True: it is the one trying it again);
+        raises the last failure while the breaker is open."""
+        with self._lock:
+            failure = self._failure
+            if failure is None:
+                return False
+            if self._trying or time.monotonic() - failure[0] < self.seconds:
+                raise DatabaseUnavailable(*failure[1].args)
+            self._trying = True
+            return True
+
+
 def settle_heap() -> None:
     """Hide what is alive now (the models, the libraries) from the garbage collector's full passes:
     each went over all of it, stalling the process 100-200 ms under load (benchmarks/api.py, the
-    slowest /predict answers). Once per models loaded; what a retrain leaves is collected first."""
+    slowest /predict answers). Once per models loaded; what a retrain leaves is collected first
+    (a pass of 0.2-0.3 s, once: an explainer the dashboard built may hold the old models in a cycle)."""
     gc.unfreeze()
     gc.collect()
     gc.freeze()
@@ -246,7 +305,7 @@ COUNT_ROUTE = "/count/{session_id}/{category}"
 
 @dataclass(frozen=True)
 class Direct:
-    """GET /predict/{id} and GET /count/{id}/{category}, the two routes the original's clients call
+    """GET (and HEAD) /predict/{id} and /count/{id}/{category}, the two routes the original's clients call
     all the time, answered without FastAPI's router, request object and dependency solving (0.15
     to 0.3 ms of the server's CPU a request, `benchmarks/api.py --server-cpu`). The same functions
     answer as behind FastAPI's routes for these paths (they stay, for the OpenAPI description and
@@ -262,7 +321,7 @@ class Direct:
         """(route template, answer, its arguments) for a request of these routes, else None. The
         path is the raw one: matched as FastAPI's templates match it ("path": any rest; a plain
         parameter: one non-empty segment)."""
-        if scope["method"] != "GET":
+        if scope["method"] not in ("GET", "HEAD"):
             return None
         path = scope["path"]
         if path.startswith("/predict/"):
@@ -278,7 +337,7 @@ class Direct:
             if self.guard.refuses(scope["headers"]):  # unreadable settings raise here: a 503 as behind FastAPI
                 response = error(401, REFUSED, UNAUTHORIZED)
             else:
-                response = JSONResponse(await self.service.run_short(function, *arguments))
+                response = Answer(await self.service.run_short(function, *arguments))
         except Exception as exc:  # the app's handlers, found as Starlette finds them (by class)
             handler = next((self.handlers[k] for k in type(exc).__mro__ if k in self.handlers), None)
             if handler is None:
@@ -334,8 +393,11 @@ class RawPathRouting:
 INTERNAL = "internal error; the details are in the server log"
 
 
+RETRY_AFTER = {"Retry-After": str(BREAK_SECONDS)}
+
+
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"ERROR": message, "STATUS": status}, status_code=status, headers=headers)
+    return Answer({"ERROR": message, "STATUS": status}, status_code=status, headers=headers)
 
 
 async def unexpected(_request, _exc: Exception) -> JSONResponse:
@@ -354,13 +416,13 @@ def _handlers(metrics: Metrics) -> dict:
 
     async def database(_request, exc: DatabaseUnavailable):
         metrics.database_errors.inc()
-        return error(503, str(exc))  # the URL in it has its password hidden
+        return error(503, str(exc), RETRY_AFTER)  # the URL in it has its password hidden
 
     async def no_model(_request, exc: ModelUnavailable):
-        return error(503, str(exc))
+        return error(503, str(exc), RETRY_AFTER)
 
     async def misconfigured(_request, exc: GenderError):  # e.g. unreadable settings: no input of a client raises it
-        return error(503, str(exc))
+        return error(503, str(exc), RETRY_AFTER)
 
     return {
         HTTPException: http_error,
@@ -435,6 +497,9 @@ def create_app(service: Service | None = None, dashboard: bool = True) -> Api:
         redoc_url=None,
         openapi_url="/api/openapi.json",
         exception_handlers=handlers | {Exception: unexpected},  # Direct answers with `handlers` alone
+        # "/predict" and "/count/a/b/" are no routes (404, as the original's): no redirect either,
+        # whose address a request's Host header would set.
+        redirect_slashes=False,
     )
     app.state.service = service
     guard = Guard(service)
@@ -445,7 +510,9 @@ def create_app(service: Service | None = None, dashboard: bool = True) -> Api:
         `gender.fast`, see `serve.serve`); the log is written by a background thread, in batches."""
         settings = service.settings
         engine, models = service.engine(settings), service.models(settings)
-        served = serve.serve(engine, models, session_id, settings.ab_salt, settings.treatment_share, explain=False)
+        served = service.breaker.call(
+            serve.serve, engine, models, session_id, settings.ab_salt, settings.treatment_share, False
+        )
         if served is None:
             return Prediction.unknown(session_id).as_json()
         serve.log_in_background(engine, served, "api")
@@ -454,7 +521,7 @@ def create_app(service: Service | None = None, dashboard: bool = True) -> Api:
         return served.as_json()
 
     def count(session_id: str, category: str) -> dict:
-        return predict.count(service.engine(), session_id, category).as_json()
+        return service.breaker.call(predict.count, service.engine(), session_id, category).as_json()
 
     def answers(session_ids: list[str]) -> list[dict]:
         return [answer(session_id) for session_id in session_ids]
@@ -464,49 +531,68 @@ def create_app(service: Service | None = None, dashboard: bool = True) -> Api:
 
     # The routes return their JSON as a response: FastAPI would otherwise validate and re-encode
     # each answer against a response model, work per request for a dict built here.
-    @app.get(PREDICT_ROUTE, dependencies=data, tags=["original"], response_model=None)
+    # GET and HEAD (which the original's Flask answered too: uptime checks send it).
+    @app.api_route(PREDICT_ROUTE, methods=["GET", "HEAD"], dependencies=data, tags=["original"], response_model=None)
     async def predict_session(session_id: str) -> JSONResponse:
         """The session's predicted gender from its A/B group's model, or PREDICTION
         UNKNOWN_SESSION_ID when the database holds no such session (status 200, as the original).
         Percent-encode the id; a "/" inside it as %2F."""
-        return JSONResponse(await service.run(answer, path_text(session_id)))
+        return Answer(await service.run(answer, path_text(session_id)))
 
-    @app.get(COUNT_ROUTE, dependencies=data, tags=["original"], response_model=None)
+    @app.api_route(COUNT_ROUTE, methods=["GET", "HEAD"], dependencies=data, tags=["original"], response_model=None)
     async def count_views(session_id: str, category: str) -> JSONResponse:
         """How many of the session's views have the category at any level; COUNT 0 for an unknown
         session or category. Percent-encode both; a "/" inside either as %2F."""
-        return JSONResponse(await service.run(count, path_text(session_id), path_text(category)))
+        return Answer(await service.run(count, path_text(session_id), path_text(category)))
 
     @app.post("/api/predict", dependencies=data, tags=["batch"], response_model=None)
     async def predict_many(session_ids: Annotated[list[str], Body(max_length=MAX_BATCH)]) -> JSONResponse:
         """/predict for each id of a JSON list (at most 1,000), answers in the same order."""
-        return JSONResponse(await service.run(answers, session_ids))
+        return Answer(await service.run(answers, session_ids))
 
-    @app.get("/api/health", dependencies=[Depends(Guard(service, lambda a: a.health_public))], tags=["operations"])
-    async def health() -> JSONResponse:
-        """Whether the database answers and the models are loaded, with their ids (503 if not)."""
-        return await service.run(checked)
+    # The operations routes run on threads of their own, not the answers' API_THREADS: when the
+    # database hangs and every answer waits on it, they still say so at once.
+    @app.api_route(
+        "/api/health",
+        methods=["GET", "HEAD"],
+        dependencies=[Depends(Guard(service, lambda a: a.health_public))],
+        tags=["operations"],
+    )
+    async def health(request: Request) -> JSONResponse:
+        """Whether the database answers and the models are loaded, with their ids (503 if not).
+        Where tokens are required, the reasons (naming the database and the model folder) are
+        given only to a request with one."""
+        return await asyncio.to_thread(checked, not guard.refuses(request.scope["headers"]))
 
-    def checked() -> JSONResponse:
+    def checked(detailed: bool) -> JSONResponse:
+        def reason(exc: Exception, general: str) -> str:
+            return str(exc) if detailed else f"{general} (the reason is given with a token)"
+
         body: dict = {"STATUS": "ok", "DATABASE": "reachable", "MODEL": None, "CONTROL_MODEL": None}
         try:
             db.check_schema(service.engine())
         except DatabaseUnavailable as exc:
             service.metrics.database_errors.inc()
-            body |= {"STATUS": "unavailable", "DATABASE": str(exc)}
+            body |= {"STATUS": "unavailable", "DATABASE": reason(exc, "unavailable")}
         try:
             models = service.models()
             control = models.control.model_id if models.control else None
             body |= {"MODEL": models.treatment.model_id, "CONTROL_MODEL": control}
             body["TRAINED_AT"] = models.card.trained_at.isoformat()
         except ModelUnavailable as exc:
-            body |= {"STATUS": "unavailable", "MODEL_ERROR": str(exc)}
-        return JSONResponse(body, status_code=200 if body["STATUS"] == "ok" else 503)
+            body |= {"STATUS": "unavailable", "MODEL_ERROR": reason(exc, "the models do not load")}
+        else:
+            newer = artifact.refused(service.settings.model_dir)
+            if newer is not None:  # a retrain's files that do not load: the models before them still serve
+                body["MODEL_WARNING"] = reason(newer, "newer model files do not load; these models still serve")
+                if body["STATUS"] == "ok":
+                    body["STATUS"] = "degraded"
+        return Answer(body, status_code=503 if body["STATUS"] == "unavailable" else 200)
 
     @app.get("/metrics", dependencies=[Depends(Guard(service, lambda a: a.metrics_public))], tags=["operations"])
     async def metrics() -> Response:
         """Prometheus metrics, text format."""
-        return await service.run(exposition)
+        return await asyncio.to_thread(exposition)
 
     def exposition() -> Response:
         try:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
 
@@ -173,20 +176,97 @@ def load_runs(model_dir: Path) -> list[Run]:
     return runs
 
 
-_loaded: dict[Path, tuple[tuple, Models]] = {}
-_loading = threading.Lock()
+@dataclass
+class _Folder:
+    """A model folder as this process serves it: the models loaded, with the card version they
+    were loaded at, and the newer files that would not load, if any."""
+
+    loaded: tuple[tuple | None, Models] | None = None
+    refused: tuple[tuple | None, ModelUnavailable, float] | None = None  # card version, why, when tried
+    reloading: bool = False
+
+    def due(self, version: tuple | None) -> bool:
+        """Whether the files at this card version are to be loaded: not tried, or tried long enough ago."""
+        tried = self.refused
+        return tried is None or tried[0] != version or time.monotonic() - tried[2] >= RETRY_SECONDS
+
+    def load_files(self, model_dir: Path, version: tuple | None) -> None:
+        """Load the folder's files (under `_loading`): they serve from now on, or are refused with why."""
+        try:
+            models = load(model_dir)
+        except ModelUnavailable as exc:
+            self.refused = (version, exc, time.monotonic())
+            if self.loaded is not None:
+                serving = self.loaded[1].treatment.model_id
+                log.warning(
+                    "the model files in %s do not load (%s); %s and its control still serve", model_dir, exc, serving
+                )
+            return
+        self.loaded, self.refused = (version, models), None
+
+    def reload_soon(self, model_dir: Path, version: tuple | None) -> None:
+        """Load the files at this card version on a thread of its own, unless one is at it or they failed."""
+        with _starting:
+            if self.reloading or not self.due(version):
+                return
+            self.reloading = True
+        threading.Thread(target=self._reload, args=(model_dir,), name="models-reload", daemon=True).start()
+
+    def _reload(self, model_dir: Path) -> None:
+        try:
+            with _loading:
+                version = card_version(model_dir)
+                if self.loaded[0] != version and self.due(version):
+                    self.load_files(model_dir, version)
+        finally:
+            self.reloading = False
+
+
+_folders: dict[Path, _Folder] = {}
+_loading = threading.Lock()  # one load at a time: the first requests after a start arrive together
+_starting = threading.Lock()  # one reload thread at a time
 _resolved: dict[Path | str, Path] = {}  # a folder as given -> as resolved (a resolve walks every part)
+RETRY_SECONDS = 30  # files that would not load are tried again after this, or as soon as the card changes
+
+log = logging.getLogger("gender.models")
 
 
-def current(model_dir: Path) -> Models:
-    """The models of `model_dir`, loaded once per process and again when a retrain replaces
-    them (the card's date or size changes): what the dashboard and the HTTP routes serve from."""
-    model_dir = _resolved.get(model_dir) or _resolved.setdefault(model_dir, Path(model_dir).resolve())
+def _folder_path(model_dir: Path | str) -> Path:
+    return _resolved.get(model_dir) or _resolved.setdefault(model_dir, Path(model_dir).resolve())
+
+
+def current(model_dir: Path, wait: bool = True) -> Models:
+    """The models of `model_dir`, loaded once per process and again when a retrain replaces them
+    (the card's date or size changes): what the dashboard and the HTTP routes serve from.
+
+    With `wait=False` (the HTTP service), once models serve, a retrain's are loaded by a thread
+    of its own while the old ones keep answering, and the old ones stay if the new files do not
+    load (`refused` says why). Otherwise new files are loaded at once, and ModelUnavailable says
+    why they cannot be. Files that failed to load are not tried again for every request: only
+    when the card changes, or after RETRY_SECONDS.
+    """
+    model_dir = _folder_path(model_dir)
     version = card_version(model_dir)
-    held = _loaded.get(model_dir)
-    if held is None or held[0] != version:
-        with _loading:  # one load at a time: the first requests after a start arrive together
-            held = _loaded.get(model_dir)
-            if held is None or held[0] != version:
-                held = _loaded[model_dir] = (version, load(model_dir))
-    return held[1]
+    folder = _folders.get(model_dir)
+    loaded = folder.loaded if folder is not None else None
+    if loaded is not None and loaded[0] == version:
+        return loaded[1]
+    if loaded is not None and not wait:  # never waits on `_loading`, which a reload holds for seconds
+        folder.reload_soon(model_dir, version)
+        return loaded[1]
+    with _loading:
+        folder = _folders.setdefault(model_dir, _Folder())
+        if folder.due(version) and (folder.loaded is None or folder.loaded[0] != version):
+            folder.load_files(model_dir, version)
+        if folder.loaded is None or folder.loaded[0] != version:
+            raise folder.refused[1]
+        return folder.loaded[1]
+
+
+def refused(model_dir: Path) -> ModelUnavailable | None:
+    """Why the model files now in `model_dir` are not the ones serving: their load failed."""
+    model_dir = _folder_path(model_dir)
+    folder = _folders.get(model_dir)
+    if folder is None or folder.refused is None or folder.refused[0] != card_version(model_dir):
+        return None
+    return folder.refused[1]

@@ -139,6 +139,18 @@ def test_metrics_and_health_closed_by_setting(open_settings):
             assert client.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
 
 
+def test_the_public_health_route_names_no_server_or_folder_without_a_token(open_settings):
+    """A load balancer may ask without a token; the reasons name the database and the model folder."""
+    open_settings.setenv("GENDER_API_TOKENS_SHA256", token_hash(TOKEN))
+    open_settings.setenv("GENDER_DB_URL", f"mysql+pymysql://gender:pw@127.0.0.1:{live.free_port()}/shop_ftp")
+    with TestClient(api.create_app()) as client:
+        public = client.get("/api/health")
+        assert public.status_code == 503 and public.json()["STATUS"] == "unavailable"
+        assert "127.0.0.1" not in public.text and "shop_ftp" not in public.text and "given with a token" in public.text
+        detailed = client.get("/api/health", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert detailed.status_code == 503 and "shop_ftp" in detailed.json()["DATABASE"]
+
+
 def test_naming_people_for_the_dashboard_closes_the_api_too(open_settings):
     open_settings.setenv("GENDER_ALLOWED_USERS", "ana@shop.example")
     with TestClient(api.create_app()) as client:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -268,6 +270,24 @@ def test_errors_are_json_with_a_status(server):
         assert assert_json(response) == {"ERROR": response.json()["ERROR"], "STATUS": status}
 
 
+def test_the_original_answers_byte_for_byte_and_head_as_its_flask_did(server):
+    """Keys sorted, as Flask's jsonify sent them; HEAD answered as GET without the body; no
+    redirect for a trailing or a missing slash (Flask: 404), whose address the Host header set."""
+    client, _ = server
+    unknown = client.get("/predict/no-such-session")
+    assert unknown.content == b'{"PREDICTION":"UNKNOWN_SESSION_ID","SESSION_ID":"no-such-session"}'
+    count = client.get(f"/count/{VALID_ID}/{VALID_CATEGORY}")
+    assert count.text == f'{{"CATEGORY":"{VALID_CATEGORY}","COUNT":{VALID_COUNT},"SESSION_ID":"{VALID_ID}"}}'
+    assert list(client.get(f"/predict/{VALID_ID}").json()) == sorted(client.get(f"/predict/{VALID_ID}").json())
+    for path in (f"/predict/{VALID_ID}", f"/count/{VALID_ID}/{VALID_CATEGORY}", "/api/health"):
+        got, head = client.get(path), client.head(path)
+        assert (head.status_code, head.content) == (200, b""), path
+        assert head.headers["content-length"] == got.headers["content-length"], path
+    for path in ("/predict", f"/count/{VALID_ID}/{VALID_CATEGORY}/"):
+        response = client.get(path, headers={"Host": "evil.example"}, follow_redirects=False)
+        assert response.status_code == 404 and "location" not in response.headers, path
+
+
 # -- the hot routes' own path past FastAPI's router, and the server under them -----------------------
 
 
@@ -425,6 +445,41 @@ def test_a_database_outage_is_a_json_503_and_counted(trained_demo, monkeypatch):
         assert "gender_database_errors_total 3.0" in client.get("/metrics").text
 
 
+def test_a_hanging_database_is_tried_by_one_request_while_the_others_get_503_at_once(trained_demo, monkeypatch):
+    """A server that accepts connections and never answers: each request would wait its own
+    timeouts, and the queue behind the API's threads longer. With the breaker open, one request
+    tries the database and the others are answered 503 without connecting."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:  # closed
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setenv("GENDER_DB_URL", f"mysql+pymysql://root@127.0.0.1:{listener.getsockname()[1]}/ftp")
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(trained_demo[1]))
+    paths = ("/predict/u10003", "/count/u10003/B00002", "/predict/u10005")
+    try:
+        for seconds, connections in ((60, 1), (0, len(paths))):  # open for a minute; never open
+            service = api.Service()
+            service.breaker = api.Breaker(seconds)
+            accepted.clear()
+            with TestClient(api.create_app(service)) as client:
+                answers = [client.get(path) for path in paths]
+            assert [answer.status_code for answer in answers] == [503] * len(paths)
+            assert all(answer.headers["retry-after"] == str(api.BREAK_SECONDS) for answer in answers)
+            assert len({answer.json()["ERROR"] for answer in answers}) == 1  # the same reason, said again
+            assert len(accepted) == connections, seconds
+    finally:
+        listener.close()
+        for connection in accepted:
+            connection.close()
+
+
 def test_a_bug_in_a_route_is_a_json_500_logged_once(trained_demo, monkeypatch, caplog):
     """A bug (here: the models raise something unforeseen) behind the hot routes, which answer
     without FastAPI's middleware, and behind FastAPI's own routes: JSON 500, one log entry each."""
@@ -449,23 +504,47 @@ def test_a_bug_in_a_route_is_a_json_500_logged_once(trained_demo, monkeypatch, c
         assert 'route="/api/predict",status="500"' in metrics
 
 
-def test_models_are_loaded_once_and_again_after_a_retrain(trained_demo, tmp_path, monkeypatch):
+def until(condition, seconds: float = 120) -> None:
+    """Wait for what a thread of the service does (not a timing: the deadline only ends a hang)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "did not happen"
+        time.sleep(0.05)
+
+
+def test_a_retrain_loads_aside_and_files_that_do_not_load_leave_the_models_serving(trained_demo, tmp_path, monkeypatch):
     import shutil
 
     model_dir = tmp_path / "models"
     shutil.copytree(trained_demo[1], model_dir)
     monkeypatch.setenv("GENDER_DB_URL", trained_demo[0])
     monkeypatch.setenv("GENDER_MODEL_DIR", str(model_dir))
+    metadata = model_dir / "metadata.json"
+
+    def retrained() -> None:  # a new card, as a retrain writes it last
+        os.utime(metadata, ns=(metadata.stat().st_atime_ns, metadata.stat().st_mtime_ns + 10**9))
+
     service = api.Service()
     with TestClient(api.create_app(service)) as client:
         client.get("/predict/u10001")
         first = service.models()
         client.get("/predict/u10002")
         assert service.models() is first  # loaded once
-        metadata = model_dir / "metadata.json"
-        os.utime(metadata, ns=(metadata.stat().st_atime_ns, metadata.stat().st_mtime_ns + 10**9))
-        assert client.get("/predict/u10001").status_code == 200
-        assert service.models() is not first  # a changed model file: loaded again
+
+        (model_dir / "control.joblib").write_bytes(b"not a model")  # a retrain's files that do not load
+        retrained()
+        assert client.get("/predict/u10001").status_code == 200  # the models before answer meanwhile
+        until(lambda: artifact.refused(model_dir) is not None)
+        assert all(client.get(f"/predict/u1000{i}").status_code == 200 for i in range(1, 8))
+        assert service.models() is first
+        health = client.get("/api/health")
+        assert health.status_code == 200 and health.json()["STATUS"] == "degraded"
+        assert "control.joblib does not match its recorded sha256" in health.json()["MODEL_WARNING"]
+
+        shutil.copy(trained_demo[1] / "control.joblib", model_dir / "control.joblib")  # a good retrain
+        retrained()
+        until(lambda: client.get("/predict/u10001").status_code == 200 and service.models() is not first)
+        assert client.get("/api/health").json()["STATUS"] == "ok"
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
