@@ -24,6 +24,22 @@ else:  # a page view
     # which a shop's offline network never reaches.
     st.set_page_config(page_title="gender-lens", page_icon="🔎", layout="wide")
 
+    def pages() -> list:
+        return [
+            st.Page("pages/predict.py", title="Predict", icon=":material/person_search:", default=True),
+            st.Page("pages/find.py", title="Find", icon=":material/filter_alt:", url_path="find"),
+            st.Page("pages/categories.py", title="Categories", icon=":material/category:", url_path="categories"),
+            st.Page("pages/model.py", title="Model", icon=":material/model_training:", url_path="model"),
+            st.Page("pages/population.py", title="Population", icon=":material/groups:", url_path="population"),
+            st.Page("pages/monitoring.py", title="Monitoring", icon=":material/monitoring:", url_path="monitoring"),
+        ]
+
+    def refuse() -> None:
+        """End the run here, showing no page: without a navigation this run, Streamlit would list
+        the pages/ folder's files in the sidebar (a deep link to /find showed "streamlit app", "find"…)."""
+        st.navigation(pages(), position="hidden")
+        st.stop()
+
     def login_configured() -> bool:
         try:
             return "auth" in st.secrets
@@ -36,7 +52,7 @@ else:  # a page view
             access = load_access()
         except GenderError as exc:
             st.error(f"The access settings cannot be read, so no data is shown: {exc}", icon=":material/lock:")
-            st.stop()
+            refuse()
         if not access.restricted:
             st.sidebar.caption(
                 ":material/lock_open: Open demo: anyone who can reach this server sees every session. "
@@ -49,12 +65,12 @@ else:  # a page view
                 "`.streamlit/secrets.toml`), so no data is shown.",
                 icon=":material/lock:",
             )
-            st.stop()
+            refuse()
         if not st.user.get("is_logged_in"):
             st.title("gender-lens")
             st.markdown("This dashboard shows visitors' browsing logs; please log in to see it.")
             st.button("Log in", on_click=st.login, type="primary", icon=":material/login:")
-            st.stop()
+            refuse()
         if not access.allows_user(st.user.get("email")) or st.user.get("email_verified") is False:
             st.title("gender-lens")
             st.warning(
@@ -63,21 +79,12 @@ else:  # a page view
                 icon=":material/block:",
             )
             st.button("Log out", on_click=st.logout)
-            st.stop()
+            refuse()
         with st.sidebar:
             st.caption(f"Logged in as {ui.shown(str(st.user.email), limit=60)}")
             st.button("Log out", on_click=st.logout, key="logout")
 
     access_gate()
-    navigation = st.navigation(
-        [
-            st.Page("pages/predict.py", title="Predict", icon=":material/person_search:", default=True),
-            st.Page("pages/find.py", title="Find", icon=":material/filter_alt:", url_path="find"),
-            st.Page("pages/categories.py", title="Categories", icon=":material/category:", url_path="categories"),
-            st.Page("pages/model.py", title="Model", icon=":material/model_training:", url_path="model"),
-            st.Page("pages/population.py", title="Population", icon=":material/groups:", url_path="population"),
-            st.Page("pages/monitoring.py", title="Monitoring", icon=":material/monitoring:", url_path="monitoring"),
-        ]
-    )
+    navigation = st.navigation(pages())
     ui.sidebar()
     navigation.run()

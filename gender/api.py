@@ -410,8 +410,10 @@ def _handlers(metrics: Metrics) -> dict:
         message = exc.detail if exc.status_code != 404 else "no such route; the routes are listed at /api/docs"
         return error(exc.status_code, str(message), getattr(exc, "headers", None))
 
-    async def invalid(_request, exc: RequestValidationError):
+    async def invalid(request: Request, exc: RequestValidationError):
         problems = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors()[:5])
+        if not request.headers.get("content-type", "").startswith("application/json"):  # read as text, not JSON
+            problems += " (send the body as JSON, with the header Content-Type: application/json)"
         return error(422, f"invalid request: {problems}")
 
     async def database(_request, exc: DatabaseUnavailable):

@@ -79,10 +79,22 @@ def _secrets(path: Path = SECRETS_FILE) -> dict:
         raise GenderError(f"cannot read {path}: {exc}") from None
 
 
+def _in_project(db_url: str | None) -> URL | None:
+    """The secrets file's URL, a relative SQLite path in it taken from the project folder, as its
+    model_dir is (a URL typed or in the environment is taken from where the user is, as any path)."""
+    if not db_url:
+        return None
+    url = parse_url(db_url)
+    path = url.database
+    if url.get_backend_name() == "sqlite" and path and path != ":memory:" and not Path(path).is_absolute():
+        return url.set(database=str(PROJECT_ROOT / path))
+    return url
+
+
 def load_settings(db: str | URL | None = None, model_dir: str | Path | None = None) -> Settings:
     """Resolve the settings; explicit arguments win over the environment, then secrets, then defaults."""
     secrets = _secrets()
-    db = db or os.environ.get("GENDER_DB_URL") or secrets.get("db_url") or DEFAULT_DB_URL
+    db = db or os.environ.get("GENDER_DB_URL") or _in_project(secrets.get("db_url")) or DEFAULT_DB_URL
     given_dir = model_dir or os.environ.get("GENDER_MODEL_DIR")
     if given_dir:  # a path typed by the user is relative to where they are
         model_dir = Path(given_dir).expanduser().resolve()

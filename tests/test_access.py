@@ -266,6 +266,8 @@ def test_logging_in_through_oidc_in_a_browser(trained_demo, tmp_path, browser, o
             page.goto(f"{base}/?session=u10001")
             page.wait_for_selector(live.IDLE, timeout=120_000)
             assert "Predicted gender" not in page.inner_text("body")
+            # no menu before the login: it listed the pages/ folder's files ("streamlit app", "find"…)
+            assert page.locator('[data-testid="stSidebarNav"]').count() == 0
             page.get_by_role("button", name="Log in").click()
             page.wait_for_selector('input[name="sub"]', timeout=60_000)  # the provider's login form
             page.fill('input[name="sub"]', email)
@@ -275,9 +277,11 @@ def test_logging_in_through_oidc_in_a_browser(trained_demo, tmp_path, browser, o
             if allowed:
                 page.wait_for_selector("text=Logged in as", timeout=120_000)
                 assert "Predict a visitor's gender" in page.inner_text("body")
+                assert page.locator('[data-testid="stSidebarNav"]').count() == 1  # the menu, once let in
             else:
                 page.wait_for_selector("text=Sorry", timeout=120_000)
                 body = page.inner_text("body")
+                assert page.locator('[data-testid="stSidebarNav"]').count() == 0
                 assert "Predicted gender" not in body and "sessions" not in body
             context.close()
     assert "Traceback" not in (tmp_path / "streamlit.log").read_text()

@@ -215,6 +215,9 @@ def test_the_batch_route(data, server, models):
         assert response.status_code == status and assert_json(response)["STATUS"] == status
     broken = client.post("/api/predict", content=b"[not json", headers={"content-type": "application/json"})
     assert broken.status_code == 422 and assert_json(broken)["STATUS"] == 422
+    untyped = client.post("/api/predict", content=json.dumps([VALID_ID]), headers={"content-type": ""})  # curl -d
+    assert untyped.status_code == 422 and "Content-Type: application/json" in assert_json(untyped)["ERROR"]
+    assert "Content-Type" not in client.post("/api/predict", json=[VALID_ID, 3]).text  # JSON: the hint only when not
     assert len(assert_json(client.post("/api/predict", json=["u1"] * api.MAX_BATCH))) == api.MAX_BATCH
 
 

@@ -216,3 +216,20 @@ def test_a_bad_import_names_the_line_and_writes_nothing(tmp_path, pakdd_sample):
         == "error: bad.csv, line 2: bad start_time 'yesterday': expected YYYY-MM-DD HH:MM:SS (ISO 8601)"
     )
     assert db.table_counts(db.connect(url))["sessions"] == 3
+
+
+def test_a_relative_sqlite_path_in_the_secrets_file_is_the_projects_as_its_model_dir(monkeypatch, tmp_path):
+    """Wherever the command runs: the secrets file belongs to the project, as the paths in it do.
+    A URL typed or in the environment is taken from where the user is, as any path typed."""
+    from gender import config
+
+    monkeypatch.setattr(config, "_secrets", lambda: {"db_url": "sqlite:///data/shop.db", "model_dir": "shop-models"})
+    monkeypatch.delenv("GENDER_DB_URL", raising=False)
+    monkeypatch.delenv("GENDER_MODEL_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.db_url.database == str(config.PROJECT_ROOT / "data" / "shop.db")
+    assert settings.model_dir == config.PROJECT_ROOT / "shop-models"
+    monkeypatch.setenv("GENDER_DB_URL", "sqlite:///data/mine.db")
+    assert load_settings().db_url.database == "data/mine.db"
+    assert load_settings(db="sqlite:///:memory:").db_url.database == ":memory:"
