@@ -45,7 +45,7 @@ from gender import artifact, db, predict, serve, suggest
 from gender.access import Access, load_access
 from gender.answers import Prediction
 from gender.config import SECRETS_FILE, Settings, load_settings
-from gender.errors import DatabaseUnavailable, GenderError, ModelUnavailable
+from gender.errors import BadData, DatabaseUnavailable, GenderError, ModelUnavailable
 from gender.trained import Models
 
 log = logging.getLogger("gender.api")
@@ -423,6 +423,9 @@ def _handlers(metrics: Metrics) -> dict:
     async def no_model(_request, exc: ModelUnavailable):
         return error(503, str(exc), RETRY_AFTER)
 
+    async def bad_data(_request, exc: BadData):  # a row other software wrote: not the client's doing
+        return error(500, str(exc))
+
     async def misconfigured(_request, exc: GenderError):  # e.g. unreadable settings: no input of a client raises it
         return error(503, str(exc), RETRY_AFTER)
 
@@ -431,6 +434,7 @@ def _handlers(metrics: Metrics) -> dict:
         RequestValidationError: invalid,
         DatabaseUnavailable: database,
         ModelUnavailable: no_model,
+        BadData: bad_data,
         GenderError: misconfigured,
     }
 

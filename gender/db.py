@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     and_,
     create_engine,
@@ -49,7 +50,7 @@ from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.compiler import compiles
 
 from gender.config import parse_url, redact
-from gender.errors import DatabaseUnavailable
+from gender.errors import BadData, DatabaseUnavailable
 
 
 class _ExactVarchar(mysql.VARCHAR):
@@ -81,12 +82,39 @@ GENDERS = ("female", "male")
 
 metadata = MetaData()
 
+
+class SessionTime(TypeDecorator):
+    """A session's start or end: DATETIME. SQLite stores it as text, which a shop's own software may
+    have filled with anything ("yesterday"): such a value is a BadData naming it, where SQLAlchemy's
+    parser raised a ValueError from deep inside every read of the row (a traceback in the CLI)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def result_processor(self, dialect, coltype):
+        parse = super().result_processor(dialect, coltype)
+        if parse is None:
+            return None
+
+        def parsed(value):
+            try:
+                return parse(value)
+            except ValueError:
+                shown = repr(value if len(str(value)) <= 40 else f"{str(value)[:40]}…")
+                raise BadData(
+                    f"the database holds {shown} as a session's start or end time, which is no date and time "
+                    "(YYYY-MM-DD HH:MM:SS): correct that row, or import the logs again"
+                ) from None
+
+        return parsed
+
+
 session = Table(
     "session",
     metadata,
     Column("session_id", SESSION_ID, primary_key=True),
-    Column("start_time", DateTime, nullable=False),
-    Column("end_time", DateTime, nullable=False),
+    Column("start_time", SessionTime, nullable=False),
+    Column("end_time", SessionTime, nullable=False),
     Column("gender", String(6), nullable=True),  # NULL: unknown
 )
 

@@ -12,6 +12,11 @@ class DatabaseUnavailable(GenderError):
     """The database cannot be reached, refuses us, or lacks the FTP tables."""
 
 
+class BadData(GenderError):
+    """The database holds a value its column cannot mean (a shop's own SQLite file, written by
+    other software): said with the value, never as a parser's traceback."""
+
+
 class ImportFailed(GenderError):
     """An import stopped on bad input; nothing was written."""
 

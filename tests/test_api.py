@@ -435,6 +435,33 @@ def test_path_tricks_and_very_long_paths(data, server):
 # -- what needs a process of its own: a broken database, a retrain, an old log ------------------------
 
 
+def test_a_time_that_is_no_date_is_said_by_the_cli_and_the_routes_without_a_traceback(
+    trained_demo, tmp_path, monkeypatch
+):
+    """A shop's own SQLite file may hold any text in a time column: SQLAlchemy's parser raised a
+    ValueError from deep inside every read of such a row (a traceback from `predict` and `count`)."""
+    url = live.sqlite_copy(trained_demo[0], tmp_path / "odd.db")
+    with db.connect(url).begin() as conn:
+        conn.execute(text("INSERT INTO session VALUES ('odd-1', 'yesterday', '2014-11-26 22:22:19', NULL)"))
+    said = "the database holds 'yesterday' as a session's start or end time"
+    for command in (["predict", "odd-1", "--model-dir", trained_demo[1]], ["count", "odd-1", "A00001"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "gender", *map(str, command), "--db", url],
+            capture_output=True,
+            text=True,
+            cwd=PROJECT,
+        )
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith(f"error: {said}") and result.stderr.count("\n") == 1
+    monkeypatch.setenv("GENDER_DB_URL", url)
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(trained_demo[1]))
+    with TestClient(api.create_app()) as client:
+        for path in ("/predict/odd-1", "/count/odd-1/A00001"):
+            response = client.get(path)
+            assert response.status_code == 500 and said in response.json()["ERROR"]
+        assert client.get("/predict/u10003").status_code == 200  # the other rows answer as before
+
+
 def test_a_database_outage_is_a_json_503_and_counted(trained_demo, monkeypatch):
     monkeypatch.setenv("GENDER_DB_URL", f"mysql+pymysql://gender:secret-pw@127.0.0.1:{live.free_port()}/ftp")
     monkeypatch.setenv("GENDER_MODEL_DIR", str(trained_demo[1]))
