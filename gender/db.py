@@ -46,7 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.compiler import compiles
 
 from gender.config import parse_url, redact
@@ -244,6 +244,9 @@ def connect(url) -> Engine:
         raise DatabaseUnavailable(f"bad option in the database URL {redact(url)}: {exc}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        if (path := sqlite_file(url)) is not None:
+            event.listen(engine, "connect", lambda _connection, record: _remember_file(path, record))
+            event.listen(engine, "checkout", lambda _connection, record, _proxy: _same_file(path, record))
     elif url.get_driver_name() == "pymysql":
         event.listen(engine, "checkout", _patient_queries)
         event.listen(engine, "checkin", _quick_answers)
@@ -270,6 +273,30 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")  # readers (the app) keep reading during an import
     cursor.close()
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _remember_file(path: Path, record) -> None:
+    record.info["file"] = _file_identity(path)
+
+
+def _same_file(path: Path, record) -> None:
+    """A pooled SQLite connection keeps reading the file it opened, even once another file has
+    taken its name (`mv new.db gender.db`) or it was deleted: a server went on answering from the
+    old one. One stat a checkout (microseconds) tells; the connection is then opened again, or the
+    request told the file is gone (never a new empty file made in its place)."""
+    now = _file_identity(path)
+    if now is None:
+        raise DatabaseUnavailable(f"the database file {path} is gone (moved or deleted since it was opened)")
+    if now != record.info.get("file"):
+        raise DisconnectionError("the database file was replaced")  # the pool opens the new one
 
 
 @contextlib.contextmanager

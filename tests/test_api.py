@@ -462,6 +462,30 @@ def test_a_time_that_is_no_date_is_said_by_the_cli_and_the_routes_without_a_trac
         assert client.get("/predict/u10003").status_code == 200  # the other rows answer as before
 
 
+def test_a_sqlite_file_replaced_or_deleted_under_the_server_is_noticed(trained_demo, tmp_path, monkeypatch):
+    """Pooled connections kept reading the file they had opened: after `mv other.db served.db` the
+    server answered from the old file, and after `rm` it answered on while /api/health said 'no file'."""
+    served = tmp_path / "served.db"
+    live.sqlite_copy(trained_demo[0], served)
+    other = db.connect(live.sqlite_copy(trained_demo[0], tmp_path / "other.db"))
+    with other.begin() as conn:  # the same sessions but one, and one view fewer of another
+        conn.execute(text("DELETE FROM product WHERE session_id = 'u10003'"))
+        conn.execute(text("DELETE FROM session WHERE session_id = 'u10003'"))
+    other.dispose()
+    monkeypatch.setenv("GENDER_DB_URL", f"sqlite:///{served}")
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(trained_demo[1]))
+    with TestClient(api.create_app()) as client:
+        assert client.get("/predict/u10003").json()["PREDICTION"] != UNKNOWN
+        os.replace(tmp_path / "other.db", served)
+        assert client.get("/predict/u10003").json()["PREDICTION"] == UNKNOWN  # the new file's answer
+        assert client.get("/count/u10003/A00005").json()["COUNT"] == 0
+        served.unlink()
+        for path in ("/predict/u10005", "/count/u10005/A00011"):
+            response = client.get(path)
+            assert response.status_code == 503 and "is gone" in response.json()["ERROR"], response.text
+        assert not served.exists()  # no empty file made in its place
+
+
 def test_a_database_outage_is_a_json_503_and_counted(trained_demo, monkeypatch):
     monkeypatch.setenv("GENDER_DB_URL", f"mysql+pymysql://gender:secret-pw@127.0.0.1:{live.free_port()}/ftp")
     monkeypatch.setenv("GENDER_MODEL_DIR", str(trained_demo[1]))
