@@ -1,9 +1,10 @@
 """The original web service's routes, served beside the dashboard on the same server.
 
-    GET  /predict/{session_id}             {"SESSION_ID","PREDICTION","P_MALE","THRESHOLD","MODEL","GROUP"}
-    GET  /count/{session_id}/{category}    {"SESSION_ID","CATEGORY","COUNT"}
+    GET  /predict/{session_id}             {"GROUP","MODEL","PREDICTION","P_MALE","SESSION_ID","THRESHOLD"}
+    GET  /count/{session_id}/{category}    {"CATEGORY","COUNT","SESSION_ID"}
     POST /api/predict                      a JSON list of up to 1,000 ids -> a list of /predict answers
     GET  /api/health                       database reachable, models loaded, their ids
+    (HEAD too on /predict, /count and /api/health, as the original's Flask answered it)
     GET  /api/docs, /api/openapi.json      the OpenAPI description and its page
     GET  /metrics                          Prometheus: requests, latency, predictions, model, database errors
 
