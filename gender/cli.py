@@ -1,7 +1,7 @@
 """`python -m gender ...`: the package from a terminal.
 
-Answers go to stdout (JSON or a CSV file), progress and errors to stderr; an error is one line
-and a non-zero exit status, never a traceback.
+Answers go to stdout (JSON or a CSV file), progress and errors to stderr, never a traceback: a
+usage error is argparse's (the command's usage, exit status 2), any other error one line (status 1).
 """
 
 from __future__ import annotations
@@ -23,6 +23,43 @@ from gender.config import CTU_URL, load_settings
 from gender.errors import GenderError
 
 DEMO_SESSIONS = 6_000  # the default demo: ready (data and models) in well under a minute
+
+
+# Option types: a bad value is a usage error, said by argparse with the command's own usage line
+# (a check after parsing could only use the top parser's, which names no command).
+def _whole(text: str, least: int, most: int | None = None) -> int:
+    """A whole number from `least` to `most` (no limit if None), or argparse's refusal."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = None
+    if number is None or number < least or (most is not None and number > most):
+        wanted = f"from {least} to {most}" if most is not None else f"of at least {least}"
+        raise argparse.ArgumentTypeError(f"expected a whole number {wanted}, not {text!r}")
+    return number
+
+
+def positive_int(text: str) -> int:
+    return _whole(text, 1)
+
+
+def seed(text: str) -> int:
+    return _whole(text, 0)  # numpy's generators take no negative seed
+
+
+def port(text: str) -> int:
+    return _whole(text, 1, 65535)
+
+
+def share(text: str) -> float:
+    """A share from 0 to 1 (NaN and infinities are none)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share from 0 to 1 (0.3 is 30 %), not {text!r}")
+    return value
 
 
 class StderrProgress:
@@ -285,8 +322,6 @@ def cmd_population(args) -> None:
 
 
 def cmd_score(args) -> None:
-    if args.explain is not None and args.explain < 1:
-        raise GenderError("--explain K needs K of at least 1")
     if args.spark or args.parquet:
         cmd_score_spark(args)
         return
@@ -397,7 +432,7 @@ def parser() -> argparse.ArgumentParser:
     def command(name, function, help_text):
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--db", metavar="URL", help=db_help)
-        sub.set_defaults(function=function)
+        sub.set_defaults(function=function, command_parser=sub)
         return sub
 
     sub = command("import-pakdd", cmd_import_pakdd, "import a PAKDD'15 CSV file into the FTP tables")
@@ -430,10 +465,16 @@ def parser() -> argparse.ArgumentParser:
 
     sub = command("demo", cmd_demo, "write a synthetic FTP-like database")
     sub.add_argument(
-        "--sessions", type=int, default=DEMO_SESSIONS, help=f"number of sessions (default {DEMO_SESSIONS})"
+        "--sessions",
+        type=positive_int,
+        default=DEMO_SESSIONS,
+        metavar="N",
+        help=f"number of sessions (default {DEMO_SESSIONS})",
     )
-    sub.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    sub.add_argument("--unknown-share", type=float, default=0.3, help="share with unknown gender (default 0.3)")
+    sub.add_argument("--seed", type=seed, default=0, metavar="S", help="random seed, 0 or more (default 0)")
+    sub.add_argument(
+        "--unknown-share", type=share, default=0.3, metavar="F", help="share with unknown gender, 0 to 1 (default 0.3)"
+    )
     sub.add_argument(
         "--parquet", metavar="DIR", help="write session.parquet and product.parquet into DIR instead (no database)"
     )
@@ -486,16 +527,20 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--host", default="127.0.0.1", help="the interface to listen on (default 127.0.0.1: this machine only)"
     )
-    sub.add_argument("--port", type=int, default=8000, help="default 8000")
+    sub.add_argument("--port", type=port, default=8000, metavar="P", help="1 to 65535 (default 8000)")
     sub.add_argument(
-        "--workers", type=int, default=1, help="processes answering side by side, at most one a core (default 1)"
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="processes answering side by side, at most one a core (default 1)",
     )
     sub.add_argument("--model-dir", type=Path, help=dir_help)
 
     sub = commands.add_parser(
         "api-token", help="make an API bearer token and print the hash a deployment stores (not the token)"
     )
-    sub.set_defaults(function=cmd_api_token)
+    sub.set_defaults(function=cmd_api_token, command_parser=sub)
 
     sub = command(
         "score",
@@ -518,7 +563,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--master", help="Spark master URL (default: spark-submit's, else local[*])")
     sub.add_argument(
         "--explain",
-        type=int,
+        type=positive_int,
         metavar="K",
         help="each session's top K SHAP contributions in words, largest |shap| first, as the column "
         "top_contributions: a JSON list of {label, shap} in the CSV, array<struct<label,shap>> with --spark",
@@ -528,13 +573,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if getattr(args, "sessions", 1) < 1:
-        parser().error("--sessions must be at least 1")
-    if getattr(args, "workers", 1) < 1:
-        parser().error("--workers must be at least 1")
-    if not 1 <= getattr(args, "port", 1) <= 65535:
-        parser().error("--port must be 1 to 65535")
+    args, unknown = parser().parse_known_args(argv)
+    if unknown:  # argparse leaves them to the top parser, whose usage line names no command
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         args.function(args)
         sys.stdout.flush()  # here, so that a closed pipe is caught below
