@@ -292,6 +292,8 @@ def _events(batches, columns: EventColumns, other_events: bool, source: str, uni
                 rows.append(_checked(values, position, columns, other_events))
             except ingest.Invalid as exc:
                 raise ImportFailed(source, str(exc), position, unit) from None
+        if rows and not events and (disagreement := _disagreement_in(rows, unit)):
+            raise ImportFailed(source, *disagreement, unit)  # before the first chunk creates the tables
         if rows:
             events += len(rows)
             yield rows, batch.done
@@ -307,6 +309,23 @@ def _stage(conn: Connection, chunks, source: str, progress) -> int:
         if progress and done < 1.0:
             progress(done, f"{source}: {events:,} events read")
     return events
+
+
+def _disagreement(session_id: str, earlier: str, first: int, later: str, unit: str) -> str:
+    return f"gender {later} of session {session_id!r}, which is {earlier} on {unit} {first}"
+
+
+def _disagreement_in(rows: list[dict], unit: str) -> tuple[str, int] | None:
+    """`_first_disagreement` within one chunk of rows in file order, without a database: the first
+    chunk's own check, so that a new database file is not created for a file refused there."""
+    told: dict[str, tuple[str, int]] = {}  # a session's first gender and where
+    for row in rows:
+        if row["gender"] is None:
+            continue
+        earlier, first = told.setdefault(row["session_id"], (row["gender"], row["position"]))
+        if earlier != row["gender"]:
+            return _disagreement(row["session_id"], earlier, first, row["gender"], unit), row["position"]
+    return None
 
 
 def _first_disagreement(conn: Connection, unit: str) -> tuple[str, int] | None:
@@ -326,7 +345,7 @@ def _first_disagreement(conn: Connection, unit: str) -> tuple[str, int] | None:
     if row is None:
         return None
     (earlier, first), (later, line) = sorted([("female", row.female), ("male", row.male)], key=lambda pair: pair[1])
-    return f"gender {later} of session {row.session_id!r}, which is {earlier} on {unit} {first}", line
+    return _disagreement(row.session_id, earlier, first, later, unit), line
 
 
 def _build(conn: Connection, report: EventReport) -> None:

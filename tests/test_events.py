@@ -465,6 +465,8 @@ def test_a_file_refused_in_its_first_rows_creates_no_database(tmp_path):
         "wrong_column.csv": csv_bytes("session,ts,category path,sex", *GOOD),
         "header_only.csv": csv_bytes(HEADER),
         "bad_row.csv": csv_bytes(HEADER, *GOOD[:3], "x,2014-11-14 10:00:00,A/B/C/D,Male?", *GOOD[3:]),
+        # found by the database once every row is staged, and so after the tables were created
+        "two_genders.csv": csv_bytes(HEADER, *GOOD[:3], "good 1,2014-11-14 10:00:05,A/B/C/D,male", *GOOD[3:]),
     }
     for name, body in files.items():
         (tmp_path / name).write_bytes(body)
@@ -475,6 +477,18 @@ def test_a_file_refused_in_its_first_rows_creates_no_database(tmp_path):
         events.import_events(engine, tmp_path / "few.parquet", COLUMNS["path"])
     engine.dispose()
     assert not (tmp_path / "new").exists()
+
+
+def test_two_genders_in_different_chunks_are_refused(loaded, tmp_path, monkeypatch):
+    """The first chunk's own check sees that chunk; the database's, the whole file."""
+    monkeypatch.setattr(events, "CHUNK_EVENTS", 10)
+    engine, before = loaded
+    (tmp_path / "late.csv").write_bytes(csv_bytes(HEADER, *GOOD, "good 3,2014-11-14 10:00:00,A/B/C/D,male"))
+    with pytest.raises(
+        ImportFailed, match=r"^late.csv, line 32: gender male of session 'good 3', which is female on line 5$"
+    ):
+        events.import_events(engine, tmp_path / "late.csv", COLUMNS["path"])
+    assert tables(engine)[0].equals(before[0]) and tables(engine)[1].equals(before[1])
 
 
 def test_a_bad_parquet_file_is_refused_with_its_row(loaded, tmp_path):
