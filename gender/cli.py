@@ -180,6 +180,19 @@ def cmd_setup(args) -> None:
         print("\n".join(card.summary()), file=sys.stderr)
 
 
+def _file_to_write(path: str, option: str, what: str) -> Path:
+    """An output file's path, refused now if it cannot be written, not once the work is done (or
+    another output is already written)."""
+    out = Path(path)
+    if out.is_dir():
+        raise GenderError(f"{out} is a folder: {option} names the {what} to write")
+    if not out.parent.is_dir():
+        raise GenderError(f"cannot write {out}: there is no folder {out.parent}")
+    if not os.access(out.parent, os.W_OK):
+        raise GenderError(f"cannot write {out}: the folder {out.parent} is not writable")
+    return out
+
+
 def _served(args, explain: bool):
     """(engine, models, the served answer or None) for the session id of a command, as the
     Predict page (`explain`) and the API serve it; the UNKNOWN answer is printed when there is no
@@ -218,17 +231,20 @@ def cmd_explain(args) -> None:
     standalone HTML report and/or the contributions as JSON (`-`, or neither option: stdout)."""
     from gender import report  # plotly and shap load only here
 
+    # Both files checked before either is written: one written and the other refused is neither answer.
+    html = _file_to_write(args.html, "--html", "report file") if args.html else None
+    json_out = _file_to_write(args.json, "--json", "JSON file") if args.json not in (None, "-") else None
     engine, models, served = _served(args, explain=True)
     if served is None:
         print("no such session: no explanation written", file=sys.stderr)
         return
     explained = report.build(served, models.of(served.group))
     to_stdout = args.json == "-" or not (args.json or args.html)
-    if args.html:
-        report.write_atomically(Path(args.html), explained.html())
+    if html:
+        report.write_atomically(html, explained.html())
         print(f"wrote the report of {served.prediction.session_id!r} to {args.html}", file=sys.stderr)
-    if args.json and args.json != "-":
-        report.write_atomically(Path(args.json), json.dumps(explained.as_json(), ensure_ascii=False, indent=1) + "\n")
+    if json_out:
+        report.write_atomically(json_out, json.dumps(explained.as_json(), ensure_ascii=False, indent=1) + "\n")
         print(f"wrote the contributions to {args.json}", file=sys.stderr)
     print(json.dumps(explained.as_json() if to_stdout else served.as_json()))
     _log(engine, served)
@@ -297,6 +313,7 @@ def cmd_population(args) -> None:
     """population: SHAP of the treatment model over a sample of the sessions, kept beside the models."""
     from gender import artifact, population  # shap loads only here
 
+    html = _file_to_write(args.html, "--html", "report file") if args.html else None  # now, not after the SHAP
     settings = load_settings(db=args.db, model_dir=args.model_dir)
     engine = db.connect(settings.db_url)
     db.check_schema(engine)
@@ -313,10 +330,10 @@ def cmd_population(args) -> None:
         f"computed in {info.seconds:.1f} s ({info.sample_seconds:.1f} s reading the sample)",
         file=sys.stderr,
     )
-    if args.html:  # the page's views at its defaults, every session number's dependence
+    if html:  # the page's views at its defaults, every session number's dependence
         from gender import report
 
-        report.write_atomically(Path(args.html), population.html(result))
+        report.write_atomically(html, population.html(result))
         print(f"wrote the population report to {args.html}", file=sys.stderr)
     print(json.dumps(population.summary(result, path)))
 
@@ -327,9 +344,7 @@ def cmd_score(args) -> None:
         return
     from gender import artifact, score
 
-    out = Path(args.out)
-    if out.is_dir():  # found now, not once every session is scored
-        raise GenderError(f"{out} is a folder: --out names the CSV file to write")
+    out = _file_to_write(args.out, "--out", "CSV file")
     if out.suffix.lower() == ".parquet":
         raise GenderError(f"{out}: score writes CSV; name it .csv, or score Parquet tables with --spark --parquet DIR")
     settings = load_settings(db=args.db, model_dir=args.model_dir)

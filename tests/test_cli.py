@@ -127,14 +127,18 @@ def test_score_a_file_and_the_unlabelled_sessions(tmp_path, trained_demo):
 
 @pytest.mark.parametrize(
     "out, message",
-    [("{tmp}", "is a folder: --out names the CSV file to write"), ("{tmp}/s.parquet", "score writes CSV")],
+    [
+        ("{tmp}", "is a folder: --out names the CSV file to write"),
+        ("{tmp}/s.parquet", "score writes CSV"),
+        ("{tmp}/missing/s.csv", "cannot write {tmp}/missing/s.csv: there is no folder {tmp}/missing"),
+    ],
 )
 def test_score_refuses_an_out_it_cannot_write_before_scoring(tmp_path, trained_demo, out, message):
     url, model_dir = trained_demo
     result = run(
         "score", "--unlabelled", "--out", out.format(tmp=tmp_path), "--db", url, "--model-dir", model_dir, check=False
     )
-    assert result.returncode == 1 and message in result.stderr and "scored" not in result.stderr
+    assert result.returncode == 1 and message.format(tmp=tmp_path) in result.stderr and "scored" not in result.stderr
     assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())
 
 

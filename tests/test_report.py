@@ -532,12 +532,25 @@ def test_explain_of_an_unknown_session_answers_unknown_and_writes_nothing(traine
     assert "no such session" in result.stderr and not list(tmp_path.iterdir())
 
 
-def test_explain_into_a_folder_that_does_not_exist_is_one_clear_error(trained_demo, tmp_path):
+@pytest.mark.parametrize(
+    "html, json_out, refused, reason",
+    [
+        ("missing/report.html", None, "missing/report.html", "cannot write {out}: there is no folder"),
+        # the report could be written, the JSON not: neither is, not one without the other
+        ("report.html", "missing/why.json", "missing/why.json", "cannot write {out}: there is no folder"),
+        ("report.html", ".", ".", "{out} is a folder: --json names the JSON file to write"),
+    ],
+)
+def test_explain_into_a_path_it_cannot_write_is_one_clear_error_and_writes_nothing(
+    trained_demo, tmp_path, html, json_out, refused, reason
+):
     url, model_dir = trained_demo
-    out = tmp_path / "missing" / "report.html"
-    result = run_cli("explain", "u10003", "--html", str(out), "--db", url, "--model-dir", str(model_dir))
-    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(f"error: cannot write {out}")
-    assert "Traceback" not in result.stderr and not (tmp_path / "missing").exists()
+    outputs = ["--html", str(tmp_path / html), *(["--json", str(tmp_path / json_out)] if json_out else [])]
+    result = run_cli("explain", "u10003", *outputs, "--db", url, "--model-dir", str(model_dir))
+    lines = result.stderr.strip().splitlines()  # refused before the session is even read
+    assert result.returncode == 1 and len(lines) == 1 and result.stdout == "", result.stderr
+    assert lines[0].startswith("error: " + reason.format(out=tmp_path / refused)), lines
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
