@@ -407,8 +407,7 @@ def import_events(
     only such events is left out. Without it, such a row is an error.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImportFailed(str(path), "no such file")
+    ingest.check_is_file(path, "an event log (CSV or Parquet)")
     file_format = file_format or FORMATS.get(path.suffix.lower())
     if file_format == "csv":
         delimiter = csv_delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
@@ -420,7 +419,8 @@ def import_events(
         batches, unit = parquet_batches(path, columns), "row"
     else:
         raise ImportFailed(
-            path.name, f"cannot tell the format from {path.suffix or 'no extension'!r}: say csv or parquet"
+            path.name,
+            f"cannot tell the format from {path.suffix or 'no extension'!r}: give --format csv or --format parquet",
         )
 
     chunks = ingest.schema_after_first(engine, _events(batches, columns, other_events, path.name, unit))

@@ -186,6 +186,14 @@ def view_rows(session_id: str, paths: Iterable[tuple[str, ...]]) -> list[dict]:
 # -- PAKDD'15 CSV ------------------------------------------------------------------------------
 
 
+def check_is_file(path: Path, expected: str) -> None:
+    """A file to import exists and is a file (a folder is named as one, with what was expected)."""
+    if path.is_dir():
+        raise ImportFailed(str(path), f"is a folder: expected {expected}")
+    if not path.is_file():
+        raise ImportFailed(str(path), "no such file")
+
+
 def text_lines(path: Path) -> Iterator[tuple[int, str, int]]:
     """(line number, text, bytes read so far) for each line of a UTF-8 text file; a byte order
     mark before the first line (Excel writes one) is not part of it."""
@@ -236,9 +244,9 @@ def _labels(path: Path) -> Iterator[str | None]:
 
 def pakdd_chunks(data: Path, labels: Path | None = None, progress: Progress | None = None):
     """Check a PAKDD file (and its labels) line by line, yielding (sessions, views) chunks."""
-    for path in filter(None, (data, labels)):
-        if not path.is_file():
-            raise ImportFailed(str(path), "no such file")
+    check_is_file(data, "a PAKDD'15 CSV file (session_id,start_time,end_time,A/B/C/D/;... lines)")
+    if labels:
+        check_is_file(labels, "a labels file (male or female, one a line)")
     total_bytes = max(data.stat().st_size, 1)
     label_of = _labels(labels) if labels else None
     seen: dict[str, int] = {}

@@ -105,6 +105,13 @@ class ScoresFile:
 def check_file(path: Path) -> ScoresFile:
     """One part file checked from its footer: every column the scores need, of the right type,
     and top_contributions, when there, a list of (label, shap)."""
+    with path.open("rb") as f:  # a Parquet file starts with PAR1; score's own CSV is the likely other file
+        if f.read(4) != b"PAR1":
+            raise BadParquet(
+                path,
+                "not a Parquet file: import-scores loads what `score --spark --out DIR` writes "
+                "(the CSV of `score --unlabelled` or `--pakdd` is not loaded)",
+            )
     rows = lake.check_file(path, "scores")
     schema = pq.read_schema(path)
     has_contributions = CONTRIBUTIONS in schema.names

@@ -190,6 +190,11 @@ def test_scoring_a_file_with_a_bad_line_writes_nothing(tmp_path, trained_demo):
         # a password holding a bare "@": its rest was printed as the host ("Can't connect to ... on 's3cret-pw@...'")
         (["count", "u1", "B1", "--db", "mysql+pymysql://root:a@s3cret-pw@127.0.0.1:1/x"], "write an '@' in the user"),
         (["import-pakdd", "{tmp}/missing.csv", "--db", "sqlite:///{tmp}/x.db"], "missing.csv: no such file"),
+        (["import-pakdd", "{tmp}", "--db", "sqlite:///{tmp}/x.db"], "is a folder: expected a PAKDD'15 CSV file"),
+        (
+            ["import-events", "{tmp}", "--session-col", "s", "--time-col", "t", "--path-col", "p"],
+            "is a folder: expected an event log (CSV or Parquet)",
+        ),
         (["train", "--db", "sqlite:///{tmp}/empty.db"], "no FTP tables"),
         (["score", "--pakdd", "{tmp}/missing.csv", "--out", "{tmp}/o.csv", "--model-dir", "{tmp}"], "no trained model"),
     ],

@@ -516,7 +516,9 @@ def test_a_bad_parquet_file_is_refused_with_its_row(loaded, tmp_path):
     with pytest.raises(ImportFailed, match=disagreement):
         events.import_events(engine, tmp_path / "told.parquet", COLUMNS["path"])
     (tmp_path / "events.json").write_text("{}")
-    with pytest.raises(ImportFailed, match=r"^events.json: cannot tell the format from '.json'"):
+    with pytest.raises(
+        ImportFailed, match=r"^events.json: cannot tell the format from '.json': give --format csv or --format parquet$"
+    ):
         events.import_events(engine, tmp_path / "events.json", COLUMNS["path"])
     assert tables(engine)[0].equals(before[0]) and tables(engine)[1].equals(before[1])
 

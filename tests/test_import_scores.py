@@ -192,8 +192,14 @@ def test_a_bad_file_stops_the_import_naming_file_and_column_and_nothing_is_writt
         "twice": f"{folders['twice'] / 'part-00001-c0ffee.snappy.parquet'}: session {ids[0]!r} is scored twice by "
         "model 'boosted-1111aaaa' (also in an earlier row or file)",
         "absent": f"{tmp_path / 'absent'}: no such file or folder",
+        "csv": f"{tmp_path / 'scores.csv'}: not a Parquet file: import-scores loads what `score --spark --out DIR` "
+        "writes (the CSV of `score --unlabelled` or `--pakdd` is not loaded)",
     }
     folders["absent"] = tmp_path / "absent"
+    folders["csv"] = tmp_path / "scores.csv"  # as score --unlabelled writes it
+    folders["csv"].write_text(
+        "session_id,p_male,prediction,model_id,ab_group\nu1,0.7,male,boosted-1111aaaa,treatment\n"
+    )
     for case, folder in folders.items():
         capsys.readouterr()
         assert main(["import-scores", str(folder), "--db", url]) == 1, case
