@@ -85,7 +85,13 @@ def _listed(value: object) -> list[str]:
     return [str(item).strip() for item in items if str(item).strip()]
 
 
-def _flag(value: object, name: str) -> bool:
+def _flag(env: str, key: str, conf: dict) -> bool:
+    """A yes/no setting: the variable `env`, else `key` in secrets (default yes). The message names
+    where the bad value was found, in the words that place takes (README documents 1/0)."""
+    if env in os.environ:
+        value, name, expected = os.environ[env], env, "1 or 0"
+    else:
+        value, name, expected = conf.get(key, True), f"[gender] {key}", "true or false"
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -93,7 +99,7 @@ def _flag(value: object, name: str) -> bool:
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise GenderError(f"{name} must be true or false")
+    raise GenderError(f"{name} is {str(value)[:20]!r}: expected {expected} (also yes/no, on/off)")
 
 
 def load_access() -> Access:
@@ -114,8 +120,6 @@ def load_access() -> Access:
     return Access(
         allowed_users=tuple(user.lower() for user in users),
         token_hashes=tuple(bytes.fromhex(digest.lower()) for digest in hashes),
-        metrics_public=_flag(
-            os.environ.get("GENDER_METRICS_PUBLIC", conf.get("metrics_public", True)), "metrics_public"
-        ),
-        health_public=_flag(os.environ.get("GENDER_HEALTH_PUBLIC", conf.get("health_public", True)), "health_public"),
+        metrics_public=_flag("GENDER_METRICS_PUBLIC", "metrics_public", conf),
+        health_public=_flag("GENDER_HEALTH_PUBLIC", "health_public", conf),
     )

@@ -82,6 +82,12 @@ def test_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("GENDER_ALLOWED_USERS", "just-a-name")
     with pytest.raises(GenderError):
         load_access()
+    monkeypatch.setenv("GENDER_ALLOWED_USERS", "")
+    monkeypatch.setenv("GENDER_HEALTH_PUBLIC", "maybe")  # named as README documents it, with what it takes
+    with pytest.raises(
+        GenderError, match=r"^GENDER_HEALTH_PUBLIC is 'maybe': expected 1 or 0 \(also yes/no, on/off\)$"
+    ):
+        load_access()
 
 
 def test_the_cli_makes_a_token_and_prints_its_hash():

@@ -123,7 +123,11 @@ def test_the_routes_answer_as_in_process_and_metrics_add_up_over_the_workers(api
         ("no model", {}, "no trained model in"),
         ("a model file cut short", {}, "does not match its recorded sha256"),
         ("a token where its hash belongs", {"GENDER_API_TOKENS_SHA256": "not-a-hash"}, "not a SHA-256 hex digest"),
-        ("a flag that is neither", {"GENDER_METRICS_PUBLIC": "maybe"}, "metrics_public must be true or false"),
+        (
+            "a flag that is neither",
+            {"GENDER_METRICS_PUBLIC": "maybe"},
+            "GENDER_METRICS_PUBLIC is 'maybe': expected 1 or 0",
+        ),
     ],
 )
 def test_what_would_fail_every_request_stops_it_at_the_start(trained_demo, tmp_path, broken, env, reason):
