@@ -339,6 +339,9 @@ def cmd_population(args) -> None:
 
 
 def cmd_score(args) -> None:
+    if args.db and not args.unlabelled:  # said, not ignored: the user meant some database to count
+        given = "--pakdd scores its file" if args.pakdd else "--spark scores Parquet tables"
+        raise GenderError(f"score {given} and reads no database: drop --db (--unlabelled scores a database's)")
     if args.spark or args.parquet:
         cmd_score_spark(args)
         return

@@ -197,6 +197,14 @@ def test_scoring_a_file_with_a_bad_line_writes_nothing(tmp_path, trained_demo):
         ),
         (["train", "--db", "sqlite:///{tmp}/empty.db"], "no FTP tables"),
         (["score", "--pakdd", "{tmp}/missing.csv", "--out", "{tmp}/o.csv", "--model-dir", "{tmp}"], "no trained model"),
+        (
+            ["score", "--pakdd", "{tmp}/missing.csv", "--out", "{tmp}/o.csv", "--db", "sqlite:///{tmp}/nonexist.db"],
+            "score --pakdd scores its file and reads no database: drop --db",
+        ),
+        (
+            ["score", "--spark", "--parquet", "{tmp}/lake", "--out", "{tmp}/s", "--db", "sqlite:///{tmp}/x.db"],
+            "score --spark scores Parquet tables and reads no database: drop --db",
+        ),
     ],
 )
 def test_errors_are_one_line_and_exit_1(tmp_path, args, message):
