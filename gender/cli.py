@@ -180,6 +180,20 @@ def cmd_setup(args) -> None:
         print("\n".join(card.summary()), file=sys.stderr)
 
 
+def print_json(answer) -> None:
+    """An answer on stdout as one line of JSON in UTF-8, as the HTTP service writes it, except what a
+    terminal would act on or hide: json.dumps escapes only U+0000-U+001F, so DEL, C1 controls such
+    as U+009B (CSI), format characters (a right-to-left override) and a lone surrogate (non-UTF-8
+    bytes in argv) are escaped here. A terminal that cannot show UTF-8 gets it all escaped."""
+    text = json.dumps(answer, ensure_ascii=False)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in text)
+    try:
+        print(text)
+    except UnicodeEncodeError:
+        print(json.dumps(answer))
+
+
 def _file_to_write(path: str, option: str, what: str) -> Path:
     """An output file's path, refused now if it cannot be written, not once the work is done (or
     another output is already written)."""
@@ -206,7 +220,7 @@ def _served(args, explain: bool):
     models = artifact.load(settings.model_dir)
     served = serve.serve(engine, models, args.session_id, settings.ab_salt, settings.treatment_share, explain)
     if served is None:
-        print(json.dumps(Prediction.unknown(args.session_id).as_json()))
+        print_json(Prediction.unknown(args.session_id).as_json())
     return engine, models, served
 
 
@@ -222,7 +236,7 @@ def _log(engine, served) -> None:
 def cmd_predict(args) -> None:
     engine, _, served = _served(args, explain=False)  # the API's fast path: the same P(male), no SHAP
     if served is not None:
-        print(json.dumps(served.as_json()))
+        print_json(served.as_json())
         _log(engine, served)
 
 
@@ -246,7 +260,7 @@ def cmd_explain(args) -> None:
     if json_out:
         report.write_atomically(json_out, json.dumps(explained.as_json(), ensure_ascii=False, indent=1) + "\n")
         print(f"wrote the contributions to {args.json}", file=sys.stderr)
-    print(json.dumps(explained.as_json() if to_stdout else served.as_json()))
+    print_json(explained.as_json() if to_stdout else served.as_json())
     _log(engine, served)
 
 
@@ -255,7 +269,7 @@ def cmd_count(args) -> None:
 
     settings, engine = _engine(args)
     db.check_schema(engine)
-    print(json.dumps(predict.count(engine, args.session_id, args.category).as_json()))
+    print_json(predict.count(engine, args.session_id, args.category).as_json())
 
 
 def cmd_api(args) -> None:
@@ -335,7 +349,7 @@ def cmd_population(args) -> None:
 
         report.write_atomically(html, population.html(result))
         print(f"wrote the population report to {args.html}", file=sys.stderr)
-    print(json.dumps(population.summary(result, path)))
+    print_json(population.summary(result, path))
 
 
 def cmd_score(args) -> None:

@@ -53,6 +53,28 @@ def test_import_count_and_predict(tmp_path, pakdd_sample, trained_demo):
     assert unknown == {"SESSION_ID": "u00000", "PREDICTION": "UNKNOWN_SESSION_ID"}
 
 
+@pytest.mark.parametrize(
+    "category, shown",
+    [
+        ("shop/1 ä", '"shop/1 ä"'),  # UTF-8, as the HTTP service answers
+        ("性别 👩\u200d💻", '"性别 👩\\u200d💻"'),
+        # what a terminal would act on or hide stays escaped: ESC, BEL, DEL, CSI, an RTL override
+        ("\x1b[31mred\x07\x7f\x9b1m\u202e", '"\\u001b[31mred\\u0007\\u007f\\u009b1m\\u202e"'),
+    ],
+)
+def test_answers_are_utf8_json_with_terminal_controls_escaped(tmp_path, pakdd_sample, category, shown):
+    data, _ = pakdd_sample
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    run("import-pakdd", data, "--db", url)
+    result = subprocess.run(
+        [sys.executable, "-m", "gender", "count", "u10003", category, "--db", url], capture_output=True, cwd=PROJECT
+    )
+    assert result.returncode == 0, result.stderr
+    expected = f'{{"SESSION_ID": "u10003", "CATEGORY": {shown}, "COUNT": 0}}\n'
+    assert result.stdout == expected.encode("utf-8")
+    assert json.loads(result.stdout)["CATEGORY"] == category
+
+
 def test_settings_come_from_the_environment(tmp_path, pakdd_sample):
     data, _ = pakdd_sample
     url = f"sqlite:///{tmp_path / 'env.db'}"

@@ -186,6 +186,8 @@ def answer_of(result: subprocess.CompletedProcess) -> dict | None:
         return None
     lines = stdout.strip().splitlines()
     assert len(lines) == 1, stdout
+    # UTF-8 as typed, but nothing a terminal acts on or hides (ESC, CSI, an RTL override): escaped
+    assert lines[0].isprintable(), ascii(lines[0])
     return json.loads(lines[0])
 
 
