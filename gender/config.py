@@ -79,14 +79,21 @@ def _secrets(path: Path = SECRETS_FILE) -> dict:
         raise GenderError(f"cannot read {path}: {exc}") from None
 
 
+def sqlite_file(url: URL) -> Path | None:
+    """The file a SQLite URL names (None for another database, one in memory or a uri=true URL)."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" or url.query.get("uri"):
+        return None
+    return Path(url.database).expanduser()
+
+
 def _in_project(db_url: str | None) -> URL | None:
     """The secrets file's URL, a relative SQLite path in it taken from the project folder, as its
     model_dir is (a URL typed or in the environment is taken from where the user is, as any path)."""
     if not db_url:
         return None
     url = parse_url(db_url)
-    path = url.database
-    if url.get_backend_name() == "sqlite" and path and path != ":memory:" and not Path(path).is_absolute():
+    path = sqlite_file(url)
+    if path is not None and not path.is_absolute():
         return url.set(database=str(PROJECT_ROOT / path))
     return url
 

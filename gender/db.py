@@ -49,7 +49,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, DisconnectionError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.compiler import compiles
 
-from gender.config import parse_url, redact
+from gender.config import parse_url, redact, sqlite_file
 from gender.errors import BadData, DatabaseUnavailable
 
 
@@ -226,6 +226,8 @@ session_score = Table(
 def connect(url) -> Engine:
     """An engine for any SQLAlchemy URL, tuned so a dead server fails in seconds, not minutes."""
     url = parse_url(url)
+    if (path := sqlite_file(url)) is not None:
+        url = url.set(database=str(path))  # ~ expanded: SQLite would open a folder named "~"
     # A server may drop an idle connection: each checkout pings first. A SQLite file cannot, and
     # the ping was a twentieth of an API answer's time.
     kwargs: dict = {"pool_pre_ping": url.get_backend_name() != "sqlite"}
@@ -309,13 +311,6 @@ def reporting(engine: Engine) -> Iterator[None]:
         raise DatabaseUnavailable(f"database {redact(engine.url)} failed: {reason}") from None
     except SQLAlchemyError as exc:
         raise DatabaseUnavailable(f"database {redact(engine.url)} failed: {type(exc).__name__}") from None
-
-
-def sqlite_file(url: URL) -> Path | None:
-    """The file a SQLite URL names (None for another database or one in memory)."""
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" or url.query.get("uri"):
-        return None
-    return Path(url.database).expanduser()
 
 
 def _names_a_database(url: URL) -> None:

@@ -303,3 +303,18 @@ def test_a_relative_sqlite_path_in_the_secrets_file_is_the_projects_as_its_model
     monkeypatch.setenv("GENDER_DB_URL", "sqlite:///data/mine.db")
     assert load_settings().db_url.database == "data/mine.db"
     assert load_settings(db="sqlite:///:memory:").db_url.database == ":memory:"
+
+
+def test_a_sqlite_path_from_home_is_the_users_home_wherever_it_is_written(monkeypatch, tmp_path):
+    """~ in a SQLite URL is the home folder, in the secrets file as typed: never a folder named "~"."""
+    from gender import config
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(config, "_secrets", lambda: {"db_url": "sqlite:///~/shop.db"})
+    monkeypatch.delenv("GENDER_DB_URL", raising=False)
+    engine = db.connect(load_settings().db_url)
+    db.create_schema(engine)
+    engine.dispose()
+    assert (tmp_path / "home" / "shop.db").is_file()
+    assert not (tmp_path / "~").exists() and not (config.PROJECT_ROOT / "~").exists()
