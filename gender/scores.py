@@ -212,15 +212,18 @@ def _write(conn: Connection, part: ScoresFile, start: int, rows: list[dict], fir
     already written by this import (id above `first_new`) is a session scored twice: an error."""
     table = db.session_score
     by_model: dict[str, list[str]] = {}
-    for row in rows:
+    first_row: dict[tuple[str, str], int] = {}
+    for position, row in enumerate(rows, start=start + 1):
+        key = (row["model_id"], row["session_id"])
+        if (earlier := first_row.setdefault(key, position)) != position:
+            raise ImportFailed(
+                str(part.path),
+                f"session {_shown(key[1])} is scored twice by model {_shown(key[0])} (also on row {earlier})",
+                position,
+                "row",
+            )
         by_model.setdefault(row["model_id"], []).append(row["session_id"])
     for model_id, ids in by_model.items():
-        if len(set(ids)) < len(ids):
-            twice = next(session_id for session_id in ids if ids.count(session_id) > 1)
-            row = start + next(i for i, r in enumerate(rows) if r["session_id"] == twice and r["model_id"] == model_id)
-            raise ImportFailed(
-                str(part.path), f"session {_shown(twice)} is scored twice by model {_shown(model_id)}", row + 1, "row"
-            )
         pair = (table.c.model_id == model_id, table.c.session_id.in_(bindparam("ids", expanding=True)))
         again = conn.execute(select(table.c.session_id).where(*pair, table.c.id > first_new).limit(1), {"ids": ids})
         if (twice := again.scalar()) is not None:

@@ -181,6 +181,7 @@ def test_a_bad_file_stops_the_import_naming_file_and_column_and_nothing_is_writt
     )
     folders["value"] = write_scores(tmp_path / "value", [good[:2], wrong_value[2:]])
     folders["twice"] = write_scores(tmp_path / "twice", [good[:10], good[:3] + good[10:]])
+    folders["repeat"] = write_scores(tmp_path / "repeat", [good[:3] + good[:1] + good[3:]])  # row 4 is row 1 again
     expected = {
         "missing": f"{folders['missing'] / 'part-00001.parquet'}: no column 'ab_group', which the scores table needs",
         "type": f"{folders['type'] / 'part-00000-c0ffee.snappy.parquet'}: column 'p_male' is of type string, "
@@ -191,6 +192,8 @@ def test_a_bad_file_stops_the_import_naming_file_and_column_and_nothing_is_writt
         "expected female or male",
         "twice": f"{folders['twice'] / 'part-00001-c0ffee.snappy.parquet'}: session {ids[0]!r} is scored twice by "
         "model 'boosted-1111aaaa' (also in an earlier row or file)",
+        "repeat": f"{folders['repeat'] / 'part-00000-c0ffee.snappy.parquet'}, row 4: session {ids[0]!r} is scored "
+        "twice by model 'boosted-1111aaaa' (also on row 1)",
         "absent": f"{tmp_path / 'absent'}: no such file or folder",
         "csv": f"{tmp_path / 'scores.csv'}: not a Parquet file: import-scores loads what `score --spark --out DIR` "
         "writes (the CSV of `score --unlabelled` or `--pakdd` is not loaded)",
