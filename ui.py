@@ -148,9 +148,18 @@ def _trained_on(model_dir: str, slot: str, model_id: str):
     return artifact.trained_on(Path(model_dir), slot, model_id)
 
 
+def trained_elsewhere(models: Models) -> str | None:
+    """The database the models were trained on, when it is not this one (the demo's model on real logs)."""
+    database = models.treatment.card.database
+    return None if database == settings().db_label else database
+
+
 def trained_on(models: Models) -> dict:
-    """model id -> the hashes of the sessions it was fitted on (None: not recorded), for `monitor.judged`."""
+    """model id -> the hashes of the sessions it was fitted on (None: not recorded), for `monitor.judged`.
+    None fitted here when the models were trained on another database: its ids name other sessions."""
     served_models = [model for model in (models.treatment, models.control) if model is not None]
+    if trained_elsewhere(models):
+        return {m.model_id: artifact.session_hashes([]) for m in served_models}
     return {m.model_id: _trained_on(str(settings().model_dir), m.slot, m.model_id) for m in served_models}
 
 
@@ -376,8 +385,8 @@ def sidebar() -> None:
                 f"trained {treatment.card.trained} UTC  \n"
                 f"CV ROC-AUC **{treatment.cv_auc:.3f}**"
             )
-            if treatment.card.database != current.db_label:  # say so: e.g. the demo's model on real logs
-                st.caption(f"trained on another database: {shown(treatment.card.database, limit=200)}")
+            if elsewhere := trained_elsewhere(serving):  # say so: e.g. the demo's model on real logs
+                st.caption(f"trained on another database: {shown(elsewhere, limit=200)}")
             if serving.control:
                 st.caption(
                     f"A/B: {current.treatment_share:.0%} of sessions get this model, "

@@ -21,6 +21,11 @@ st.subheader("Predictions per day")
 ui.chart(plots.predictions_per_day(monitor.daily_counts(log)), key="per_day")
 
 judged = monitor.judged(log, models, ui.trained_on(models))
+if elsewhere := ui.trained_elsewhere(models):
+    st.caption(
+        f"The models were trained on another database ({ui.shown(elsewhere, limit=200)}): no session served "
+        "here is one they were fitted on, whatever its id."
+    )
 if judged.note:
     st.caption(judged.note)
 for model_id in judged.unrecorded:

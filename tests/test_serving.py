@@ -290,6 +290,26 @@ def test_monitoring_page_after_some_lookups(app, trained_demo):
         assert drift.verdict.capitalize() + "." in shown
 
 
+def test_monitoring_leaves_nothing_out_as_fitted_when_the_models_were_trained_on_another_database(
+    trained_demo, models, tmp_path, monkeypatch
+):
+    """Ids name sessions of one database: a copy elsewhere (another shop's logs, the real logs
+    with the demo's ids) holds none the models were fitted on, whatever their ids."""
+    url, model_dir = trained_demo
+    elsewhere = live.sqlite_copy(url, tmp_path / "elsewhere.db", empty_log=True)
+    engine = db.connect(elsewhere)
+    labelled = db.read_sessions(engine, "labelled")[0]["session_id"].tolist()[:8]
+    for session_id in labelled:  # ids the models' own training sessions have too
+        serve.write_log(engine, serve.serve(engine, models, session_id, "salt", 0.5))
+    monkeypatch.setenv("GENDER_DB_URL", elsewhere)
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(model_dir))
+    monitoring = make_app("monitoring")
+    captions = " ".join(c.value for c in monitoring.caption)
+    assert "The models were trained on another database" in captions
+    assert "fitted on (it scores them in-sample" not in captions
+    assert monitoring.dataframe[0].value["served"].sum() == len(labelled)
+
+
 @pytest.fixture
 def app(trained_demo, monkeypatch):
     url, model_dir = trained_demo
