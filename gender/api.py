@@ -40,6 +40,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import Engine
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 
 from gender import artifact, db, predict, serve, suggest
@@ -300,7 +301,21 @@ def path_text(segment: str) -> str:
     return unquote_to_bytes(segment.encode("latin-1")).decode("utf-8", "replace")
 
 
-PREDICT_ROUTE = "/predict/{session_id:path}"
+class IdPath(Convertor):
+    """The rest of the path, "/" included, but never empty: `/predict/` is no route (a 404), as
+    the original's Flask `<session_id>` matched no empty id."""
+
+    regex = ".+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("id_path", IdPath())
+PREDICT_ROUTE = "/predict/{session_id:id_path}"
 COUNT_ROUTE = "/count/{session_id}/{category}"
 
 
@@ -320,12 +335,12 @@ class Direct:
 
     def route(self, scope) -> tuple[str, Callable, tuple] | None:
         """(route template, answer, its arguments) for a request of these routes, else None. The
-        path is the raw one: matched as FastAPI's templates match it ("path": any rest; a plain
+        path is the raw one: matched as FastAPI's templates match it ("id_path": any non-empty rest; a plain
         parameter: one non-empty segment)."""
         if scope["method"] not in ("GET", "HEAD"):
             return None
         path = scope["path"]
-        if path.startswith("/predict/"):
+        if path.startswith("/predict/") and len(path) > 9:
             return PREDICT_ROUTE, self.predict, (path_text(path[9:]),)
         if path.startswith("/count/"):
             session_id, _, category = path[7:].partition("/")
