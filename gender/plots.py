@@ -89,6 +89,11 @@ def group_bar_labels(groups: list[Group]) -> list[str]:
     return labels
 
 
+def hundredths(value: float, sign: str = "") -> str:
+    """A value to two decimals, never "-0.00": a forest's P(male) of 0 sums to -1e-17 in floats."""
+    return f"{round(value, 2) + 0.0:{sign}.2f}"  # -0.0 + 0.0 is 0.0
+
+
 def grouped_waterfall(explanation: Explanation, groups: list[Group]) -> go.Figure:
     """From the typical session's output, the session's story group by group (`explain.grouped`),
     to this session's: each bar a group, its largest parts named when hovered."""
@@ -108,7 +113,11 @@ def grouped_waterfall(explanation: Explanation, groups: list[Group]) -> go.Figur
             y=labels,
             x=[explanation.base_value, *shaps, 0],
             measure=["absolute", *["relative"] * len(groups), "total"],
-            text=[f"{explanation.base_value:.2f}", *[f"{v:+.2f}" for v in shaps], f"{explanation.output:.2f}"],
+            text=[
+                hundredths(explanation.base_value),
+                *[hundredths(v, "+") for v in shaps],
+                hundredths(explanation.output),
+            ],
             textposition="outside",
             cliponaxis=False,
             hovertext=hover,

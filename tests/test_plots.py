@@ -47,3 +47,9 @@ def test_each_candidate_has_one_colour_in_the_roc_and_the_pr_chart(trained_demo)
     roc = {t.name.split(":")[0]: t.line.color for t in plots.roc_curves(card.candidates, chosen).data if ":" in t.name}
     pr = {t.name: t.line.color for t in plots.pr_curves(card.candidates, chosen, 0.23).data}
     assert roc == pr and set(roc) == set(card.candidates) and len(set(roc.values())) == len(roc)
+
+
+def test_waterfall_values_are_never_minus_zero():
+    """A forest's P(male) of 0 is the base value plus contributions: -1e-17 in floats, not "-0.00"."""
+    assert [plots.hundredths(v) for v in (-1e-17, 0.004, 0.327, -0.006)] == ["0.00", "0.00", "0.33", "-0.01"]
+    assert [plots.hundredths(v, "+") for v in (-1e-17, -0.0, 0.006, -0.006)] == ["+0.00", "+0.00", "+0.01", "-0.01"]
