@@ -54,6 +54,7 @@ class Count:
     session_id: str
     category: str
     count: int
+    session_known: bool = True  # False: COUNT 0 because the database has no such session (not in the JSON)
 
     def as_json(self) -> dict:
         return {"SESSION_ID": self.session_id, "CATEGORY": self.category, "COUNT": self.count}

@@ -65,4 +65,6 @@ def count(engine: Engine, session_id: object, category: object) -> Count:
         for code in db.as_typed(category):
             if found := db.count_category(engine, row["session_id"], code):
                 return Count(row["session_id"], code, found)
-    return Count(row["session_id"] if row else typed(session_id), typed(category), 0)
+    if row is None:
+        return Count(typed(session_id), typed(category), 0, session_known=False)
+    return Count(row["session_id"], typed(category), 0)

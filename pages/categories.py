@@ -36,7 +36,9 @@ with ui.banners():
         answer = predict.count(engine, st.session_state["count_session"], st.session_state["count_category"])
         shown_session, shown_category = ui.shown(answer.session_id), ui.shown(answer.category)
         st.metric(f"Views of {shown_category or '(no category)'} in {shown_session or '(no session)'}", answer.count)
-        if why := ui.too_long(answer.category, "category code", db.CATEGORY_LENGTH):
+        if not answer.session_known and answer.session_id.strip():
+            ui.no_session(answer.session_id)  # COUNT 0, as the original answers: say why
+        elif why := ui.too_long(answer.category, "category code", db.CATEGORY_LENGTH):
             st.caption(f"Nothing can match it{why}.")
         st.json(answer.as_json())
 

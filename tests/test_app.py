@@ -120,6 +120,9 @@ def test_the_count_form_counts_in_the_session_picked_above(app, engine):
         "COUNT": db.count_category(engine, second, category),
     }
     assert count_form(at, first, category)["SESSION_ID"] == first  # the box still takes any other id
+    assert not [w for w in at.warning if w.value.startswith("No session")]
+    assert count_form(at, "nosuch", category)["COUNT"] == 0  # as the original answers, and why
+    assert "No session `nosuch` in this database." in [w.value for w in at.warning]
 
 
 def test_unknown_session_says_so_plainly(app):
