@@ -140,6 +140,8 @@ class Draft:
         version, dot, body = text.partition(".")
         if not dot or version != LINK_VERSION:
             raise BadLink("the link is not a what-if link of this version")
+        if not body:
+            raise BadLink("the link holds no session after its version (it was cut)")
         if not body.isascii() or not body.replace("-", "").replace("_", "").isalnum():
             raise BadLink("the link's session is not in the link's alphabet (it was cut or altered)")
         try:
@@ -260,9 +262,11 @@ def parse_duration(text: str) -> timedelta:
             seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
         else:
             raise ValueError("type seconds (90), hours:minutes:seconds (1:30:00) or units (2 h 5 min)") from None
-    if not math.isfinite(seconds) or seconds < 0:
+    if math.isnan(seconds):
+        raise ValueError("type a number of seconds (90), hours:minutes:seconds (1:30:00) or units (2 h 5 min)")
+    if seconds < 0:
         raise ValueError("a duration is zero or more seconds")
-    if seconds > MAX_TYPED_DURATION.total_seconds():
+    if seconds > MAX_TYPED_DURATION.total_seconds():  # inf and 1e400 too
         raise ValueError(f"a session lasts at most {MAX_TYPED_DURATION.days} days here")
     return timedelta(seconds=round(seconds))
 

@@ -98,6 +98,7 @@ HOSTILE = {
     "more after it": "1."
     + base64.urlsafe_b64encode(zlib.compress(json.dumps(GOOD).encode()) + b"junk").rstrip(b"=").decode(),
     "too long": "1." + "A" * 10_000,
+    "cut after the version": "1.",
     "a zip bomb": packed(None, b"[" + b" " * 50_000_000 + b"]"),
     "deep nesting": packed(None, b"[" * 100_000 + b"]" * 100_000),
     "not UTF-8": packed(None, b'["\xff\xfe"]'),
@@ -135,6 +136,11 @@ def test_a_hostile_link_is_refused_in_words(name):
     message = str(refused.value)
     assert message.startswith("the link") or message.startswith("a view in the link")
     assert "<script>" not in message and "Traceback" not in message
+
+
+def test_a_link_cut_after_its_version_says_so():
+    with pytest.raises(BadLink, match=re.escape("the link holds no session after its version (it was cut)")):
+        Draft.from_link("1.")
 
 
 def test_a_link_of_anything_but_text_is_refused():
@@ -300,8 +306,10 @@ def test_a_duration_reads_as_seconds_a_clock_or_units():
         ("3 min 20", "type seconds (90)"),
         ("", "type seconds (90)"),
         ("-5", "zero or more seconds"),
-        ("nan", "zero or more seconds"),
+        ("nan", "type a number of seconds (90)"),
         ("1e9", "at most 365 days"),
+        ("1e400", "at most 365 days"),  # infinite as a float: too long, not negative
+        ("inf", "at most 365 days"),
         ("1" * 101, "at most 100 characters, this is 101"),
     ]:
         with pytest.raises(ValueError, match=re.escape(why)):
