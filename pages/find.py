@@ -89,6 +89,8 @@ matching = ", ".join(words) if words else "all sessions"
 count = f"more than {found.total:,} sessions" if found.more else counted(found.total, "session")
 if found.total == 0:
     why = ui.too_long(filters.viewed, "category code", db.CATEGORY_LENGTH)
+    if started_from and started_until and started_from > started_until:
+        why += " (the first date is after the last: swap them)"
     st.warning(f"No session matches: {matching}{why}.", icon=":material/search_off:")
     st.stop()
 listed = f"the first {len(found.sessions):,} by id" if found.total > len(found.sessions) else "all of them"

@@ -547,6 +547,14 @@ def test_the_find_page_lists_sessions(trained_demo, monkeypatch):
     at.text_input(key="find_viewed").set_value("[x](javascript:alert(1))")
     at.button[0].click().run()
     assert "No session matches: labelled male, viewed `[x](javascript:alert(1))`." in [w.value for w in at.warning]
+    at.text_input(key="find_viewed").set_value("")
+    at.date_input(key="find_from").set_value(last)
+    at.date_input(key="find_until").set_value(first)
+    at.button[0].click().run()
+    assert (
+        f"No session matches: labelled male, started {last} to {first} (the first date is after the last: swap them)."
+        in [w.value for w in at.warning]
+    )
 
 
 # -- the search box in Chromium --------------------------------------------------------------------
