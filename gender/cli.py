@@ -62,6 +62,11 @@ def share(text: str) -> float:
     return value
 
 
+def percent(fraction: float) -> int:
+    """Whole percent done, rounded down: 100,000 of 100,215 is 99 %, never 100 % before the end."""
+    return int(fraction * 100 + 1e-9)  # + 1e-9: 0.29 * 100 is 28.999999999999996
+
+
 class StderrProgress:
     """Progress lines on stderr, at most one every `interval` seconds (and the last one always)."""
 
@@ -74,7 +79,7 @@ class StderrProgress:
         now = time.monotonic()
         if fraction >= 1.0 or now - self.last >= self.interval:
             self.last = now
-            print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+            print(f"[{percent(fraction):3d}%] {message}", file=sys.stderr, flush=True)
 
 
 class StepProgress(StderrProgress):

@@ -318,3 +318,9 @@ def test_a_sqlite_path_from_home_is_the_users_home_wherever_it_is_written(monkey
     engine.dispose()
     assert (tmp_path / "home" / "shop.db").is_file()
     assert not (tmp_path / "~").exists() and not (config.PROJECT_ROOT / "~").exists()
+
+
+def test_progress_says_100_percent_only_when_done():
+    from gender.cli import percent
+
+    assert [percent(f) for f in (0.0, 0.29, 0.3, 100_000 / 100_215, 0.99999, 1.0)] == [0, 29, 30, 99, 99, 100]
