@@ -238,10 +238,20 @@ def _log(engine, served) -> None:
         print(f"warning: prediction log not written: {exc}", file=sys.stderr)
 
 
+def _warn_if_beyond_training(models, served) -> None:
+    """The Predict page's warning for a session unlike any in training (a bot's thousands of
+    views), on stderr: the JSON on stdout stays the service's answer."""
+    from gender.answers import beyond_training
+
+    if beyond := beyond_training(served.assessment.record, models.of(served.group).card.training):
+        print(f"warning: {beyond}", file=sys.stderr)
+
+
 def cmd_predict(args) -> None:
-    engine, _, served = _served(args, explain=False)  # the API's fast path: the same P(male), no SHAP
+    engine, models, served = _served(args, explain=False)  # the API's fast path: the same P(male), no SHAP
     if served is not None:
         print_json(served.as_json())
+        _warn_if_beyond_training(models, served)
         _log(engine, served)
 
 
@@ -266,6 +276,7 @@ def cmd_explain(args) -> None:
         report.write_atomically(json_out, json.dumps(explained.as_json(), ensure_ascii=False, indent=1) + "\n")
         print(f"wrote the contributions to {args.json}", file=sys.stderr)
     print_json(explained.as_json() if to_stdout else served.as_json())
+    _warn_if_beyond_training(models, served)
     _log(engine, served)
 
 

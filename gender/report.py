@@ -136,6 +136,8 @@ class Report:
                 for group in self.groups
             ],
             "contributions": contributions,
+            # a sentence when the session has more views or lasts longer than any in training, else null
+            "beyond_training": beyond_training(self.record, self.model.card.training),
         }
 
     def html(self) -> str:

@@ -15,7 +15,7 @@ from scipy.special import expit
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
-from gender import artifact, db, explain, ingest, plots, report, serve, synth
+from gender import artifact, db, explain, ingest, plots, predict, report, serve, synth
 from gender.answers import beyond_training
 from gender.config import load_settings
 from gender.explain import Explanation
@@ -467,6 +467,27 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "gender", *args], cwd=PROJECT, capture_output=True, text=True, timeout=300
     )
+
+
+def test_predict_and_explain_warn_of_a_session_beyond_training_as_the_page_does(trained_demo, tmp_path):
+    """A bot's session, with more views than any trained on: the Predict page warns, and so do the
+    command line (stderr: the JSON stays the service's answer) and the explanation's data."""
+    from tests.test_app import END, START, demo_copy
+
+    url, model_dir = trained_demo
+    most_views = artifact.load_card(model_dir).training.most_views
+    views = ";".join(f"A00001/B00001/C0000{n % 9 + 1}/D0000{n % 9 + 1}/" for n in range(most_views + 1))
+    copy = demo_copy(url, tmp_path, f"bot-1,{START},{END},{views}")
+    where = ("--db", copy, "--model-dir", str(model_dir))
+    predicted, explained = run_cli("predict", "bot-1", *where), run_cli("explain", "bot-1", "--json", "-", *where)
+    expected = beyond_training(predict.lookup(db.connect(copy), "bot-1"), artifact.load_card(model_dir).training)
+    assert expected and expected.startswith(f"This session has {most_views + 1:,} views")
+    for result in (predicted, explained):
+        assert result.returncode == 0 and result.stderr.splitlines()[0] == f"warning: {expected}", result.stderr
+    assert json.loads(predicted.stdout)["PREDICTION"] in ("male", "female")
+    assert json.loads(explained.stdout)["beyond_training"] == expected
+    usual = run_cli("explain", "u10003", "--json", "-", *where)
+    assert json.loads(usual.stdout)["beyond_training"] is None and "warning" not in usual.stderr
 
 
 def test_explain_writes_the_report_and_contributions_that_add_up(trained_demo, demo, tmp_path):
