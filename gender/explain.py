@@ -234,8 +234,7 @@ def hierarchy(explanation: Explanation, views: pd.DataFrame | Session) -> pd.Dat
         elif kind == "step":
             node = STEPS
         elif kind == "words":  # the original's n-gram: on the node of its first code, if viewed
-            first = _first_viewed_code(parsed.words, node_of_code)
-            node = node_of_code[first] if first is not None else NOT_VIEWED
+            node = node_of_code.get(parsed.codes[0], NOT_VIEWED)
         else:
             node = TIME_AND_ACTIVITY
         own[node] = own.get(node, 0.0) + float(shap_value)
@@ -323,19 +322,6 @@ def _paths_of(session: Session | pd.DataFrame) -> tuple[tuple[str, ...], ...]:
     return tuple(map(as_path, session[list(CATEGORY_NAMES)].itertuples(index=False, name=None)))
 
 
-def _first_viewed_code(words: str, a_of: dict[str, str]) -> str | None:
-    """The code the session viewed that an original n-gram starts with (its first token), or None.
-
-    The n-gram is never split: a code may hold blanks. It starts with a code when it is that code
-    or that code and a blank then more; the longest such code wins.
-    """
-    found = None
-    for code in a_of:
-        if (words == code or words.startswith(code + " ")) and (found is None or len(code) > len(found)):
-            found = code
-    return found
-
-
 def assign_groups(explanation: Explanation, session: Session | pd.DataFrame, scheme: str | None = None) -> pd.DataFrame:
     """The explanation's contributions (feature, value, label, shap), each with its group:
     `group` (its name), `group_kind` and `group_code` (see `Group`).
@@ -381,9 +367,8 @@ def assign_groups(explanation: Explanation, session: Session | pd.DataFrame, sch
             kind = "when"
         elif feature.kind == "number":
             kind = "length"
-        else:  # the original's words
-            first = _first_viewed_code(feature.words, a_of)
-            kind, code = ("category", a_of[first]) if first is not None else ("not viewed", None)
+        elif feature.codes[0] in a_of:  # the original's words: under their first code's category
+            kind, code = "category", a_of[feature.codes[0]]
         kinds.append(kind)
         codes.append(code)
         notes.append(note)

@@ -38,7 +38,7 @@ from gender.session import (
 )
 
 # Bump when the features change meaning: saved models record it and are refused when it differs.
-FEATURE_VERSION = 2  # 2: codes in path and step names joined by JOIN, not "/" and ">"
+FEATURE_VERSION = 3  # 2: codes in path and step names joined by JOIN, not "/" and ">"; 3: the original's n-grams too
 
 # Feature names (the kinds, JOIN between the codes of a path or a step, the numbers) are built
 # and parsed in gender.session: `session_tokens`, `token_name`, `Feature.parse`.
@@ -199,7 +199,7 @@ class OriginalFeatures(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, X: pd.DataFrame, y=None) -> sp.csr_matrix:
         """Learn the words and times, and return X's matrix: transformed once (a pipeline's fit)."""
-        self.words_ = CountVectorizer(ngram_range=(1, 3), token_pattern=f"[^{JOIN}]+", lowercase=False).fit(_words(X))
+        self.words_ = CountVectorizer(analyzer=original_ngrams, lowercase=False).fit(_words(X))
         self.times_ = OneHotEncoder(handle_unknown="ignore").fit(np.column_stack(_start_parts(X)))
         matrix = self.transform(X)
         self.reference_ = column_medians(matrix)
@@ -252,20 +252,29 @@ def session_words(paths) -> str:
     return JOIN.join(code for path in paths for code in path)
 
 
+def original_ngrams(words: str) -> list[str]:
+    """The original's words: the 1-, 2- and 3-grams of a session's codes in a row (`session_words`),
+    each joined by JOIN. CountVectorizer joins an n-gram's words with a blank, which made "Women"
+    then "Shoes Boots" and "Women Shoes" then "Boots" one column; on codes without blanks the
+    columns and their order are CountVectorizer's own (JOIN sorts just below the blank)."""
+    codes = words.split(JOIN) if words else []
+    return [JOIN.join(codes[i : i + n]) for n in (1, 2, 3) for i in range(len(codes) - n + 1)]
+
+
 def describe(name: str, value: float) -> str:
     """A feature's value in words, for explanations: ``view:C00007`` = 3 is "viewed C00007 ×3".
 
     The name is read by `Feature.parse`. The original's one-hot times read as the session
-    features' do, and its words as views where they are one code (no blank): both models' stories
-    in the same words; words with a blank (codes in a row, or a code holding one) as they are.
+    features' do, and its words as views where they are one code: both models' stories in the
+    same words; an n-gram of codes in a row as its codes.
     """
     feature = Feature.parse(name)
     kind, count = feature.kind, int(value)
-    if kind == "view" or (kind == "words" and " " not in feature.words):
-        code = feature.codes[0] if kind == "view" else feature.words
+    if kind == "view" or (kind == "words" and len(feature.codes) == 1):
+        code = feature.codes[0]
         return f"viewed {code} ×{count}" if count else f"no view of {code}"
-    if kind == "words":  # codes in a row, across views too (or one code with blanks: no telling which)
-        return f'"{feature.words}" in its codes ×{count}' if count else f'no "{feature.words}" in its codes'
+    if kind == "words":  # codes in a row, across views too
+        return f'"{feature.text}" in its codes ×{count}' if count else f'no "{feature.text}" in its codes'
     if kind == "path":
         return f"viewed {feature.text} ×{count}" if count else f"nothing in {feature.text}"
     if kind == "step":

@@ -278,7 +278,7 @@ def feature_label(feature: Feature) -> str:
         return f"started on day {feature.value} (one-hot)"
     if kind == "number":
         return NUMBER_LABELS.get(feature.number, feature.number)
-    return f"words “{feature.words}”"
+    return f"words “{feature.text}”"
 
 
 def group_of_feature(feature: Feature, levels: dict[str, str]) -> str:

@@ -18,9 +18,8 @@ A code is any text (":", "/", ">", blanks, quotes, non-ASCII; up to 255 characte
 `JOIN`: a name is split at its first ":" and at `JOIN` only, so `view:a:b` is a view of "a:b".
 
 `OriginalFeatures` (the original project's, re-created) names its columns its own way and
-`Feature.parse` reads those too: a 1-3-gram of codes as its text, the codes joined by blanks
-("A1 B1 C1": kind `words`, kept whole, since a code may hold blanks and the n-gram cannot be
-split back into codes), the one-hot start times "day_17", "weekday_0", "hour_14" (kinds day,
+`Feature.parse` reads those too: a 1-3-gram of codes in a row, the codes joined by `JOIN` (kind
+`words`, its codes as a path's), the one-hot start times "day_17", "weekday_0", "hour_14" (kinds day,
 weekday, hour with `original` set), and the numbers "views" and "seconds_per_view". Given a name
 alone, the session grammar is tried first: an original word that spells a session name (a code
 called "view:X" or "duration_s") reads as that name; pass `scheme="original"` when the names are
@@ -78,10 +77,9 @@ class Feature:
     """A feature's name taken apart (see the module's docstring for the grammar).
 
     kind     view, path, step, hour, weekday, day, number or words
-    codes    view: (code,); path: (A, B) or (A, B, C); step: (from, to); otherwise ()
+    codes    view: (code,); path: (A, B) or (A, B, C); step: (from, to); words: 1-3 codes; otherwise ()
     value    hour (0-23), weekday (Monday = 0), day of month (1-31); otherwise None
     number   a number's name ("duration_s"); otherwise None
-    words    an original n-gram's text ("A1 B1"); otherwise None
     original named as OriginalFeatures names it ("hour_14", words)
     """
 
@@ -89,7 +87,6 @@ class Feature:
     codes: tuple[str, ...] = ()
     value: int | None = None
     number: str | None = None
-    words: str | None = None
     original: bool = False
 
     def __post_init__(self):
@@ -126,18 +123,21 @@ class Feature:
         kind = self.kind
         if kind in CODE_KINDS:
             return f"{kind}{KIND_SEP}{JOIN.join(self.codes)}"
+        if kind == "words":
+            return JOIN.join(self.codes)
         if kind in TIME_KINDS:
             return f"{kind}_{self.value}" if self.original else f"{kind}{KIND_SEP}{self.value}"
-        if kind == "number":
-            return self.number
-        return self.words
+        return self.number
 
     def __str__(self) -> str:
         return self.name
 
     @property
     def text(self) -> str:
-        """The codes as a path or step shows them in words: A › B › C, FROM → TO."""
+        """The codes as a path or step shows them in words: A › B › C, FROM → TO; an original
+        n-gram's codes in a row as "A B", or "A · B" where a code holds a blank."""
+        if self.kind == "words":
+            return (" · " if any(" " in code for code in self.codes) else " ").join(self.codes)
         return (" → " if self.kind == "step" else " › ").join(self.codes)
 
     # -- parsing ------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ class Feature:
         match = _ORIGINAL_TIME.fullmatch(name)
         if match and int(match[2]) in _TIME_RANGES[match[1]]:
             return cls(match[1], value=int(match[2]), original=True)
-        return cls("words", words=name, original=True)
+        return cls("words", tuple(name.split(JOIN)), original=True)
 
 
 def token_name(kind: str, text: str) -> str:

@@ -20,6 +20,7 @@ import pytest
 
 from gender import db, predict, score, train
 from gender.features import OriginalFeatures, SessionFeatures, session_frame
+from gender.session import JOIN
 from gender.trained import Models
 from tests import original_style
 from tests.models import wrap_model
@@ -80,7 +81,7 @@ def test_per_session_scan_gives_original_features(real_db):
     assert scanned.shape == batch.shape and batch.shape[1] > 10_000
     assert (scanned != batch).nnz == 0
     names = features.get_feature_names_out()
-    assert "A00002 B00002 C00002" in set(names)  # 3-grams are there, in the same columns
+    assert f"A00002{JOIN}B00002{JOIN}C00002" in set(names)  # 3-grams are there, in the same columns
 
 
 def test_session_features_batch_equal_one_session_at_a_time(real_db, everyone, sample_ids):

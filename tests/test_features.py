@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from gender.features import OriginalFeatures, SessionFeatures, describe, session_frame
+from gender.session import JOIN
 
 
 def frame_of(rows):
@@ -134,8 +135,8 @@ def test_original_features_are_words_with_one_to_three_grams():
     X = frame_of(SESSIONS)
     original = OriginalFeatures().fit(X)
     values = as_dict(original, X, 0)
-    assert values["A1"] == 3 and values["A1 B1"] == 3 and values["A1 B1 C1"] == 2
-    assert values["D1 A1 B1"] == 1  # a trigram across two views, as the original's text made them
+    assert values["A1"] == 3 and values[f"A1{JOIN}B1"] == 3 and values[f"A1{JOIN}B1{JOIN}C1"] == 2
+    assert values[f"D1{JOIN}A1{JOIN}B1"] == 1  # a trigram across two views, as the original's text made them
     assert values["day_17"] == 1 and values["weekday_0"] == 1 and values["hour_14"] == 1
     assert values["views"] == 3 and values["seconds_per_view"] == 10
 

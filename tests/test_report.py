@@ -19,7 +19,7 @@ from gender import artifact, db, explain, ingest, plots, predict, report, serve,
 from gender.answers import beyond_training
 from gender.config import load_settings
 from gender.explain import Explanation
-from gender.session import Feature, Session
+from gender.session import JOIN, Feature, Session
 from gender.trained import Model, Models
 from tests import live
 from tests.conftest import PROJECT, write_pakdd
@@ -114,11 +114,11 @@ def test_a_code_viewed_under_several_top_categories_says_so():
 
 def test_the_originals_words_go_to_the_category_of_their_first_code():
     rows = [
-        ("A00002 B00009 C00001", 1, 0.3),  # a 3-gram starting with a viewed A code
-        ("C00002 D00002", 1, 0.1),  # starting with a viewed C code: its A is A00002
-        ("B x y C00003", 1, -0.2),  # the first code holds blanks; its A is "A 7"
+        (f"A00002{JOIN}B00009{JOIN}C00001", 1, 0.3),  # a 3-gram starting with a viewed A code
+        (f"C00002{JOIN}D00002", 1, 0.1),  # starting with a viewed C code: its A is A00002
+        (f"B x y{JOIN}C00003", 1, -0.2),  # the first code holds blanks; its A is "A 7"
         ("A00005", 0, -0.4),  # never viewed
-        ("A000022 B1", 0, 0.05),  # starts like a viewed code, but is another one
+        (f"A000022{JOIN}B1", 0, 0.05),  # starts like a viewed code, but is another one
         ("hour_14", 1, 0.1),
         ("day_14", 1, -0.02),
         ("views", 3, 0.2),

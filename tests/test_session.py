@@ -9,6 +9,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.feature_extraction.text import CountVectorizer
 from sqlalchemy import insert
 
 from gender import db
@@ -142,9 +143,30 @@ def test_every_original_feature_name_reads_back(odd_frame):
     for name in words:
         feature = Feature.parse(name, scheme="original")
         if name not in coinciding:
-            assert (feature.kind, feature.words, feature.original) == ("words", name, True)
+            assert (feature.kind, JOIN.join(feature.codes), feature.original) == ("words", name, True)
     assert Feature.parse("view:C1", scheme="original").kind == "words"
     assert Feature.parse("view:C1").codes == ("C1",)  # given no scheme, the session grammar first
+
+
+def test_the_originals_ngrams_tell_codes_with_blanks_apart():
+    """CountVectorizer's n-grams join words by a blank: "Women" then "Shoes Boots" and "Women Shoes"
+    then "Boots" were one column. On codes without blanks (PAKDD's), the columns are its own, in its order."""
+    start = datetime(2014, 11, 14, 10)
+    shop = [
+        Session("s1", start, start, None, [("Women", "Shoes Boots", "C1", "D1")]),
+        Session("s2", start, start, None, [("Women Shoes", "Boots", "C1", "D1")]),
+    ]
+    words = OriginalFeatures().fit(batch_frame(shop)).words_.get_feature_names_out().tolist()
+    assert f"Women{JOIN}Shoes Boots" in words and f"Women Shoes{JOIN}Boots" in words
+    assert len(words) == len({Feature.parse(w, "original").codes for w in words}) == 6 + 5 + 4  # C1, D1 shared
+
+    plain = [s for s in odd_sessions() if all(code.split() == [code] for path in s.paths for code in path)]
+    frame = batch_frame(plain)
+    ours = OriginalFeatures().fit(frame).words_.get_feature_names_out().tolist()
+    texts = [" ".join(code for path in paths for code in path) for paths in frame["paths"]]
+    theirs = CountVectorizer(ngram_range=(1, 3), token_pattern=r"\S+", lowercase=False).fit(texts)
+    assert plain
+    assert [word.replace(JOIN, " ") for word in ours] == theirs.get_feature_names_out().tolist()
 
 
 def test_odd_codes_split_at_the_first_colon_and_at_join_only():
@@ -156,7 +178,7 @@ def test_odd_codes_split_at_the_first_colon_and_at_join_only():
     assert Feature.parse("hour:14") == Feature.time("hour", 14)
     assert Feature.parse("hour_14") == Feature.time("hour", 14, original=True)
     assert Feature.parse("duration_s") == Feature.of_number("duration_s")
-    assert Feature.parse("A1 B1 C1") == Feature("words", words="A1 B1 C1", original=True)
+    assert Feature.parse(f"A1{JOIN}B1{JOIN}C 1") == Feature("words", ("A1", "B1", "C 1"), original=True)
     for built in (Feature.view("ä" * 255), Feature.path("a:b", '"q"'), Feature.step("->", "😀")):
         assert Feature.parse(built.name) == built
 
@@ -273,8 +295,10 @@ def test_a_session_is_a_value():
         ("seconds_per_view", 900, "15.0 min per view"),
         ("hour_14", 1, "started at 14:00"),  # the original's one-hot times and words: as the session features'
         ("weekday_0", 0, "not on a Monday"),
-        ("A1 B1 C1", 2, '"A1 B1 C1" in its codes ×2'),  # codes in a row, across views too
-        ("A1 B1", 0, 'no "A1 B1" in its codes'),
+        (f"A1{JOIN}B1{JOIN}C1", 2, '"A1 B1 C1" in its codes ×2'),  # codes in a row, across views too
+        (f"A1{JOIN}B1", 0, 'no "A1 B1" in its codes'),
+        (f"Women{JOIN}Shoes Boots", 1, '"Women · Shoes Boots" in its codes ×1'),  # which codes, where one has a blank
+        ("Shoes Boots", 1, "viewed Shoes Boots ×1"),  # one code: a view, blank or not
         ("A00005", 0, "no view of A00005"),
     ],
 )
