@@ -17,10 +17,11 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
     DateTime,
@@ -35,6 +36,8 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from gender import db, ingest
 from gender.answers import counted
@@ -43,6 +46,7 @@ from gender.errors import GenderError, ImportFailed
 CHUNK_EVENTS = 20_000  # rows checked and staged at a time: the memory an import needs
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
 UNKNOWN_GENDER = ("", "NULL", "unknown")  # what a gender column says when the visitor did not tell
+EPOCH, SECOND = datetime(1970, 1, 1), timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,11 @@ class EventReport(ingest.ImportReport):
 
 
 # The staged events. Ids and codes have the FTP tables' own types, so that they compare (and group)
-# exactly as the tables' keys do on every database. `position` is the line (CSV) or row (Parquet):
-# file order, for views of the same time and for naming the line of a disagreement.
+# exactly as the tables' keys do on every database. `time` is the wall time, `instant` and
+# `microsecond` the moment (a time without an offset counts as UTC): times of one session logged
+# with different offsets (across a change to summer time) are ordered by their moments.
+# `position` is the line (CSV) or row (Parquet): file order, for views of the same moment and for
+# naming the line of a disagreement.
 _staging_metadata = MetaData()
 staging = Table(
     "gender_staged_events",
@@ -94,6 +101,7 @@ staging = Table(
     Column("session_id", db.SESSION_ID, primary_key=True),
     Column("position", Integer, primary_key=True, autoincrement=False),
     Column("time", DateTime, nullable=False),  # to the second, like the FTP tables
+    Column("instant", BigInteger, nullable=False),  # seconds since 1970 UTC
     Column("microsecond", Integer, nullable=False),  # Parquet times may be finer: they still order views
     *(Column(name, db.CATEGORY, nullable=True) for name in db.CATEGORY_NAMES),  # NULL: not a view
     Column("gender", db.session.c.gender.type, nullable=True),
@@ -238,10 +246,6 @@ def _exact(value: object) -> object:
     return "" if isinstance(value, str) and not value.strip() else value
 
 
-def _time(value: object, name: str) -> datetime:
-    return ingest.parse_time(_text(value), name)
-
-
 def _gender(value: object) -> str | None:
     value = _text(value)
     return ingest.check_gender(None if value is None or value in UNKNOWN_GENDER else value)
@@ -252,7 +256,8 @@ def _checked(values: tuple, position: int, columns: EventColumns, other_events: 
     session_id, time, *rest = values
     categories, gender = (rest[:-1], rest[-1]) if columns.gender else (rest, None)
     session_id = ingest.check_session_id(_exact(session_id))
-    when = _time(time, columns.time)
+    when = ingest.parse_moment(_text(time), columns.time)
+    since_epoch = when.replace(tzinfo=None) - EPOCH - (when.utcoffset() or timedelta(0))
     codes, written = [_exact(code) for code in categories], None
     if columns.path is not None and isinstance(codes[0], str) and codes[0]:
         # The blanks around each level's name are the path's layout ("Women > Shoes" with --sep
@@ -272,8 +277,9 @@ def _checked(values: tuple, position: int, columns: EventColumns, other_events: 
     return {
         "session_id": session_id,
         "position": position,
-        "time": when.replace(microsecond=0),
-        "microsecond": when.microsecond,
+        "time": when.replace(tzinfo=None, microsecond=0),
+        "instant": since_epoch // SECOND,
+        "microsecond": (since_epoch % SECOND).microseconds,
         **dict(zip(db.CATEGORY_NAMES, path)),
         "gender": _gender(gender),
     }
@@ -348,6 +354,27 @@ def _first_disagreement(conn: Connection, unit: str) -> tuple[str, int] | None:
     return _disagreement(row.session_id, earlier, first, later, unit), line
 
 
+class _Later(FunctionElement):
+    """A DATETIME plus a whole number of seconds: `_Later(time, seconds)`."""
+
+    type = DateTime()
+    name = "later"
+    inherit_cache = True
+
+
+@compiles(_Later)
+def _later(element, compiler, **kw) -> str:
+    time, seconds = (compiler.process(argument, **kw) for argument in element.clauses)
+    return f"TIMESTAMPADD(SECOND, {seconds}, {time})"
+
+
+@compiles(_Later, "sqlite")
+def _later_sqlite(element, compiler, **kw) -> str:
+    time, seconds = (compiler.process(argument, **kw) for argument in element.clauses)
+    # as SQLAlchemy writes a DATETIME in SQLite, so that it compares with the others as text
+    return f"strftime('%Y-%m-%d %H:%M:%S.000000', {time}, ({seconds}) || ' seconds')"
+
+
 def _build(conn: Connection, report: EventReport) -> None:
     """Sessions and views from the staged events, for the sessions not in the database yet."""
     known = select(db.session.c.session_id)
@@ -360,18 +387,23 @@ def _build(conn: Connection, report: EventReport) -> None:
     by_session = select(staging.c.session_id).group_by(staging.c.session_id).having(views == 0).subquery()
     report.viewless_sessions = conn.execute(select(func.count()).select_from(by_session)).scalar_one()
 
-    told = func.max(staging.c.gender)  # the one gender the session's events give, or NULL (they agree: checked)
-    sessions = (
-        select(staging.c.session_id, func.min(staging.c.time), func.max(staging.c.time), told)
-        .group_by(staging.c.session_id)
-        .having(views > 0)
-    )
+    # A session starts at the wall time of its first event and lasts until its last one: its end
+    # is on its start's clock, even when the clocks changed in between (summer time ended).
+    session = {"partition_by": staging.c.session_id}
+    order = func.row_number().over(**session, order_by=(staging.c.instant, staging.c.microsecond, staging.c.position))
+    each = select(
+        staging.c.session_id,
+        staging.c.time,
+        (func.max(staging.c.instant).over(**session) - staging.c.instant).label("seconds_to_last"),
+        func.max(staging.c.gender).over(**session).label("told"),  # the one gender given, or NULL (checked)
+        views.over(**session).label("views"),
+        order.label("place"),
+    ).subquery()
+    end = _Later(each.c.time, each.c.seconds_to_last)
+    sessions = select(each.c.session_id, each.c.time, end, each.c.told).where(each.c.place == 1, each.c.views > 0)
     names = ["session_id", "start_time", "end_time", "gender"]
     report.new_sessions = conn.execute(insert(db.session).from_select(names, sessions)).rowcount
 
-    order = func.row_number().over(
-        partition_by=staging.c.session_id, order_by=(staging.c.time, staging.c.microsecond, staging.c.position)
-    )
     ordered = select(staging.c.session_id, order, *(staging.c[name] for name in db.CATEGORY_NAMES)).where(
         staging.c.category_a.is_not(None)
     )

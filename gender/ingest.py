@@ -71,16 +71,21 @@ def check_session_id(value: object) -> str:
     return _text(value, "session id", db.SESSION_ID_LENGTH)
 
 
+def parse_moment(value: object, name: str) -> datetime:
+    """An ISO 8601 time as written: `2014-11-14 00:02:41`, a bare date (one end_time in the real
+    logs is one), `2014-11-14T00:02:41.5+01:00` (with its offset)."""
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        raise Invalid(f"bad {name} {_shown(value)}: expected YYYY-MM-DD HH:MM:SS (ISO 8601)") from None
+
+
 def parse_time(value: object, name: str) -> datetime:
-    """An ISO 8601 time: `2014-11-14 00:02:41`, a bare date (one end_time in the real logs is
-    one), `2014-11-14T00:02:41.5+01:00`. A time with an offset is kept as the wall time it
-    names, where it was logged: the hour of day is what a session's features read."""
-    if not isinstance(value, datetime):
-        try:
-            value = datetime.fromisoformat(str(value))
-        except ValueError:
-            raise Invalid(f"bad {name} {_shown(value)}: expected YYYY-MM-DD HH:MM:SS (ISO 8601)") from None
-    return value.replace(tzinfo=None)
+    """An ISO 8601 time (`parse_moment`) as the wall time it names, where it was logged: the hour
+    of day is what a session's features read."""
+    return parse_moment(value, name).replace(tzinfo=None)
 
 
 def check_gender(value: object) -> str | None:

@@ -215,6 +215,23 @@ def test_finer_times_and_numbers(engine, tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_views_across_a_change_of_clocks_are_in_the_order_they_happened(engine, tmp_path, suffix):
+    """When summer time ends, 02:50+02:00 comes 20 minutes before 02:10+01:00: views are ordered by
+    the moment, and the session starts at its first view's wall time and lasts 20 minutes."""
+    moments = pd.to_datetime(["2014-10-26T00:50:00Z", "2014-10-26T01:10:00Z"]).tz_convert("Europe/Prague")
+    frame = pd.DataFrame({"visit": ["dst", "dst"], "ts": moments, "category path": ["A/B/C/first", "A/B/C/second"]})
+    file = tmp_path / f"dst{suffix}"
+    if suffix == ".csv":  # 2014-10-26T02:50:00+02:00, 2014-10-26T02:10:00+01:00
+        frame.assign(ts=[moment.isoformat() for moment in moments]).to_csv(file, index=False)
+    else:  # timestamp[tz=Europe/Prague]
+        frame.to_parquet(file, index=False)
+    events.import_events(engine, file, events.EventColumns(session="visit", time="ts", path="category path"))
+    assert db.get_views(engine, "dst")["category_d"].tolist() == ["first", "second"]
+    session = db.get_session(engine, "dst")
+    assert (str(session["start_time"]), str(session["end_time"])) == ("2014-10-26 02:50:00", "2014-10-26 03:10:00")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_blanks_in_an_id_are_its_own_and_around_a_paths_levels_are_its_layout(engine, tmp_path, suffix):
     """` padded ` and `padded` are two sessions, as CSV (RFC 4180) and Parquet hold them; in a path
     the blanks around each level are layout, and a trailing separator is dropped even when it ends
