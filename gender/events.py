@@ -123,8 +123,8 @@ class Batch:
 
 
 class _Rows:
-    """The file's CSV rows, its lines read through ingest's reader (UTF-8 or a failure naming the
-    line). `start` is the line the row being read starts on, `number` the last line read, `ended`
+    """The file's CSV rows, its lines read through ingest's reader (UTF-8, gzipped or not, or a
+    failure naming the line). `start` is the line the row being read starts on, `number` the last line read, `ended`
     whether the file has no more lines."""
 
     def __init__(self, path: Path, delimiter: str):
@@ -199,6 +199,8 @@ def parquet_batches(path: Path, columns: EventColumns) -> Iterator[Batch]:
     import pyarrow as pa  # only Parquet files need it
     import pyarrow.parquet as pq
 
+    if path.name.lower().endswith(".gz"):  # pyarrow would say only that it is no Parquet file
+        raise ImportFailed(path.name, "a gzipped Parquet file: decompress it first (Parquet compresses its own data)")
     try:
         file = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
@@ -440,9 +442,10 @@ def import_events(
     """
     path = Path(path)
     ingest.check_is_file(path, "an event log (CSV or Parquet)")
-    file_format = file_format or FORMATS.get(path.suffix.lower())
+    suffix = Path(path.name.lower().removesuffix(".gz")).suffix  # of events.csv.gz: .csv
+    file_format = file_format or FORMATS.get(suffix)
     if file_format == "csv":
-        delimiter = csv_delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
+        delimiter = csv_delimiter or ("\t" if suffix == ".tsv" else ",")
         delimiter = "\t" if delimiter in ("\\t", "tab") else delimiter  # a tab is hard to type in a shell
         if len(delimiter) != 1:
             raise GenderError(f"the CSV delimiter must be one character, not {delimiter!r}")
@@ -452,7 +455,7 @@ def import_events(
     else:
         raise ImportFailed(
             path.name,
-            f"cannot tell the format from {path.suffix or 'no extension'!r}: give --format csv or --format parquet",
+            f"cannot tell the format from {suffix or 'no extension'!r}: give --format csv or --format parquet",
         )
 
     chunks = ingest.schema_after_first(engine, _events(batches, columns, other_events, path.name, unit))

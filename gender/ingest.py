@@ -7,7 +7,9 @@ importing the same data twice changes nothing.
 
 from __future__ import annotations
 
+import gzip
 import itertools
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +24,7 @@ from gender.answers import counted
 from gender.errors import ImportFailed
 
 CHUNK_SESSIONS = 5_000
+GZIP_MAGIC = b"\x1f\x8b"  # how every gzip file starts, whatever its name
 
 Progress = Callable[[float, str], None]
 T = TypeVar("T")
@@ -200,21 +203,26 @@ def check_is_file(path: Path, expected: str) -> None:
 
 
 def text_lines(path: Path) -> Iterator[tuple[int, str, int]]:
-    """(line number, text, bytes read so far) for each line of a UTF-8 text file; a byte order
-    mark before the first line (Excel writes one) is not part of it."""
-    done = 0
+    """(line number, text, bytes of the file read so far) for each line of a UTF-8 text file,
+    gzipped or not (decompressed as it is read); a byte order mark before the first line (Excel
+    writes one) is not part of it."""
+    done = number = 0
     try:
         f = path.open("rb")
     except OSError as exc:
         raise ImportFailed(str(path), f"cannot read: {exc.strerror}") from None
     with f:
-        for number, raw in enumerate(f, start=1):
-            done += len(raw)
-            try:
-                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                raise ImportFailed(path.name, f"not UTF-8 text (byte {exc.start + 1})", number) from None
-            yield number, text.rstrip("\r\n"), done
+        gzipped = f.peek(len(GZIP_MAGIC)).startswith(GZIP_MAGIC)
+        try:
+            for number, raw in enumerate(gzip.GzipFile(fileobj=f) if gzipped else f, start=1):
+                done = f.tell() if gzipped else done + len(raw)  # of the compressed file: its size is the total
+                try:
+                    text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    raise ImportFailed(path.name, f"not UTF-8 text (byte {exc.start + 1})", number) from None
+                yield number, text.rstrip("\r\n"), done
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # only gzip raises these
+            raise ImportFailed(path.name, f"broken gzip data: {exc}", number + 1) from None
 
 
 def is_blank(text: str) -> bool:

@@ -10,6 +10,7 @@ reason and writes nothing; importing again changes nothing.
 from __future__ import annotations
 
 import csv
+import gzip
 import random
 import signal
 import subprocess
@@ -612,6 +613,32 @@ def test_the_command_line(db_url, tmp_path):
         assert_tables(engine, expected)
     finally:
         engine.dispose()
+
+
+def test_a_gzipped_csv_file_is_read_as_it_is_decompressed(tmp_path):
+    """`events.csv.gz` is CSV (gzipped CSV whatever its name with --format csv); a gzipped Parquet
+    file is refused with what to do, and a broken gzip file with the line it broke in."""
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    body = csv_bytes(HEADER, *GOOD)
+    (tmp_path / "events.csv.gz").write_bytes(gzip.compress(body))
+    (tmp_path / "events.dat").write_bytes(gzip.compress(body))
+    (tmp_path / "broken.csv.gz").write_bytes(gzip.compress(body)[:-12])
+    pd.DataFrame({"visit": ["a"]}).to_parquet(tmp_path / "events.parquet.gz")
+    options = ["--session-col", "visit", "--time-col", "ts", "--path-col", "category path", "--db", url]
+    done = run_cli(tmp_path / "events.csv.gz", *options)
+    assert done.stderr.strip().splitlines()[-1] == "imported 30 sessions (30 views)", done.stderr
+    engine = db.connect(url)
+    expected = tables(engine)
+    done = run_cli(tmp_path / "events.dat", "--format", "csv", *options)
+    assert done.stderr.strip().splitlines()[-1].endswith("30 already in the database were left unchanged")
+    for name, error in [
+        ("broken.csv.gz", "error: broken.csv.gz, line 31: broken gzip data: Compressed file ended before"),
+        ("events.parquet.gz", "error: events.parquet.gz: a gzipped Parquet file: decompress it first"),
+    ]:
+        failed = run_cli(tmp_path / name, *options)
+        assert failed.returncode == 1 and failed.stderr.splitlines()[-1].startswith(error), failed.stderr
+    assert_tables(engine, expected)
+    engine.dispose()
 
 
 # -- killed while writing the tables ---------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Getting data in: PAKDD files and other FTP databases, on SQLite and on MariaDB."""
 
+import gzip
 from datetime import datetime
 
 import pandas as pd
@@ -102,6 +103,28 @@ def test_a_bad_line_fails_with_its_number_and_writes_nothing(engine, pakdd_sampl
     assert str(failure.value).startswith(f"bad.csv, line {len(lines)}: ")
     assert reason in str(failure.value)
     assert row_counts(engine) == before
+
+
+def test_gzipped_files_are_read_as_they_are(engine, pakdd_sample, tmp_path):
+    """A gzipped data or labels file (by its first bytes, whatever its name) gives the tables of
+    the file itself; a broken one is refused with the line it broke in, and writes nothing."""
+    data, labels = pakdd_sample
+    gzipped = []
+    for path, name in ((data, "data.csv.gz"), (labels, "labels.txt")):
+        gzipped.append(tmp_path / name)
+        gzipped[-1].write_bytes(gzip.compress(path.read_bytes()))
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(gzipped[0].read_bytes()[:-12])  # its last line and the end marker cut off
+    with pytest.raises(ImportFailed, match=r"^broken.csv.gz, line \d: broken gzip data: Compressed file ended"):
+        ingest.import_pakdd(engine, broken, gzipped[1])
+    assert row_counts(engine) == (0, 0)
+    ingest.import_pakdd(engine, *gzipped)
+    expected = db.connect(f"sqlite:///{tmp_path / 'plain.db'}")
+    db.create_schema(expected)
+    ingest.import_pakdd(expected, data, labels)
+    for ours, theirs in zip(db.read_sessions(engine, "all"), db.read_sessions(expected, "all")):
+        pd.testing.assert_frame_equal(ours, theirs, check_dtype=False)
+    expected.dispose()
 
 
 def test_non_utf8_and_empty_files_are_refused(engine, tmp_path):
