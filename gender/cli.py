@@ -494,7 +494,7 @@ def parser() -> argparse.ArgumentParser:
     category = sub.add_mutually_exclusive_group(required=True)
     category.add_argument("--path-col", metavar="COLUMN", help="the category path, top level first: A/B/C/D")
     category.add_argument("--level-cols", metavar="A,B,C,D", help="the 4 columns of the category levels, top first")
-    sub.add_argument("--sep", default="/", help="the separator in --path-col's paths (default /)")
+    sub.add_argument("--sep", help="the separator in --path-col's paths (default /)")
     sub.add_argument("--gender-col", metavar="COLUMN", help="male or female; blank, NULL or unknown: not told")
     sub.add_argument("--format", choices=["csv", "parquet"], help="default: by the extension (.csv .tsv .parquet .pq)")
     sub.add_argument("--csv-delimiter", metavar="CHAR", help="between CSV fields (default , or a tab for .tsv)")

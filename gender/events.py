@@ -52,21 +52,26 @@ EPOCH, SECOND = datetime(1970, 1, 1), timedelta(seconds=1)
 @dataclass(frozen=True)
 class EventColumns:
     """Which of the file's columns hold what: the category path in one column (`path`, split at
-    `sep`) or in one column a level (`levels`, top level first)."""
+    `sep`, `/` unless given) or in one column a level (`levels`, top level first)."""
 
     session: str
     time: str
     path: str | None = None
     levels: tuple[str, ...] | None = None
     gender: str | None = None
-    sep: str = "/"
+    sep: str | None = None
 
     def __post_init__(self):
         if (self.path is None) == (self.levels is None):
             raise GenderError("name the category path column or the columns of its levels, not both or neither")
-        if self.levels is not None and len(self.levels) != len(db.LEVELS):
-            raise GenderError(f"expected {len(db.LEVELS)} level columns (top level first), got {len(self.levels)}")
-        if not self.sep:
+        if self.levels is not None:
+            if len(self.levels) != len(db.LEVELS):
+                raise GenderError(f"expected {len(db.LEVELS)} level columns (top level first), got {len(self.levels)}")
+            if twice := next((name for name in self.levels if self.levels.count(name) > 1), None):
+                raise GenderError(f"each level needs a column of its own: {twice!r} is named for two levels")
+            if self.sep is not None:  # said, not ignored: the user thinks some column holds paths
+                raise GenderError("a separator (--sep) splits a path column (--path-col): level columns have none")
+        if self.sep == "":
             raise GenderError("the path separator cannot be empty")
 
     @property
@@ -157,7 +162,7 @@ def csv_batches(path: Path, columns: EventColumns, delimiter: str = ",") -> Iter
             raise ImportFailed(path.name, "empty file: no header line")
         header = [name.strip() for name in header]
         header[0] = header[0].removeprefix("\ufeff")  # a byte-order mark, as spreadsheets write it
-        at = [_index(header, name, path) for name in columns.names]
+        at = _places(header, columns, path)
         batch = Batch([], [], 0.0)
         for record in records:
             if len(record) != len(header):
@@ -188,10 +193,15 @@ def _csv_error(exc: csv.Error, path: Path, rows: _Rows) -> ImportFailed:
     return ImportFailed(path.name, f"not valid CSV: {exc}", rows.number)
 
 
-def _index(header: list[str], name: str, path: Path) -> int:
-    if name not in header:
-        raise ImportFailed(path.name, f"no column {name!r} (the columns are {', '.join(map(repr, header))})")
-    return header.index(name)
+def _places(header: list[str], columns: EventColumns, path: Path) -> list[int]:
+    """Where in the header each of `columns.names` is: each must be there once, for the values
+    taken to be the ones meant."""
+    for name in columns.names:
+        if name not in header:
+            raise ImportFailed(path.name, f"no column {name!r} (the columns are {', '.join(map(repr, header))})")
+        if header.count(name) > 1:
+            raise ImportFailed(path.name, f"{header.count(name)} columns are named {name!r}: rename all but one")
+    return [header.index(name) for name in columns.names]
 
 
 def parquet_batches(path: Path, columns: EventColumns) -> Iterator[Batch]:
@@ -205,10 +215,7 @@ def parquet_batches(path: Path, columns: EventColumns) -> Iterator[Batch]:
         file = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
         raise ImportFailed(path.name, f"not a Parquet file: {exc}") from None
-    names = file.schema_arrow.names
-    for name in columns.names:
-        if name not in names:
-            raise ImportFailed(path.name, f"no column {name!r} (the columns are {', '.join(map(repr, names))})")
+    _places(file.schema_arrow.names, columns, path)
     total, row = max(file.metadata.num_rows, 1), 0
     wanted = list(dict.fromkeys(columns.names))  # a column named twice (session and gender?) is read once
     try:
@@ -265,7 +272,7 @@ def _checked(values: tuple, position: int, columns: EventColumns, other_events: 
         # The blanks around each level's name are the path's layout ("Women > Shoes" with --sep
         # " > " or "/"); "A/B/C/D/", as PAKDD writes paths, and "/A/B/C/D", as a URL path, are "A/B/C/D".
         written = codes[0]
-        codes = [code.strip() for code in written.split(columns.sep)]
+        codes = [code.strip() for code in written.split(columns.sep or "/")]
         if len(codes) > 1 and not codes[-1]:
             codes.pop()
         if len(codes) > 1 and not codes[0]:
@@ -451,6 +458,8 @@ def import_events(
             raise GenderError(f"the CSV delimiter must be one character, not {delimiter!r}")
         batches, unit = csv_batches(path, columns, delimiter), "line"
     elif file_format == "parquet":
+        if csv_delimiter is not None:  # said, not ignored: the user thinks the file is CSV
+            raise GenderError(f"{path.name} is read as Parquet, which has no delimiter: drop --csv-delimiter")
         batches, unit = parquet_batches(path, columns), "row"
     else:
         raise ImportFailed(

@@ -22,6 +22,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import func, select
 
@@ -559,6 +561,12 @@ def test_wrong_options_are_refused():
         events.EventColumns(session="s", time="t", levels=("a", "b", "c"))
     with pytest.raises(GenderError, match="not both or neither"):
         events.EventColumns(session="s", time="t")
+    with pytest.raises(GenderError, match="^each level needs a column of its own: 'a' is named for two levels$"):
+        events.EventColumns(session="s", time="t", levels=("a", "b", "a", "d"))
+    with pytest.raises(GenderError, match=r"^a separator \(--sep\) splits a path column"):
+        events.EventColumns(session="s", time="t", levels=("a", "b", "c", "d"), sep="/")
+    with pytest.raises(GenderError, match="cannot be empty"):
+        events.EventColumns(session="s", time="t", path="p", sep="")
 
 
 # -- the command line --------------------------------------------------------------------------------------
@@ -613,6 +621,44 @@ def test_the_command_line(db_url, tmp_path):
         assert_tables(engine, expected)
     finally:
         engine.dispose()
+
+
+def test_what_the_import_would_ignore_is_refused(tmp_path):
+    """An option or a column the file would not use is an error, not silently ignored: --sep with
+    level columns, --csv-delimiter with Parquet, one column for two levels, a header naming the
+    chosen column twice (the first was taken). Nothing is written: not even the database file."""
+    database = tmp_path / "shop.db"
+    levels = ["--session-col", "visit", "--time-col", "ts", "--db", f"sqlite:///{database}", "--level-cols"]
+    frame = event_frame(generated_events(sessions=3), "levels")
+    frame.to_parquet(tmp_path / "events.parquet", index=False)
+    (tmp_path / "twice.csv").write_bytes(csv_bytes("visit,ts,category path,visit", "a,2014-11-14 10:00:00,A/B/C/D,b"))
+    columns = [pa.array([value]) for value in ("a", "2014-11-14 10:00:00", "A/B/C/D", "b")]
+    pq.write_table(pa.table(columns, names=["visit", "ts", "category path", "visit"]), tmp_path / "twice.parquet")
+    failures = [
+        (
+            run_cli(tmp_path / "events.parquet", *levels, "top,second,third,item", "--sep", ">"),
+            "error: a separator (--sep) splits a path column (--path-col): level columns have none",
+        ),
+        (
+            run_cli(tmp_path / "events.parquet", *levels, "top,top,top,top"),
+            "error: each level needs a column of its own: 'top' is named for two levels",
+        ),
+        (
+            run_cli(tmp_path / "events.parquet", *levels, "top,second,third,item", "--csv-delimiter", ";"),
+            "error: events.parquet is read as Parquet, which has no delimiter: drop --csv-delimiter",
+        ),
+        (
+            run_cli(tmp_path / "twice.csv", *levels[:-1], "--path-col", "category path"),
+            "error: twice.csv: 2 columns are named 'visit': rename all but one",
+        ),
+        (
+            run_cli(tmp_path / "twice.parquet", *levels[:-1], "--path-col", "category path"),
+            "error: twice.parquet: 2 columns are named 'visit': rename all but one",
+        ),
+    ]
+    for failed, error in failures:
+        assert failed.returncode == 1 and failed.stderr.splitlines()[-1] == error, failed.stderr
+    assert not database.exists()
 
 
 def test_a_gzipped_csv_file_is_read_as_it_is_decompressed(tmp_path):
