@@ -75,10 +75,13 @@ class EventColumns:
             raise GenderError("the path separator cannot be empty")
 
     @property
+    def categories(self) -> list[str]:
+        return [self.path] if self.path is not None else list(self.levels)
+
+    @property
     def names(self) -> list[str]:
         """The columns to read, in the order `_checked` takes their values."""
-        categories = [self.path] if self.path is not None else list(self.levels)
-        return [self.session, self.time, *categories, *([self.gender] if self.gender else [])]
+        return [self.session, self.time, *self.categories, *([self.gender] if self.gender else [])]
 
 
 @dataclass
@@ -216,6 +219,10 @@ def parquet_batches(path: Path, columns: EventColumns) -> Iterator[Batch]:
     except (pa.ArrowException, OSError) as exc:
         raise ImportFailed(path.name, f"not a Parquet file: {exc}") from None
     _places(file.schema_arrow.names, columns, path)
+    for name, what in [(columns.session, "session ids"), *((name, "categories") for name in columns.categories)]:
+        kind = file.schema_arrow.field(name).type
+        if not _textual(kind):  # said of the column: its values (123.0) would be refused one by one
+            raise ImportFailed(path.name, f"{what} must be text or integers, and column {name!r} is of type {kind}")
     total, row = max(file.metadata.num_rows, 1), 0
     wanted = list(dict.fromkeys(columns.names))  # a column named twice (session and gender?) is read once
     try:
@@ -228,6 +235,16 @@ def parquet_batches(path: Path, columns: EventColumns) -> Iterator[Batch]:
     except (pa.ArrowException, OSError) as exc:
         raise ImportFailed(path.name, f"unreadable Parquet data after row {row}: {exc}") from None
     yield Batch([], [], 1.0)
+
+
+def _textual(kind) -> bool:
+    """Whether a Parquet column's type holds what ids and category codes are: text, integers (as
+    some shops key them) or nulls (no category: other events)."""
+    import pyarrow as pa
+
+    kind = kind.value_type if pa.types.is_dictionary(kind) else kind
+    checks = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view, pa.types.is_integer)
+    return pa.types.is_null(kind) or any(check(kind) for check in checks)
 
 
 def _python(column) -> list:

@@ -535,6 +535,20 @@ def test_a_bad_parquet_file_is_refused_with_its_row(loaded, tmp_path):
     disagreement = r"^told.parquet, row 3: gender male of session 'x', which is female on row 2$"
     with pytest.raises(ImportFailed, match=disagreement):
         events.import_events(engine, tmp_path / "told.parquet", COLUMNS["path"])
+    floats = frame.head(3).assign(visit=[123.0, 123.0, 7.0])  # as pandas writes ids once a cell was empty
+    floats.to_parquet(tmp_path / "floats.parquet", index=False)
+    with pytest.raises(
+        ImportFailed,
+        match=r"^floats.parquet: session ids must be text or integers, and column 'visit' is of type double$",
+    ):
+        events.import_events(engine, tmp_path / "floats.parquet", COLUMNS["path"])
+    levels = event_frame(rows[:3], "levels").assign(second=[1.0, 2.0, 3.0])
+    levels.to_parquet(tmp_path / "levels.parquet", index=False)
+    with pytest.raises(
+        ImportFailed,
+        match=r"^levels.parquet: categories must be text or integers, and column .second. is of type double",
+    ):
+        events.import_events(engine, tmp_path / "levels.parquet", COLUMNS["levels"])
     (tmp_path / "events.json").write_text("{}")
     with pytest.raises(
         ImportFailed, match=r"^events.json: cannot tell the format from '.json': give --format csv or --format parquet$"
