@@ -143,7 +143,7 @@ class _Rows:
     def _lines(self) -> Iterator[str]:
         for number, text, done in self.lines:
             self.number, self.done, self.text = number, done, text
-            yield text + "\n"  # ingest's reader strips it; the csv module needs it inside quoted fields
+            yield text  # with its line break, which a quoted field keeps as written
         self.ended = True
 
     def __iter__(self) -> Iterator[list[str]]:
@@ -186,7 +186,7 @@ def _csv_error(exc: csv.Error, path: Path, rows: _Rows) -> ImportFailed:
     """Where the csv module failed, and why. A quote never closed takes the rest of the file into
     its field, so the csv module fails at the end of the file or thousands of lines on, at the
     field limit: the line to name is then the one its row starts on."""
-    if rows.ended:  # every line ends in a line break: only an open quote leaves a row unfinished
+    if rows.ended:  # at the end of the file only an open quote leaves a row unfinished
         return ImportFailed(path.name, "a quote opened in this row is never closed", rows.start)
     if rows.number > rows.start and "field limit" in str(exc):  # a field of more than one line: quoted
         limit = csv.field_size_limit()

@@ -204,8 +204,9 @@ def check_is_file(path: Path, expected: str) -> None:
 
 def text_lines(path: Path) -> Iterator[tuple[int, str, int]]:
     """(line number, text, bytes of the file read so far) for each line of a UTF-8 text file,
-    gzipped or not (decompressed as it is read); a byte order mark before the first line (Excel
-    writes one) is not part of it."""
+    gzipped or not (decompressed as it is read). A line is split at LF and keeps its line break,
+    as open(newline="") reads it: the csv module needs a quoted field's CR LF whole. A byte order
+    mark before the first line (Excel writes one) is not part of it."""
     done = number = 0
     try:
         f = path.open("rb")
@@ -220,7 +221,7 @@ def text_lines(path: Path) -> Iterator[tuple[int, str, int]]:
                     text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
                 except UnicodeDecodeError as exc:
                     raise ImportFailed(path.name, f"not UTF-8 text (byte {exc.start + 1})", number) from None
-                yield number, text.rstrip("\r\n"), done
+                yield number, text, done
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # only gzip raises these
             raise ImportFailed(path.name, f"broken gzip data: {exc}", number + 1) from None
 

@@ -280,6 +280,19 @@ def test_empty_lines_are_no_rows(engine, tmp_path, end):
     assert db.count_category(engine, "q", "D") == 1  # the path's trailing line break is a blank around "D"
 
 
+def test_a_quoted_line_break_is_kept_as_written(engine, tmp_path):
+    """As RFC 4180 holds it (and open(newline="") reads it): a quoted CR LF stays CR LF, a quoted LF
+    stays LF, and lines are still the file's in errors."""
+    rows = ['"s1\r\nx",2014-11-14 10:00:00,A/B/C/D,', '"s2\nx",2014-11-14 10:00:01,A/B/C/D,']
+    bad = "x,2014-11-14 25:00:00,A/B/C/D,"
+    (tmp_path / "bad.csv").write_bytes("\r\n".join([HEADER, *rows, bad, ""]).encode())
+    with pytest.raises(ImportFailed, match=r"^bad.csv, line 6: bad ts '2014-11-14 25:00:00'"):
+        events.import_events(engine, tmp_path / "bad.csv", COLUMNS["path"])
+    (tmp_path / "good.csv").write_bytes("\r\n".join([HEADER, *rows]).encode())  # no line break at the end
+    events.import_events(engine, tmp_path / "good.csv", COLUMNS["path"])
+    assert tables(engine)[0]["session_id"].tolist() == ["s1\r\nx", "s2\nx"]
+
+
 def test_a_level_column_is_taken_as_written(engine, tmp_path):
     frame = pd.DataFrame(
         {
