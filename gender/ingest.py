@@ -35,11 +35,15 @@ class ImportReport:
     new_sessions: int = 0
     new_views: int = 0
     skipped_sessions: int = 0  # already in the database, left unchanged
+    orphan_views: int = 0  # import-db: product rows of no session in the source (nothing to hang them on)
 
     def __str__(self) -> str:
         text = f"imported {counted(self.new_sessions, 'session')} ({counted(self.new_views, 'view')})"
         if self.skipped_sessions:
             text += f"; {self.skipped_sessions:,} already in the database were left unchanged"
+        if self.orphan_views:
+            verb = "was" if self.orphan_views == 1 else "were"
+            text += f"; {counted(self.orphan_views, 'view')} of no session in the source {verb} skipped"
         return text
 
 
@@ -307,42 +311,80 @@ def import_pakdd(
 # -- another FTP database ----------------------------------------------------------------------
 
 
+_views_of = select(db.product).where(db.product.c.session_id.in_(bindparam("ids", expanding=True)))
+# Product rows whose session the source lacks, matched as `_views_of` matches them (by the source's
+# own collation); NOT IN over a subquery is one hashed pass, even on a shop's tables without indexes.
+_orphan_views = (
+    select(func.count())
+    .select_from(db.product)
+    .where(
+        db.product.c.session_id.not_in(select(db.session.c.session_id).where(db.session.c.session_id.is_not(None)))
+        | db.product.c.session_id.is_(None)
+    )
+)
+
+
+def _source_views(conn: Connection, label: str, ids: set[str]) -> list[dict]:
+    """The checked views of the sessions `ids`. One the copy could not keep as the source holds it
+    is named here, in the source, where it must be corrected (the target's keys would refuse it)."""
+    views, places = [], set()
+    for view in conn.execute(_views_of, {"ids": list(ids)}).mappings():
+        try:
+            path = check_path([view[name] for name in db.CATEGORY_NAMES])
+            row = {
+                "session_id": check_session_id(view["session_id"]),  # numbers become text
+                "sequence_order": int(view["sequence_order"]),
+                **dict(zip(db.CATEGORY_NAMES, path)),
+            }
+        except (Invalid, TypeError, ValueError) as exc:
+            raise ImportFailed(label, f"session {_shown(view['session_id'])}: {exc}") from None
+        session_id, order = row["session_id"], row["sequence_order"]
+        if session_id not in ids:  # matched to its session only by the source's collation (case, trailing blanks)
+            named = select(db.session.c.session_id).where(db.session.c.session_id == session_id)
+            stored = str(conn.execute(named).scalars().first())
+            raise ImportFailed(
+                label,
+                f"session {_shown(stored)}: view {order} gives its session as {_shown(session_id)}, which is "
+                f"{_shown(stored)} only to the source's collation (the copy keeps ids exact)",
+            )
+        if (session_id, order) in places:
+            raise ImportFailed(label, f"session {_shown(session_id)}: two views with sequence_order {order}")
+        places.add((session_id, order))
+        views.append(row)
+    return views
+
+
 def _source_chunks(source: Engine, progress: Progress | None):
     label = db.redact(source.url)
-    views_of = select(db.product).where(db.product.c.session_id.in_(bindparam("ids", expanding=True)))
+    seen: set[str] = set()
     with db.reporting(source), source.connect() as conn:
         total = conn.execute(select(func.count()).select_from(db.session)).scalar_one() or 1
         stream = conn.execution_options(yield_per=CHUNK_SESSIONS).execute(select(db.session))
-        done = 0
         for partition in stream.partitions():
-            sessions, views = [], []
+            sessions = []
             for source_row in partition:
                 try:
-                    sessions.append(check_session(*source_row))
+                    row = check_session(*source_row)
                 except Invalid as exc:
                     raise ImportFailed(label, f"session {_shown(source_row[0])}: {exc}") from None
-            ids = [row["session_id"] for row in sessions]
+                if row["session_id"] in seen:  # a shop's own table may have no key
+                    raise ImportFailed(label, f"session {_shown(row['session_id'])} is in the session table twice")
+                seen.add(row["session_id"])
+                sessions.append(row)
             with source.connect() as views_conn:  # the first connection is busy streaming
-                for view in views_conn.execute(views_of, {"ids": ids}).mappings():
-                    try:
-                        path = check_path([view[name] for name in db.CATEGORY_NAMES])
-                        views.append(
-                            {
-                                "session_id": check_session_id(view["session_id"]),  # numbers become text
-                                "sequence_order": int(view["sequence_order"]),
-                                **dict(zip(db.CATEGORY_NAMES, path)),
-                            }
-                        )
-                    except (Invalid, TypeError, ValueError) as exc:
-                        raise ImportFailed(label, f"session {_shown(view['session_id'])}: {exc}") from None
-            done += len(sessions)
+                views = _source_views(views_conn, label, {row["session_id"] for row in sessions})
             yield sessions, views
             if progress:
-                progress(done / total, f"{done:,} of {total:,} sessions copied")
+                progress(len(seen) / total, f"{len(seen):,} of {total:,} sessions copied")
 
 
 def import_db(engine: Engine, source_url, progress: Progress | None = None) -> ImportReport:
-    """Copy `session` and `product` from another FTP database (e.g. the public CTU server)."""
+    """Copy `session` and `product` from another FTP database (e.g. the public CTU server). Product
+    rows of no session in the source are skipped, and counted: there is no session to add them to."""
     source = db.connect(source_url)
     db.check_schema(source)
-    return write_all(engine, _source_chunks(source, progress))
+    with db.reporting(source), source.connect() as conn:
+        orphans = conn.execute(_orphan_views).scalar_one()
+    report = write_all(engine, _source_chunks(source, progress))
+    report.orphan_views = orphans
+    return report

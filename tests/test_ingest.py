@@ -254,3 +254,98 @@ def test_times_are_iso_8601_kept_as_the_wall_time_they_name(text, expected):
 def test_other_times_are_refused(text):
     with pytest.raises(ingest.Invalid, match="bad start_time"):
         ingest.parse_time(text, "start_time")
+
+
+# -- import-db from a shop's own database: what the copy cannot keep is named in the source ----------
+
+START, END = "2014-11-14 00:02:14", "2014-11-14 00:02:20"
+
+
+def own_source(url, sessions: list[str], views: list[tuple[str, int]], collation: str = "") -> str:
+    """A source database made by the shop: its own `session` and `product` tables, no keys, ids
+    compared by `collation` (e.g. SQLite's `COLLATE NOCASE`), holding the sessions and the views
+    (session id, sequence_order), each view of the path A/B/C/D."""
+    engine = db.connect(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"CREATE TABLE session (session_id VARCHAR(255) {collation}, start_time DATETIME, "
+                "end_time DATETIME, gender VARCHAR(6))"
+            )
+        )
+        conn.execute(
+            text(
+                f"CREATE TABLE product (session_id VARCHAR(255) {collation}, sequence_order INTEGER, "
+                "category_a VARCHAR(9), category_b VARCHAR(9), category_c VARCHAR(9), category_d VARCHAR(9))"
+            )
+        )
+        for session_id in sessions:
+            conn.execute(
+                text("INSERT INTO session VALUES (:id, :start, :end, NULL)"),
+                {"id": session_id, "start": START, "end": END},
+            )
+        for session_id, order in views:
+            conn.execute(
+                text("INSERT INTO product VALUES (:id, :order, 'A', 'B', 'C', 'D')"), {"id": session_id, "order": order}
+            )
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def source_url(request, tmp_path):
+    """Where a source database goes: a SQLite file, then a MariaDB database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'source.db'}"
+    else:
+        yield from _mysql_database()
+
+
+@pytest.mark.parametrize(
+    "sessions, views, reason",
+    [
+        (["ok", "gap"], [("ok", 1), ("gap", 5), ("gap", 5)], "session 'gap': two views with sequence_order 5"),
+        (["ok", "twice", "twice"], [("ok", 1)], "session 'twice' is in the session table twice"),
+    ],
+)
+def test_a_key_the_source_breaks_is_named_in_the_source(engine, source_url, sessions, views, reason):
+    """A shop's own tables may have no keys: what the target's keys would refuse is named as the
+    source holds it (the error blamed the target database)."""
+    source = own_source(source_url, sessions, views)
+    with pytest.raises(ImportFailed) as failure:
+        ingest.import_db(engine, source)
+    assert str(failure.value) == f"{db.redact(source)}: {reason}"
+    assert row_counts(engine) == (0, 0)
+
+
+def test_views_of_no_session_in_the_source_are_skipped_and_counted(engine, source_url):
+    source = own_source(source_url, ["a", "b"], [("a", 1), ("b", 1), ("b", 2), ("gone", 1), ("gone", 2)])
+    report = ingest.import_db(engine, source)
+    assert (report.new_sessions, report.new_views, report.orphan_views) == (2, 3, 2)
+    assert str(report) == "imported 2 sessions (3 views); 2 views of no session in the source were skipped"
+    again = ingest.import_db(engine, source)
+    assert (again.new_sessions, again.skipped_sessions, again.orphan_views) == (0, 2, 2)
+
+
+@pytest.mark.parametrize(
+    "source_kind, view_id", [("sqlite", "shop:1"), ("mariadb", "shop:1"), ("mariadb", "Shop:1 ")]
+)  # SQLite's NOCASE keeps trailing blanks
+def test_a_view_the_source_matches_to_another_spelling_of_its_session_is_named(engine, tmp_path, source_kind, view_id):
+    """A source whose collation ignores case (and on MariaDB trailing blanks) takes the view of
+    `shop:1` for one of session `Shop:1`: the copy keeps ids exact (the target's key refused it)."""
+    if source_kind == "sqlite":
+        databases, url = None, f"sqlite:///{tmp_path / 'source.db'}"
+        collation = "COLLATE NOCASE"
+    else:
+        databases = _mysql_database()
+        url, collation = next(databases), "COLLATE utf8mb4_general_ci"
+    source = own_source(url, ["Shop:1"], [("Shop:1", 1), (view_id, 2)], collation)
+    with pytest.raises(ImportFailed) as failure:
+        ingest.import_db(engine, source)
+    assert str(failure.value) == (
+        f"{db.redact(source)}: session 'Shop:1': view 2 gives its session as {view_id!r}, which is 'Shop:1' "
+        "only to the source's collation (the copy keeps ids exact)"
+    )
+    assert row_counts(engine) == (0, 0)
+    if databases:
+        next(databases, None)
