@@ -63,8 +63,12 @@ def _exact_varchar(type_, compiler, **kw) -> str:
     # A binary collation: MySQL/MariaDB compare text case-insensitively by default (u10003 =
     # U10003). A NO PAD one: utf8mb4_bin pads with spaces, so 'u1' = 'u1 ' and a shop's two ids
     # would be one (a duplicate key on import). MySQL 8's binary collation is its NO PAD one.
-    collation = "utf8mb4_nopad_bin" if compiler.dialect.is_mariadb else "utf8mb4_0900_bin"
-    return f"VARCHAR({type_.length}) CHARACTER SET utf8mb4 COLLATE {collation}"
+    return f"VARCHAR({type_.length}) CHARACTER SET utf8mb4 COLLATE {exact_collation(compiler.dialect)}"
+
+
+def exact_collation(dialect) -> str:
+    """The MySQL-family collation of the project's id and code columns (`_exact_varchar`)."""
+    return "utf8mb4_nopad_bin" if dialect.is_mariadb else "utf8mb4_0900_bin"
 
 
 def _exact(length: int):
@@ -594,6 +598,16 @@ def _session_id_collation(engine: Engine, conn) -> str:
         )
         _id_collations[key] = conn.execute(query).scalar() or ""
     return _id_collations[key]
+
+
+def loose_id_collation(conn) -> str | None:
+    """The collation of session.session_id where it is not exact: on a MySQL-family table of one's
+    own, a case-insensitive one, say, to which `GAP` is the session `gap`. None on SQLite and on the
+    project's tables, which compare ids exactly."""
+    if conn.dialect.name == "sqlite":
+        return None
+    collation = _session_id_collation(conn.engine, conn)
+    return collation if collation and collation not in NO_PAD_BINARY else None
 
 
 def suggestion_query(engine: Engine, conn, typed: str, limit: int = SUGGESTIONS):

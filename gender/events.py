@@ -404,10 +404,12 @@ def _later_sqlite(element, compiler, **kw) -> str:
 def _build(conn: Connection, report: EventReport) -> None:
     """Sessions and views from the staged events, for the sessions not in the database yet."""
     known = select(db.session.c.session_id)
+    collation = db.loose_id_collation(conn)  # a table of one's own may take `GAP` for the session `gap`
+    in_database = (staging.c.session_id.collate(collation) if collation else staging.c.session_id).in_(known)
     report.skipped_sessions = conn.execute(
-        select(func.count(staging.c.session_id.distinct())).where(staging.c.session_id.in_(known))
+        select(func.count(staging.c.session_id.distinct())).where(in_database)
     ).scalar_one()
-    conn.execute(delete(staging).where(staging.c.session_id.in_(known)))
+    conn.execute(delete(staging).where(in_database))
 
     views = func.count(staging.c.category_a)  # other events have no category
     by_session = select(staging.c.session_id).group_by(staging.c.session_id).having(views == 0).subquery()
@@ -496,6 +498,8 @@ def import_events(
                 disagreement = _first_disagreement(conn, unit)
                 if disagreement:
                     raise ImportFailed(path.name, *disagreement, unit)
+                if reason := ingest.twins(conn, staging.c.session_id):
+                    raise ImportFailed(path.name, reason)
                 _build(conn, report)
         finally:
             _drop_staging(conn)

@@ -17,7 +17,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select
+from sqlalchemy import Connection, Engine, bindparam, func, insert, literal, select, union_all
 
 from gender import db
 from gender.answers import counted
@@ -125,22 +125,63 @@ def check_path(codes: list, written: str | None = None) -> tuple[str, ...]:
 # -- writing -----------------------------------------------------------------------------------
 
 
-def _existing_ids(conn: Connection, ids: list[str]) -> set[str]:
-    query = select(db.session.c.session_id).where(db.session.c.session_id.in_(bindparam("ids", expanding=True)))
-    return set(conn.execute(query, {"ids": ids}).scalars())
+def twins(conn: Connection, ids) -> str | None:
+    """Why an import stops if two different ids of `ids` (a column of the import's own, compared
+    exactly) are one session to the database's loose collation (`NEW` and `new` where it ignores
+    case): which to keep, or whether they are one visitor, only the shop can say."""
+    collation = db.loose_id_collation(conn)
+    if collation is None:
+        return None
+    query = (
+        select(func.min(ids), func.max(ids))
+        .group_by(ids.collate(collation))
+        .having(func.count(ids.distinct()) > 1)
+        .limit(1)
+    )
+    pair = conn.execute(query).first()
+    return None if pair is None else _one_session(*pair, collation)
 
 
-def write_chunk(conn: Connection, sessions: list[dict], views: list[dict], report: ImportReport) -> None:
-    """Insert the sessions (and their views) that are not in the database yet."""
+def _one_session(first: str, second: str, collation: str) -> str:
+    first, second = sorted([first, second])
+    return f"session ids {_shown(first)} and {_shown(second)} are one session to the database's collation ({collation})"
+
+
+def _stored_as(conn: Connection, ids: list[str], collation: str | None) -> dict[str, str]:
+    """Which of `ids` the database holds a session for, compared as it compares ids: each with its
+    session's id as stored, which its loose `collation` may spell otherwise (`gap` for `GAP`).
+    Under a loose collation two ids of `ids` that are one session stop the import (`twins`)."""
+    column = db.session.c.session_id
+    if collation is None:
+        query = select(column).where(column.in_(bindparam("ids", expanding=True)))
+        return {session_id: session_id for session_id in conn.execute(query, {"ids": ids}).scalars()}
+    exact = db.exact_collation(conn.dialect)  # the ids as rows of the database's, compared as written
+    rows = union_all(*(select(literal(i).collate(exact).label("session_id")) for i in ids)).subquery()
+    if reason := twins(conn, rows.c.session_id):
+        raise Invalid(reason)
+    query = select(rows.c.session_id, column).join(db.session, column == rows.c.session_id.collate(collation))
+    return dict(conn.execute(query).all())
+
+
+def write_chunk(conn: Connection, sessions: list[dict], views: list[dict], report: ImportReport, written: set) -> None:
+    """Insert the sessions (and their views) that are not in the database yet. `written`: the ids
+    this import wrote, kept where the database's collation is loose (an id its collation takes for
+    one of them is not "already in the database": the import holds both)."""
     if not sessions:
         return
-    existing = _existing_ids(conn, [row["session_id"] for row in sessions])
-    if existing:
-        sessions = [row for row in sessions if row["session_id"] not in existing]
-        views = [row for row in views if row["session_id"] not in existing]
+    collation = db.loose_id_collation(conn)
+    stored = _stored_as(conn, [row["session_id"] for row in sessions], collation)
+    for session_id, as_stored in stored.items():
+        if as_stored != session_id and as_stored in written:
+            raise Invalid(_one_session(session_id, as_stored, collation))
+    if stored:
+        sessions = [row for row in sessions if row["session_id"] not in stored]
+        views = [row for row in views if row["session_id"] not in stored]
     _insert_many(conn, db.session, sessions)
     _insert_many(conn, db.product, views)
-    report.skipped_sessions += len(existing)
+    if collation:
+        written.update(row["session_id"] for row in sessions)
+    report.skipped_sessions += len(stored)
     report.new_sessions += len(sessions)
     report.new_views += len(views)
 
@@ -173,16 +214,19 @@ def schema_after_first(engine: Engine, chunks: Iterator[T]) -> Iterator[T]:
     return itertools.chain([] if first is None else [first], chunks)
 
 
-def write_all(engine: Engine, chunks: Iterable[tuple[list[dict], list[dict]]]) -> ImportReport:
-    """Write (sessions, views) chunks in one transaction: all of them, or on any error none."""
+def write_all(engine: Engine, chunks: Iterable[tuple[list[dict], list[dict]]], source: str = "data") -> ImportReport:
+    """Write (sessions, views) chunks in one transaction: all of them, or on any error none.
+    `source` names the data in an error."""
     chunks = iter(chunks)
     try:
         checked = schema_after_first(engine, chunks)
-        report = ImportReport()
+        report, written = ImportReport(), set()
         with db.reporting(engine), engine.begin() as conn:
             for sessions, views in checked:
-                write_chunk(conn, sessions, views, report)
+                write_chunk(conn, sessions, views, report, written)
         return report
+    except Invalid as exc:
+        raise ImportFailed(source, str(exc)) from None
     finally:  # on an error here, a generator's source (another database's connection, a file) ends now
         if close := getattr(chunks, "close", None):
             close()
@@ -305,7 +349,7 @@ def import_pakdd(
 ) -> ImportReport:
     """Import a PAKDD'15 data file (and its aligned labels file) into the FTP tables."""
     chunks = pakdd_chunks(Path(data), Path(labels) if labels else None, progress)
-    return write_all(engine, chunks)
+    return write_all(engine, chunks, Path(data).name)
 
 
 # -- another FTP database ----------------------------------------------------------------------
@@ -385,6 +429,6 @@ def import_db(engine: Engine, source_url, progress: Progress | None = None) -> I
     db.check_schema(source)
     with db.reporting(source), source.connect() as conn:
         orphans = conn.execute(_orphan_views).scalar_one()
-    report = write_all(engine, _source_chunks(source, progress))
+    report = write_all(engine, _source_chunks(source, progress), db.redact(source.url))
     report.orphan_views = orphans
     return report

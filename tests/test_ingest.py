@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from gender import db, ingest, synth
+from gender import db, events, ingest, synth
 from gender.errors import GenderError, ImportFailed
 from gender.features import session_frame
 from tests import live
@@ -349,3 +349,66 @@ def test_a_view_the_source_matches_to_another_spelling_of_its_session_is_named(e
     assert row_counts(engine) == (0, 0)
     if databases:
         next(databases, None)
+
+
+# -- into tables of one's own whose collation ignores case -------------------------------------------
+
+
+@pytest.fixture
+def case_insensitive():
+    """A MariaDB database whose `session` and `product` tables the shop made itself, comparing ids
+    case-insensitively (utf8mb4_general_ci), holding session `gap` with one view."""
+    databases = _mysql_database()
+    engine = db.connect(next(databases))
+    ids = "VARCHAR(255) COLLATE utf8mb4_general_ci"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"CREATE TABLE session (session_id {ids} PRIMARY KEY, start_time DATETIME NOT NULL, "
+                "end_time DATETIME NOT NULL, gender VARCHAR(6))"
+            )
+        )
+        conn.execute(
+            text(
+                f"CREATE TABLE product (session_id {ids}, sequence_order INTEGER, category_a {ids} NOT NULL, "
+                f"category_b {ids} NOT NULL, category_c {ids} NOT NULL, category_d {ids} NOT NULL, "
+                "PRIMARY KEY (session_id, sequence_order), FOREIGN KEY (session_id) REFERENCES session (session_id))"
+            )
+        )
+        conn.execute(text(f"INSERT INTO session VALUES ('gap', '{START}', '{END}', 'female')"))
+        conn.execute(text("INSERT INTO product VALUES ('gap', 1, 'A', 'B', 'C', 'D')"))
+    yield engine
+    engine.dispose()
+    next(databases, None)
+
+
+def import_events_csv(engine, path, rows: list[str]):
+    path.write_text("visit,viewed_at,category\n" + "".join(f"{row},{START},A/B/C/D\n" for row in rows))
+    return events.import_events(engine, path, events.EventColumns(session="visit", time="viewed_at", path="category"))
+
+
+def pakdd_lines(ids: list[str]) -> list[str]:
+    return [f"{session_id},{START},{END},A/B/C/D/" for session_id in ids]
+
+
+def test_an_id_the_collation_takes_for_one_in_the_database_is_already_there(case_insensitive, tmp_path):
+    """`GAP` is `gap` to the database, as its lookups find it: left as it is, as an exact match is."""
+    report = import_events_csv(case_insensitive, tmp_path / "ci.csv", ["GAP", "GAP", "new"])
+    assert (report.new_sessions, report.new_views, report.skipped_sessions) == (1, 1, 1)
+    report = ingest.import_pakdd(case_insensitive, write_pakdd(tmp_path / "ci.pakdd", pakdd_lines(["Gap", "other"])))
+    assert (report.new_sessions, report.new_views, report.skipped_sessions) == (1, 1, 1)
+    assert row_counts(case_insensitive) == (3, 3)
+    assert db.get_session(case_insensitive, "GAP")["gender"] == "female"
+
+
+@pytest.mark.parametrize("chunk", [5_000, 1])  # in one chunk, and across chunks
+def test_two_ids_of_one_import_the_collation_takes_for_one_are_named(case_insensitive, tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr(ingest, "CHUNK_SESSIONS", chunk)
+    reason = "session ids 'NEW' and 'new' are one session to the database's collation (utf8mb4_general_ci)"
+    with pytest.raises(ImportFailed) as failure:
+        import_events_csv(case_insensitive, tmp_path / "ci2.csv", ["NEW", "x", "new"])
+    assert str(failure.value) == f"ci2.csv: {reason}"
+    with pytest.raises(ImportFailed) as failure:
+        ingest.import_pakdd(case_insensitive, write_pakdd(tmp_path / "ci2.pakdd", pakdd_lines(["NEW", "x", "new"])))
+    assert str(failure.value) == f"ci2.pakdd: {reason}"
+    assert row_counts(case_insensitive) == (1, 1)
