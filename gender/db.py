@@ -588,25 +588,31 @@ _id_collations: dict[str, str] = {}  # database URL -> the collation of session.
 
 
 def _session_id_collation(engine: Engine, conn) -> str:
-    """The collation of session.session_id on a MySQL/MariaDB database: utf8mb4_bin on the
-    project's own tables; a database of one's own (the CTU server's) may compare case-insensitively."""
+    """The collation of session.session_id on a MySQL/MariaDB database, kept for a search box's
+    keystrokes: utf8mb4_nopad_bin on the project's own tables; a database of one's own (the CTU
+    server's) may compare case-insensitively."""
     key = engine.url.render_as_string(hide_password=False)
     if key not in _id_collations:
-        query = text(
-            "SELECT collation_name FROM information_schema.columns "
-            "WHERE table_schema = DATABASE() AND table_name = 'session' AND column_name = 'session_id'"
-        )
-        _id_collations[key] = conn.execute(query).scalar() or ""
+        _id_collations[key] = _read_id_collation(conn)
     return _id_collations[key]
+
+
+def _read_id_collation(conn) -> str:
+    query = text(
+        "SELECT collation_name FROM information_schema.columns "
+        "WHERE table_schema = DATABASE() AND table_name = 'session' AND column_name = 'session_id'"
+    )
+    return conn.execute(query).scalar() or ""
 
 
 def loose_id_collation(conn) -> str | None:
     """The collation of session.session_id where it is not exact: on a MySQL-family table of one's
     own, a case-insensitive one, say, to which `GAP` is the session `gap`. None on SQLite and on the
-    project's tables, which compare ids exactly."""
+    project's tables, which compare ids exactly. Read afresh (once an import): an import must not
+    act on a table since replaced."""
     if conn.dialect.name == "sqlite":
         return None
-    collation = _session_id_collation(conn.engine, conn)
+    collation = _read_id_collation(conn)
     return collation if collation and collation not in NO_PAD_BINARY else None
 
 

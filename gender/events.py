@@ -401,10 +401,10 @@ def _later_sqlite(element, compiler, **kw) -> str:
     return f"strftime('%Y-%m-%d %H:%M:%S.000000', {time}, ({seconds}) || ' seconds')"
 
 
-def _build(conn: Connection, report: EventReport) -> None:
-    """Sessions and views from the staged events, for the sessions not in the database yet."""
+def _build(conn: Connection, report: EventReport, collation: str | None) -> None:
+    """Sessions and views from the staged events, for the sessions not in the database yet (as its
+    loose `collation`, if any, compares ids)."""
     known = select(db.session.c.session_id)
-    collation = db.loose_id_collation(conn)  # a table of one's own may take `GAP` for the session `gap`
     in_database = (staging.c.session_id.collate(collation) if collation else staging.c.session_id).in_(known)
     report.skipped_sessions = conn.execute(
         select(func.count(staging.c.session_id.distinct())).where(in_database)
@@ -498,9 +498,10 @@ def import_events(
                 disagreement = _first_disagreement(conn, unit)
                 if disagreement:
                     raise ImportFailed(path.name, *disagreement, unit)
-                if reason := ingest.twins(conn, staging.c.session_id):
+                collation = db.loose_id_collation(conn)  # a table of one's own may take `GAP` for `gap`
+                if collation and (reason := ingest.twins(conn, staging.c.session_id, collation)):
                     raise ImportFailed(path.name, reason)
-                _build(conn, report)
+                _build(conn, report, collation)
         finally:
             _drop_staging(conn)
     return report

@@ -125,13 +125,10 @@ def check_path(codes: list, written: str | None = None) -> tuple[str, ...]:
 # -- writing -----------------------------------------------------------------------------------
 
 
-def twins(conn: Connection, ids) -> str | None:
+def twins(conn: Connection, ids, collation: str) -> str | None:
     """Why an import stops if two different ids of `ids` (a column of the import's own, compared
-    exactly) are one session to the database's loose collation (`NEW` and `new` where it ignores
+    exactly) are one session to the database's loose `collation` (`NEW` and `new` where it ignores
     case): which to keep, or whether they are one visitor, only the shop can say."""
-    collation = db.loose_id_collation(conn)
-    if collation is None:
-        return None
     query = (
         select(func.min(ids), func.max(ids))
         .group_by(ids.collate(collation))
@@ -157,19 +154,25 @@ def _stored_as(conn: Connection, ids: list[str], collation: str | None) -> dict[
         return {session_id: session_id for session_id in conn.execute(query, {"ids": ids}).scalars()}
     exact = db.exact_collation(conn.dialect)  # the ids as rows of the database's, compared as written
     rows = union_all(*(select(literal(i).collate(exact).label("session_id")) for i in ids)).subquery()
-    if reason := twins(conn, rows.c.session_id):
+    if reason := twins(conn, rows.c.session_id, collation):
         raise Invalid(reason)
     query = select(rows.c.session_id, column).join(db.session, column == rows.c.session_id.collate(collation))
     return dict(conn.execute(query).all())
 
 
-def write_chunk(conn: Connection, sessions: list[dict], views: list[dict], report: ImportReport, written: set) -> None:
-    """Insert the sessions (and their views) that are not in the database yet. `written`: the ids
-    this import wrote, kept where the database's collation is loose (an id its collation takes for
-    one of them is not "already in the database": the import holds both)."""
+def write_chunk(
+    conn: Connection,
+    sessions: list[dict],
+    views: list[dict],
+    report: ImportReport,
+    collation: str | None,
+    written: set,
+) -> None:
+    """Insert the sessions (and their views) that are not in the database yet, compared by its
+    `loose_id_collation`. `written`: the ids this import wrote, kept where that is loose (an id it
+    takes for one of them is not "already in the database": the import holds both)."""
     if not sessions:
         return
-    collation = db.loose_id_collation(conn)
     stored = _stored_as(conn, [row["session_id"] for row in sessions], collation)
     for session_id, as_stored in stored.items():
         if as_stored != session_id and as_stored in written:
@@ -222,8 +225,9 @@ def write_all(engine: Engine, chunks: Iterable[tuple[list[dict], list[dict]]], s
         checked = schema_after_first(engine, chunks)
         report, written = ImportReport(), set()
         with db.reporting(engine), engine.begin() as conn:
+            collation = db.loose_id_collation(conn)
             for sessions, views in checked:
-                write_chunk(conn, sessions, views, report, written)
+                write_chunk(conn, sessions, views, report, collation, written)
         return report
     except Invalid as exc:
         raise ImportFailed(source, str(exc)) from None

@@ -351,16 +351,20 @@ def test_a_view_the_source_matches_to_another_spelling_of_its_session_is_named(e
         next(databases, None)
 
 
-# -- into tables of one's own whose collation ignores case -------------------------------------------
+# -- into tables of one's own whose collation is loose ------------------------------------------------
+
+# A loose collation, and what it takes for `gap` and for `new`: case-insensitive, or padding with spaces.
+LOOSE = {"utf8mb4_general_ci": ("GAP", "NEW"), "utf8mb4_bin": ("gap ", "new ")}
 
 
-@pytest.fixture
-def case_insensitive():
-    """A MariaDB database whose `session` and `product` tables the shop made itself, comparing ids
-    case-insensitively (utf8mb4_general_ci), holding session `gap` with one view."""
+@pytest.fixture(params=list(LOOSE))
+def own_loose(request):
+    """(engine, collation, alike): a MariaDB database whose `session` and `product` tables the shop
+    made itself, comparing ids by a loose collation, holding session `gap` with one view; `alike`
+    is how that collation may also write `gap` and `new`."""
     databases = _mysql_database()
     engine = db.connect(next(databases))
-    ids = "VARCHAR(255) COLLATE utf8mb4_general_ci"
+    ids = f"VARCHAR(255) COLLATE {request.param}"
     with engine.begin() as conn:
         conn.execute(
             text(
@@ -377,13 +381,13 @@ def case_insensitive():
         )
         conn.execute(text(f"INSERT INTO session VALUES ('gap', '{START}', '{END}', 'female')"))
         conn.execute(text("INSERT INTO product VALUES ('gap', 1, 'A', 'B', 'C', 'D')"))
-    yield engine
+    yield engine, request.param, LOOSE[request.param]
     engine.dispose()
     next(databases, None)
 
 
 def import_events_csv(engine, path, rows: list[str]):
-    path.write_text("visit,viewed_at,category\n" + "".join(f"{row},{START},A/B/C/D\n" for row in rows))
+    path.write_text("visit,viewed_at,category\n" + "".join(f'"{row}",{START},A/B/C/D\n' for row in rows))
     return events.import_events(engine, path, events.EventColumns(session="visit", time="viewed_at", path="category"))
 
 
@@ -391,24 +395,32 @@ def pakdd_lines(ids: list[str]) -> list[str]:
     return [f"{session_id},{START},{END},A/B/C/D/" for session_id in ids]
 
 
-def test_an_id_the_collation_takes_for_one_in_the_database_is_already_there(case_insensitive, tmp_path):
+def test_an_id_the_collation_takes_for_one_in_the_database_is_already_there(own_loose, tmp_path):
     """`GAP` is `gap` to the database, as its lookups find it: left as it is, as an exact match is."""
-    report = import_events_csv(case_insensitive, tmp_path / "ci.csv", ["GAP", "GAP", "new"])
+    engine, _, (gap, _) = own_loose
+    report = import_events_csv(engine, tmp_path / "ci.csv", [gap, gap, "new"])
     assert (report.new_sessions, report.new_views, report.skipped_sessions) == (1, 1, 1)
-    report = ingest.import_pakdd(case_insensitive, write_pakdd(tmp_path / "ci.pakdd", pakdd_lines(["Gap", "other"])))
+    report = ingest.import_pakdd(engine, write_pakdd(tmp_path / "ci.pakdd", pakdd_lines([gap, "other"])))
     assert (report.new_sessions, report.new_views, report.skipped_sessions) == (1, 1, 1)
-    assert row_counts(case_insensitive) == (3, 3)
-    assert db.get_session(case_insensitive, "GAP")["gender"] == "female"
+    assert row_counts(engine) == (3, 3)
+    assert db.get_session(engine, gap)["gender"] == "female"
 
 
-@pytest.mark.parametrize("chunk", [5_000, 1])  # in one chunk, and across chunks
-def test_two_ids_of_one_import_the_collation_takes_for_one_are_named(case_insensitive, tmp_path, monkeypatch, chunk):
-    monkeypatch.setattr(ingest, "CHUNK_SESSIONS", chunk)
-    reason = "session ids 'NEW' and 'new' are one session to the database's collation (utf8mb4_general_ci)"
+@pytest.mark.parametrize("per_chunk", [3, 1])  # in one chunk, and across chunks
+def test_two_ids_of_one_import_the_collation_takes_for_one_are_named(own_loose, tmp_path, per_chunk):
+    engine, collation, (_, new) = own_loose
+    first, second = sorted(["new", new])
+    reason = f"session ids {first!r} and {second!r} are one session to the database's collation ({collation})"
     with pytest.raises(ImportFailed) as failure:
-        import_events_csv(case_insensitive, tmp_path / "ci2.csv", ["NEW", "x", "new"])
+        import_events_csv(engine, tmp_path / "ci2.csv", [new, "x", "new"])
     assert str(failure.value) == f"ci2.csv: {reason}"
-    with pytest.raises(ImportFailed) as failure:
-        ingest.import_pakdd(case_insensitive, write_pakdd(tmp_path / "ci2.pakdd", pakdd_lines(["NEW", "x", "new"])))
-    assert str(failure.value) == f"ci2.pakdd: {reason}"
-    assert row_counts(case_insensitive) == (1, 1)
+    sessions = [ingest.check_session(session_id, START, END, None) for session_id in [new, "x", "new"]]
+    views = [
+        {"session_id": row["session_id"], "sequence_order": 1, **dict.fromkeys(db.CATEGORY_NAMES, "A")}
+        for row in sessions
+    ]
+    chunks = [(sessions[i : i + per_chunk], views[i : i + per_chunk]) for i in range(0, len(sessions), per_chunk)]
+    with pytest.raises(ImportFailed) as failure:  # import-pakdd's and import-db's writing
+        ingest.write_all(engine, chunks, "rows")
+    assert str(failure.value) == f"rows: {reason}"
+    assert row_counts(engine) == (1, 1)
