@@ -318,7 +318,14 @@ def roc_curves(candidates: dict[str, CandidateResult], chosen: str, threshold: f
 
 def pr_curves(candidates: dict[str, CandidateResult], chosen: str, base_rate: float) -> go.Figure:
     figure = go.Figure()
-    figure.add_hline(y=base_rate, line_dash="dot", line_color="#a0aec0", annotation_text=f"base rate {base_rate:.0%}")
+    figure.add_hline(
+        y=base_rate,
+        line_dash="dot",
+        line_color="#a0aec0",
+        annotation_text=f"base rate {base_rate:.0%}",
+        # on the left, under the line: every curve ends on the right at the base rate, over a label there
+        annotation_position="bottom left",
+    )
     for (name, result), colour in zip(candidates.items(), CANDIDATE_COLOURS):
         figure.add_scatter(
             x=result.pr.recall,
