@@ -48,6 +48,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, DisconnectionError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateTable
 
 from gender.config import parse_url, redact, sqlite_file
 from gender.errors import BadData, DatabaseUnavailable
@@ -533,7 +534,8 @@ def log_predictions(engine: Engine, rows: list[dict]) -> None:
     statement = insert(prediction_log).prefix_with("OR IGNORE", dialect="sqlite")
     statement = statement.prefix_with("IGNORE", dialect="mysql").prefix_with("IGNORE", dialect="mariadb")
     with reporting(engine):  # creating the table fails like the insert on a database we cannot write
-        prediction_log.create(engine, checkfirst=True)
+        with engine.begin() as conn:  # IF NOT EXISTS: two API workers' first rows raced a check-then-create
+            conn.execute(CreateTable(prediction_log, if_not_exists=True))
         upgrade_prediction_log(engine)
         with engine.begin() as conn:
             conn.execute(statement, rows)

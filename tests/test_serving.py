@@ -3,6 +3,7 @@
 import json
 import math
 import time
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -316,3 +317,20 @@ def app(trained_demo, monkeypatch):
     monkeypatch.setenv("GENDER_DB_URL", url)
     monkeypatch.setenv("GENDER_MODEL_DIR", str(model_dir))
     return make_app
+
+
+def test_a_log_table_another_process_creates_first_is_written_to(trained_demo, tmp_path):
+    """Two API workers' first answers both create the log table: a check, then a create, raced
+    ("table prediction_log already exists") and one worker's rows were lost. Here the other worker
+    wins every time: it creates the table just before this process's CREATE runs."""
+    url = live.sqlite_copy(trained_demo[0], tmp_path / "race.db", empty_log=True)
+    engine, other = db.connect(url), db.connect(url)
+
+    def other_worker_first(_conn, _cursor, statement, *_):
+        if statement.lstrip().upper().startswith("CREATE TABLE") and "prediction_log" in statement:
+            db.prediction_log.create(other)
+
+    event.listen(engine, "before_cursor_execute", other_worker_first)
+    row = dict(session_id="u10001", ab_group="treatment", model_id="m", p_male=0.5, prediction="male")
+    db.log_predictions(engine, [row | dict(threshold=0.5, served_at=datetime(2026, 1, 1), served_via="api")])
+    assert db.served_predictions(engine)["session_id"].tolist() == ["u10001"]
