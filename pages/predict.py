@@ -391,11 +391,11 @@ if unseen:
 if other_assessment is None:
     ui.chart(plots.grouped_waterfall(explanation, groups), key="waterfall")
 st.markdown("**Each bar's parts**")
-for number, group in enumerate(groups):
-    name = f"{ui.shown(group.code)} and below" if group.code is not None else group.name
-    with st.expander(f"{name} · {group.shap:+.3f} · {counted(len(group.parts), 'contribution')}"):
+for number, bar in enumerate(groups):  # not `group`: that is the A/B group, in the JSON below
+    name = f"{ui.shown(bar.code)} and below" if bar.code is not None else bar.name
+    with st.expander(f"{name} · {bar.shap:+.3f} · {counted(len(bar.parts), 'contribution')}"):
         st.dataframe(
-            group.parts[["label", "shap", "group"] if group.kind == "other" else ["label", "shap"]],
+            bar.parts[["label", "shap", "group"] if bar.kind == "other" else ["label", "shap"]],
             hide_index=True,
             key=f"group_{number}",
             column_config={"label": "feature", "shap": st.column_config.NumberColumn("SHAP", format="%+.3f")},

@@ -350,6 +350,7 @@ def test_the_editor_removes_moves_adds_and_resets(app, served_session, demo_engi
     assert not at.exception
     expected = by_hand(model, session_id, stored.start_time, stored.end_time, stored.paths[1:])
     assert what_if_json(at)["P_MALE"] == round(expected, 6)
+    assert what_if_json(at)["GROUP"] == served.group  # the session's A/B group, as served
     said = info(at)
     assert said.startswith(f"Removing `{whatif.path_text(stored.paths[0])}` (view 1)")
     assert f"P(male) from {served.prediction.p_male:.2f} to {expected:.2f}" in said or "left P(male) at" in said
@@ -437,6 +438,7 @@ def test_a_session_built_from_nothing(app, trained_demo, served_session):
     model = artifact.current(trained_demo[1]).treatment  # no stored session, no A/B group: the chosen model
     expected = by_hand(model, whatif.BUILT_ID, START, START + timedelta(seconds=300), paths)
     assert what_if_json(at)["P_MALE"] == round(expected, 6)
+    assert what_if_json(at)["GROUP"] == "treatment"  # no A/B group: the chosen model answers
     assert f"A session built from nothing: {len(paths)} views from Friday 2014-11-14 21:00:00" in info(at)
     at.button(key="whatif_remove_0").click().run()
     assert Draft.from_link(param(at, "build")).paths == paths[1:]
