@@ -21,6 +21,7 @@ therefore matched on the path as received (`raw_path`) and each segment is decod
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import logging
@@ -330,6 +331,7 @@ class Direct:
     service: Service
     guard: Guard
     predict: Callable[[str], dict]
+    probe: Callable[[str], dict]  # HEAD /predict: the same answer, neither logged nor counted
     count: Callable[[str, str], dict]
     handlers: dict
 
@@ -341,7 +343,8 @@ class Direct:
             return None
         path = scope["path"]
         if path.startswith("/predict/") and len(path) > 9:
-            return PREDICT_ROUTE, self.predict, (path_text(path[9:]),)
+            answer = self.predict if scope["method"] == "GET" else self.probe
+            return PREDICT_ROUTE, answer, (path_text(path[9:]),)
         if path.startswith("/count/"):
             session_id, _, category = path[7:].partition("/")
             if session_id and category and "/" not in category:
@@ -527,9 +530,10 @@ def create_app(service: Service | None = None, dashboard: bool = True) -> Api:
     guard = Guard(service)
     data = [Depends(guard)]
 
-    def answer(session_id: str) -> dict:
+    def answer(session_id: str, delivered: bool = True) -> dict:
         """One /predict answer, logged: the same as the Predict page's and the CLI's (computed by
-        `gender.fast`, see `serve.serve`); the log is written by a background thread, in batches."""
+        `gender.fast`, see `serve.serve`); the log is written by a background thread, in batches.
+        Not `delivered` (a HEAD, an uptime probe's): answered, but neither logged nor counted."""
         settings = service.settings
         engine, models = service.engine(settings), service.models(settings)
         served = service.breaker.call(
@@ -537,9 +541,10 @@ def create_app(service: Service | None = None, dashboard: bool = True) -> Api:
         )
         if served is None:
             return Prediction.unknown(session_id).as_json()
-        serve.log_in_background(engine, served, "api")
-        prediction = served.prediction
-        service.metrics.prediction(prediction.model, served.group, prediction.prediction)
+        if delivered:
+            serve.log_in_background(engine, served, "api")
+            prediction = served.prediction
+            service.metrics.prediction(prediction.model, served.group, prediction.prediction)
         return served.as_json()
 
     def count(session_id: str, category: str) -> dict:
@@ -548,18 +553,19 @@ def create_app(service: Service | None = None, dashboard: bool = True) -> Api:
     def answers(session_ids: list[str]) -> list[dict]:
         return [answer(session_id) for session_id in session_ids]
 
-    direct = Direct(service, guard, answer, count, handlers)  # GET /predict and /count, off FastAPI's router
+    # GET (and HEAD) /predict and /count, off FastAPI's router
+    direct = Direct(service, guard, answer, functools.partial(answer, delivered=False), count, handlers)
     app.front = RawPathRouting(app.behind, service.metrics, direct)
 
     # The routes return their JSON as a response: FastAPI would otherwise validate and re-encode
     # each answer against a response model, work per request for a dict built here.
     # GET and HEAD (which the original's Flask answered too: uptime checks send it).
     @app.api_route(PREDICT_ROUTE, methods=["GET", "HEAD"], dependencies=data, tags=["original"], response_model=None)
-    async def predict_session(session_id: str) -> JSONResponse:
+    async def predict_session(session_id: str, request: Request) -> JSONResponse:
         """The session's predicted gender from its A/B group's model, or PREDICTION
         UNKNOWN_SESSION_ID when the database holds no such session (status 200, as the original).
         Percent-encode the id; a "/" inside it as %2F."""
-        return Answer(await service.run(answer, path_text(session_id)))
+        return Answer(await service.run(answer, path_text(session_id), request.method == "GET"))
 
     @app.api_route(COUNT_ROUTE, methods=["GET", "HEAD"], dependencies=data, tags=["original"], response_model=None)
     async def count_views(session_id: str, category: str) -> JSONResponse:

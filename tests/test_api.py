@@ -175,6 +175,32 @@ def test_every_prediction_is_logged_as_served_by_the_api(data, server):
     assert set(logged["served_via"]) == {"api"}
 
 
+def test_a_head_request_is_answered_but_not_a_prediction_served(data, server):
+    """HEAD (an uptime probe's) is answered as GET without the body, but delivers no prediction to
+    anyone: it is neither logged nor counted, or probes would swell Monitoring's served counts."""
+    client, _ = server
+
+    def served_total() -> float:
+        lines = client.get("/metrics").text.splitlines()
+        return sum(float(line.split()[-1]) for line in lines if line.startswith("gender_predictions_served_total{"))
+
+    with data.engine.connect() as conn:
+        ids = conn.execute(text("SELECT session_id FROM session ORDER BY session_id")).scalars().all()
+    logged_before = set(db.served_predictions(data.engine)["session_id"])
+    probed, marker = [session_id for session_id in ids if session_id not in logged_before][-2:]
+    before = served_total()
+    head = client.head(f"/predict/{url_of(probed)}")
+    assert (head.status_code, head.content) == (200, b"")
+    assert served_total() == before
+    client.get(f"/predict/{url_of(marker)}")  # logged after the HEAD would have been: the log keeps order
+    deadline, logged = time.monotonic() + 20, set()
+    while marker not in logged and time.monotonic() < deadline:
+        time.sleep(0.2)
+        logged = set(db.served_predictions(data.engine)["session_id"])
+    assert marker in logged and probed not in logged
+    assert served_total() == before + 1
+
+
 def test_no_prediction_is_lost_when_the_server_stops(trained_demo, tmp_path):
     """The log is written off the request path, in batches: a server stopped (SIGTERM, as
     `make app`'s Ctrl-C or a supervisor stops it) right after answering still writes every row.
@@ -321,7 +347,10 @@ def test_the_hot_routes_take_the_paths_fastapis_templates_take():
             found = direct.route({"type": "http", "method": method, "path": path, "headers": []})
             answered = None if found is None else (found[0], found[2])
             assert answered == expected_route, (method, path)
-            assert found is None or found[1] is (direct.predict if found[0] == api.PREDICT_ROUTE else direct.count)
+            if found is not None and found[0] == api.PREDICT_ROUTE:  # HEAD: answered, not logged
+                assert found[1] is (direct.predict if method == "GET" else direct.probe)
+            else:
+                assert found is None or found[1] is direct.count
 
 
 def test_the_server_parses_http_in_c_on_uvloop():
