@@ -69,6 +69,13 @@ def catalogue_tree(branches: pd.DataFrame, within: str | None = None) -> pd.Data
     return tree.drop(columns=["female", "male"])
 
 
+def male_view_share(branches: pd.DataFrame) -> float:
+    """The male share of every labelled view in the catalogue: the treemap's white, in the same
+    quantity as its colours (the male share of labelled sessions differs: men view fewer pages)."""
+    labelled = branches["female"].sum() + branches["male"].sum()
+    return float(branches["male"].sum() / labelled) if labelled else 0.5  # no labels: every node white
+
+
 def _joined(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
     """The path of each row through the given category columns, its codes joined by JOIN (a
     code may hold "/")."""

@@ -209,8 +209,9 @@ TREEMAP_ROOT = "\x1e"  # the root's id: never a node's (codes joined by JOIN, \x
 
 def category_treemap(tree: pd.DataFrame, base_rate: float) -> go.Figure:
     """The catalogue A → B → C sized by views, coloured by the male share of its labelled views
-    (white at the base rate). Several top nodes hang from a root of their own, white: plotly's own
-    root for them took no colour from the scale and framed the chart in dark grey."""
+    (white at `base_rate`, the whole catalogue's: `explore.male_view_share`). Several top nodes
+    hang from a root of their own, white: plotly's own root for them took no colour from the scale
+    and framed the chart in dark grey."""
     top = tree["parent"] == ""
     if top.sum() > 1:
         root = {"id": TREEMAP_ROOT, "parent": "", "label": "", "views": tree.loc[top, "views"].sum()}

@@ -79,9 +79,13 @@ with ui.banners():
         placeholder="All of A → B",
         key="catalogue_within",
     )
-    st.caption("Sized by views, coloured by the male share of labelled views: white is the overall share.")
+    overall = explore.male_view_share(branches)
+    st.caption(
+        f"Sized by views, coloured by the male share of labelled views: white is that share over the whole "
+        f"catalogue ({overall:.1%})."
+    )
     tree = explore.catalogue_tree(branches, within)
-    ui.chart(plots.category_treemap(tree, population.info.male_share), key="treemap")
+    ui.chart(plots.category_treemap(tree, overall), key="treemap")
 
     st.subheader("When people browse")
     activity = population.activity

@@ -242,6 +242,9 @@ def test_the_catalogue_shows_a_to_b_and_opens_one_a_category_to_c(app, engine):
         )
     at = app("categories")
     everything = treemap(at)
+    white = next(c for c in charts(at) if c["data"][0]["type"] == "treemap")["data"][0]["marker"]["colorscale"][1][0]
+    labelled_views = views["gender"].dropna()
+    assert white == pytest.approx((labelled_views == "male").mean())  # the colours' own quantity, over everything
     assert max(node.count(JOIN) for node in everything) == 1  # A and A/B only
     assert sum(v for parent, v, _ in everything.values() if parent == "") == len(views)
 
