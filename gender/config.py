@@ -74,9 +74,22 @@ def _secrets(path: Path = SECRETS_FILE) -> dict:
         return {}
     try:
         with path.open("rb") as f:
-            return tomllib.load(f).get("gender", {})
+            table = tomllib.load(f).get("gender", {})
     except (tomllib.TOMLDecodeError, OSError) as exc:
         raise GenderError(f"cannot read {path}: {exc}") from None
+    if not isinstance(table, dict):
+        raise GenderError(f"cannot read {path}: gender must be a table ([gender] and its settings under it)")
+    return table
+
+
+def _secret(secrets: dict, key: str, kind: type | tuple[type, ...], default=None):
+    """`key` of the secrets file's [gender] table, checked to be of `kind`: said in one line, not
+    as a traceback from wherever it is first used."""
+    value = secrets.get(key, default)
+    if value is not default and (not isinstance(value, kind) or isinstance(value, bool)):
+        wanted = "text in quotes" if kind is str or str in kind else "a number"
+        raise GenderError(f"{key} in {SECRETS_FILE} must be {wanted}, not {value!r}")
+    return value
 
 
 def sqlite_file(url: URL) -> Path | None:
@@ -101,18 +114,24 @@ def _in_project(db_url: str | None) -> URL | None:
 def load_settings(db: str | URL | None = None, model_dir: str | Path | None = None) -> Settings:
     """Resolve the settings; explicit arguments win over the environment, then secrets, then defaults."""
     secrets = _secrets()
-    db = db or os.environ.get("GENDER_DB_URL") or _in_project(secrets.get("db_url")) or DEFAULT_DB_URL
+    db = db or os.environ.get("GENDER_DB_URL") or _in_project(_secret(secrets, "db_url", str)) or DEFAULT_DB_URL
     given_dir = model_dir or os.environ.get("GENDER_MODEL_DIR")
     if given_dir:  # a path typed by the user is relative to where they are
         model_dir = Path(given_dir).expanduser().resolve()
     else:  # the secrets file and the default are relative to the project
-        model_dir = PROJECT_ROOT / secrets.get("model_dir", DEFAULT_MODEL_DIR)
-    share = os.environ.get("GENDER_TREATMENT_SHARE") or secrets.get("treatment_share", 0.5)
+        model_dir = PROJECT_ROOT / _secret(secrets, "model_dir", str, DEFAULT_MODEL_DIR)
+    if given_share := os.environ.get("GENDER_TREATMENT_SHARE"):
+        where = "GENDER_TREATMENT_SHARE"
+    else:
+        given_share, where = (
+            _secret(secrets, "treatment_share", (int, float), 0.5),
+            f"treatment_share in {SECRETS_FILE}",
+        )
     try:
-        share = float(share)
+        share = float(given_share)
     except ValueError:
         share = -1.0
     if not 0.0 <= share <= 1.0:
-        raise GenderError("the treatment share (GENDER_TREATMENT_SHARE) must be a number from 0 to 1")
-    salt = os.environ.get("GENDER_AB_SALT") or str(secrets.get("ab_salt", "gender-lens"))
+        raise GenderError(f"the treatment share ({where}) must be a number from 0 to 1")
+    salt = os.environ.get("GENDER_AB_SALT") or str(_secret(secrets, "ab_salt", (str, int, float), "gender-lens"))
     return Settings(db_url=parse_url(db), model_dir=model_dir, treatment_share=share, ab_salt=salt)

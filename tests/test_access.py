@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from streamlit.testing.v1 import AppTest
 
-from gender import api
+from gender import api, config
 from gender.access import Access, load_access, token_hash
 from gender.errors import GenderError
 from tests import live
@@ -88,6 +88,34 @@ def test_settings_from_the_environment(monkeypatch):
         GenderError, match=r"^GENDER_HEALTH_PUBLIC is 'maybe': expected 1 or 0 \(also yes/no, on/off\)$"
     ):
         load_access()
+
+
+@pytest.mark.parametrize(
+    "toml, message",
+    [
+        ("gender = 5", "gender must be a table ([gender] and its settings under it)"),
+        ("[gender]\ntreatment_share = [1]", "treatment_share in {file} must be a number, not [1]"),
+        ("[gender]\ntreatment_share = true", "treatment_share in {file} must be a number, not True"),
+        ('[gender]\ntreatment_share = "half"', "treatment_share in {file} must be a number, not 'half'"),
+        (
+            "[gender]\ntreatment_share = 2",
+            "the treatment share (treatment_share in {file}) must be a number from 0 to 1",
+        ),
+        ("[gender]\ndb_url = 5", "db_url in {file} must be text in quotes, not 5"),
+        ("[gender]\nmodel_dir = ['models']", "model_dir in {file} must be text in quotes, not ['models']"),
+    ],
+)
+def test_a_setting_of_the_wrong_kind_in_the_secrets_file_is_one_line(tmp_path, monkeypatch, toml, message):
+    """Not a TypeError from wherever the value is first used, and named where it was set."""
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(toml + "\n")
+    monkeypatch.delenv("GENDER_TREATMENT_SHARE", raising=False)
+    monkeypatch.setattr(config, "SECRETS_FILE", secrets)
+    read = config._secrets
+    monkeypatch.setattr(config, "_secrets", lambda: read(secrets))
+    with pytest.raises(GenderError) as caught:
+        config.load_settings()
+    assert str(caught.value).endswith(message.format(file=secrets))
 
 
 def test_the_cli_makes_a_token_and_prints_its_hash():
