@@ -24,8 +24,9 @@ import joblib
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from gender import files
 from gender.card import ModelCard, Run
-from gender.errors import ModelUnavailable
+from gender.errors import GenderError, ModelUnavailable
 from gender.features import FEATURE_VERSION
 from gender.trained import CalibratedDecision, Model, Models
 
@@ -42,16 +43,16 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_atomically(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def writable_folder(model_dir: Path) -> None:
+    """Make the model folder if need be and check that files can be written in it: said in one
+    line before training, not as a traceback after its minutes."""
+    if model_dir.exists() and not model_dir.is_dir():
+        raise GenderError(f"cannot write models into {model_dir}: it is a file, not a folder")
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        model_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=model_dir).close()
+    except OSError as exc:
+        raise GenderError(f"cannot write models into {model_dir}: {exc.strerror or exc}") from None
 
 
 def session_hashes(session_ids) -> np.ndarray:
@@ -71,14 +72,15 @@ def save(
     slots = dict(card.slots)
     for slot, pipeline in pipelines.items():
         path = model_dir / f"{slot}.joblib"
-        _write_atomically(path, lambda f, p=pipeline: joblib.dump(p, f))
+        files.write_atomically(path, lambda f, p=pipeline: joblib.dump(p, f))
         slots[slot] = slots[slot].model_copy(update={"file": path.name, "sha256": sha256(path)})
     card = card.model_copy(update={"slots": slots})
     for slot, session_ids in (fitted_on or {}).items():  # each names its model: a stale one is never taken
         saved = {"hashes": np.sort(session_hashes(session_ids)), "model_id": card.model_id(slot)}
-        _write_atomically(model_dir / TRAINED_ON_FILE.format(slot=slot), lambda f, saved=saved: np.savez(f, **saved))
+        trained_on = model_dir / TRAINED_ON_FILE.format(slot=slot)
+        files.write_atomically(trained_on, lambda f, saved=saved: np.savez(f, **saved))
     text = card.to_json()
-    _write_atomically(model_dir / METADATA_FILE, lambda f: f.write(text))
+    files.write_atomically(model_dir / METADATA_FILE, lambda f: f.write(text))
     return card
 
 
@@ -161,7 +163,7 @@ def record_run(model_dir: Path, card: ModelCard, parameters: dict) -> Path:
     stamp = card.trained_at.strftime("%Y%m%dT%H%M%SZ")
     path = runs / f"{stamp}-{card.slots['treatment'].sha256[:8]}.json"
     text = Run.of(card, parameters).model_dump_json(indent=1).encode()
-    _write_atomically(path, lambda f: f.write(text))
+    files.write_atomically(path, lambda f: f.write(text))
     return path
 
 

@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -46,7 +44,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sqlalchemy import Engine, func, select
 
-from gender import db
+from gender import db, files
 from gender.config import redact
 from gender.errors import DatabaseUnavailable, GenderError
 from gender.features import session_frame, session_numbers
@@ -757,14 +755,7 @@ def save(population: Population, model_dir: Path) -> Path:
         **_csr_arrays("viewed", sample.viewed),
     }
     path = model_dir / file_name(info.model_sha256, info.db_fingerprint)
-    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    files.write_atomically(path, lambda f: np.savez_compressed(f, **arrays))
     return path
 
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 import html as _html
 import json
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -29,7 +27,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import plotly.offline
 
-from gender import explain, plots
+from gender import explain, files, plots
 from gender.answers import beyond_training, duration_text, in_words
 from gender.errors import GenderError
 from gender.serve import Served
@@ -234,23 +232,12 @@ def html(served: Served, model: Model) -> str:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """`text` into `path` (UTF-8) under a temporary name, renamed when complete: a reader never
-    sees half a file, and a failure leaves nothing behind."""
+    """`text` into `path` (UTF-8), whole or not at all (`files.write_atomically`)."""
     path = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        files.write_atomically(path, lambda f: f.write(text.encode("utf-8")))
     except OSError as exc:
         raise GenderError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise GenderError(f"cannot write {path}: {exc.strerror}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # -- pieces (the population's report uses them too: gender/population.py) -----------------------

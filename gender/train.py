@@ -186,6 +186,7 @@ def train(
 ) -> ModelCard:
     """Cross-validate the candidates, fit the best explainable one and the control, save both."""
     started = time.perf_counter()
+    artifact.writable_folder(model_dir)
     steps = len(candidates) * FOLDS + 2  # a fold each, then a final fit each (the read is step 0)
     done = 0
 

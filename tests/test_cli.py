@@ -5,8 +5,10 @@ import csv
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -145,6 +147,30 @@ def test_score_a_file_and_the_unlabelled_sessions(tmp_path, trained_demo):
     assert [row["session_id"] for row in rows] == sorted(row["session_id"] for row in rows)  # the database's order
     by_model = collections.Counter(row["model_id"] for row in rows)
     assert ", ".join(f"{n:,} by {model_id}" for model_id, n in sorted(by_model.items())) in scored.stderr
+
+
+def test_the_model_files_take_the_umask_as_any_new_file(trained_demo):
+    """Not owner-only: a service under another account than the one that trains must read them."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    written = [path for path in Path(trained_demo[1]).rglob("*") if path.is_file()]
+    assert {path.suffix for path in written} >= {".json", ".joblib", ".npz"}
+    assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in written} == {
+        path.name: 0o666 & ~umask for path in written
+    }
+
+
+@pytest.mark.parametrize(
+    "model_dir, message", [("{file}", "it is a file, not a folder"), ("{file}/models", "Not a directory")]
+)
+def test_train_refuses_a_model_folder_it_cannot_write_before_training(tmp_path, trained_demo, model_dir, message):
+    """Said in one line at once, not as a traceback after every fold (minutes on the real logs)."""
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    model_dir = model_dir.format(file=taken)
+    result = run("train", "--db", trained_demo[0], "--model-dir", model_dir, check=False)
+    assert result.returncode == 1 and f"error: cannot write models into {model_dir}: {message}" in result.stderr
+    assert "reading the labelled sessions" not in result.stderr and taken.read_text() == "not a folder"
 
 
 @pytest.mark.parametrize(
