@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import plotly.graph_objects as go
 import plotly.offline
 import streamlit as st
@@ -161,6 +162,13 @@ def trained_on(models: Models) -> dict:
     if trained_elsewhere(models):
         return {m.model_id: artifact.session_hashes([]) for m in served_models}
     return {m.model_id: _trained_on(str(settings().model_dir), m.slot, m.model_id) for m in served_models}
+
+
+def fitted_on(models: Models, model: Model, session_id: str) -> bool:
+    """Whether `model` was fitted on this session (as recorded; False when not recorded): its
+    answer is then in-sample, right far more often than on a session it never saw."""
+    hashes = trained_on(models).get(model.model_id)
+    return hashes is not None and bool(np.isin(artifact.session_hashes([session_id]), hashes)[0])
 
 
 def log_served(answer: serve.Served) -> None:

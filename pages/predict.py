@@ -191,6 +191,11 @@ def answer(model: Model, prediction: Prediction, group: str, served_here: bool) 
                 if right
                 else ":red[:material/cancel: the model got it wrong]"
             )
+            if ui.fitted_on(models, model, record.session_id):
+                st.caption(
+                    "The model was fitted on this session: an in-sample answer, not a test of the model "
+                    "(the Model page gives its figures on sessions it did not see)."
+                )
         else:
             st.metric("True gender", "unknown")
             st.markdown("Not recorded for this session.")

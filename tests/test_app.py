@@ -52,6 +52,13 @@ def texts(at):
     )
 
 
+FITTED_ON = "The model was fitted on this session: an in-sample answer"
+
+
+def captions(at) -> str:
+    return " ".join(str(element.value) for element in at.caption)
+
+
 def array(value):
     """A figure's array as sent: a list, or plotly's typed array of numbers (dtype, base64 bytes)."""
     if isinstance(value, dict):
@@ -74,11 +81,21 @@ def test_predict_a_known_session(app, engine):
     assert f"→ {predicted}" in texts(at) and "P(male) " in texts(at)
     assert metric(at, "True gender") == db.get_session(engine, session_id)["gender"]
     assert "the model got it" in texts(at)
+    assert FITTED_ON in captions(at)  # every labelled demo session is a training session
     kinds = [chart["data"][0]["type"] for chart in charts(at)]
     assert {"indicator", "waterfall", "sunburst"} <= set(kinds)
     waterfall = next(chart for chart in charts(at) if chart["data"][0]["type"] == "waterfall")
     assert waterfall["data"][0]["y"][0] == "typical session" and waterfall["data"][0]["y"][-1] == "this session"
     assert at.query_params["session"] in (session_id, [session_id])
+
+
+def test_a_labelled_session_the_model_never_saw_is_not_called_in_sample(app, trained_demo, monkeypatch, tmp_path):
+    copy = demo_copy(trained_demo[0], tmp_path, f"new-visitor,{START},{END},A00001/B00001/C00001/D00001/")
+    with db.connect(copy).begin() as conn:  # labelled after training
+        conn.execute(db.session.update().where(db.session.c.session_id == "new-visitor").values(gender="male"))
+    monkeypatch.setenv("GENDER_DB_URL", copy)
+    at = app(session="new-visitor")
+    assert "the model got it" in texts(at) and FITTED_ON not in captions(at)
 
 
 def test_the_chosen_session_follows_the_analyst_across_pages(app, engine):
