@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import plotly.graph_objects as go
 import plotly.offline
 import streamlit as st
@@ -167,8 +166,7 @@ def trained_on(models: Models) -> dict:
 def fitted_on(models: Models, model: Model, session_id: str) -> bool:
     """Whether `model` was fitted on this session (as recorded; False when not recorded): its
     answer is then in-sample, right far more often than on a session it never saw."""
-    hashes = trained_on(models).get(model.model_id)
-    return hashes is not None and bool(np.isin(artifact.session_hashes([session_id]), hashes)[0])
+    return artifact.among(trained_on(models).get(model.model_id), session_id)
 
 
 def log_served(answer: serve.Served) -> None:

@@ -92,6 +92,13 @@ def duration_text(duration: timedelta) -> str:
     return f"{hours} {seconds % 60:02d} s" if seconds % 60 else hours
 
 
+# Said beside "the model got it right" when the model was fitted on the session (`artifact.fitted_on`).
+IN_SAMPLE = (
+    "The model was fitted on this session: an in-sample answer, not a test of the model "
+    "(the Model page gives its figures on sessions it did not see)."
+)
+
+
 def beyond_training(session: Session, training: Training) -> str | None:
     """A sentence when `session` has more views or lasts longer than any session the model was
     trained on (a bot's thousands of views, say): its answer there is an extrapolation."""

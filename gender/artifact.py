@@ -147,6 +147,20 @@ def trained_on(model_dir: Path, slot: str, model_id: str) -> np.ndarray | None:
         return None
 
 
+def among(hashes: np.ndarray | None, session_id: str) -> bool:
+    """Whether the session is among those `hashes` (`trained_on`; None: not recorded) name."""
+    return hashes is not None and bool(np.isin(session_hashes([session_id]), hashes)[0])
+
+
+def fitted_on(model_dir: Path, model: Model, session_id: str, db_label: str) -> bool:
+    """Whether `model` was fitted on this session of the database `db_label` (the ids of another
+    database name other sessions): its answer is then in-sample, right far more often than on a
+    session it never saw."""
+    if model.card.database != db_label:
+        return False
+    return among(trained_on(model_dir, model.slot, model.model_id), session_id)
+
+
 def card_version(model_dir: Path) -> tuple | None:
     """What changes when a retrain replaces the models (the card's date and size), for caches."""
     try:  # one stat: this runs for every answer the API serves

@@ -258,7 +258,7 @@ def cmd_predict(args) -> None:
 def cmd_explain(args) -> None:
     """explain SESSION_ID [--html OUT.html] [--json OUT.json]: the served answer and why, as a
     standalone HTML report and/or the contributions as JSON (`-`, or neither option: stdout)."""
-    from gender import report  # plotly and shap load only here
+    from gender import artifact, report  # plotly and shap load only here
 
     # Both files checked before either is written: one written and the other refused is neither answer.
     html = _file_to_write(args.html, "--html", "report file") if args.html else None
@@ -267,7 +267,9 @@ def cmd_explain(args) -> None:
     if served is None:
         print("no such session: no explanation written", file=sys.stderr)
         return
-    explained = report.build(served, models.of(served.group))
+    model, settings = models.of(served.group), load_settings(db=args.db, model_dir=args.model_dir)
+    fitted = artifact.fitted_on(settings.model_dir, model, served.prediction.session_id, settings.db_label)
+    explained = report.build(served, model, fitted)
     to_stdout = args.json == "-" or not (args.json or args.html)
     if html:
         report.write_atomically(html, explained.html())

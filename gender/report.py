@@ -28,7 +28,7 @@ import plotly.io as pio
 import plotly.offline
 
 from gender import explain, files, plots
-from gender.answers import beyond_training, duration_text, in_words
+from gender.answers import IN_SAMPLE, beyond_training, duration_text, in_words
 from gender.errors import GenderError
 from gender.serve import Served
 from gender.trained import Model
@@ -79,6 +79,7 @@ class Report:
 
     served: Served
     model: Model  # the model that answered: the session's A/B group's
+    fitted: bool = False  # the model was fitted on this session (`artifact.fitted_on`): an in-sample answer
     generated_at: datetime | None = None
 
     @property
@@ -150,6 +151,9 @@ class Report:
         if record.gender:
             right = "the model got it right" if record.gender == prediction.prediction else "the model got it wrong"
             truth = f"<p>True gender: <b>{escape(record.gender)}</b> ({right}).</p>"
+            if self.fitted:
+                truth += f'<p class="muted">{IN_SAMPLE}</p>'
+
         else:
             truth = '<p class="muted">True gender: unknown (not recorded for this session).</p>'
         facts = [
@@ -219,16 +223,17 @@ class Report:
         return document(title, parts)
 
 
-def build(served: Served, model: Model) -> Report:
-    """The report of a served answer; `model` is the model that answered it (its group's)."""
+def build(served: Served, model: Model, fitted: bool = False) -> Report:
+    """The report of a served answer; `model` is the model that answered it (its group's), `fitted`
+    whether it was fitted on the session."""
     if served.prediction.model != model.model_id:
         raise GenderError(f"the answer came from {served.prediction.model}, not from {model.model_id}")
-    return Report(served, model)
+    return Report(served, model, fitted)
 
 
-def html(served: Served, model: Model) -> str:
+def html(served: Served, model: Model, fitted: bool = False) -> str:
     """The standalone HTML report of a served answer (see `Report.html`)."""
-    return build(served, model).html()
+    return build(served, model, fitted).html()
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -7,7 +7,7 @@ import streamlit as st
 
 import ui
 from gender import explain, explore, plots, predict, report, serve, summary, whatif
-from gender.answers import Prediction, beyond_training, counted, duration_text, in_words
+from gender.answers import IN_SAMPLE, Prediction, beyond_training, counted, duration_text, in_words
 from gender.trained import Model
 
 WHATIF, BUILD = "whatif", "build"  # the query parameters of an edited and of a built session
@@ -192,10 +192,7 @@ def answer(model: Model, prediction: Prediction, group: str, served_here: bool) 
                 else ":red[:material/cancel: the model got it wrong]"
             )
             if ui.fitted_on(models, model, record.session_id):
-                st.caption(
-                    "The model was fitted on this session: an in-sample answer, not a test of the model "
-                    "(the Model page gives its figures on sessions it did not see)."
-                )
+                st.caption(IN_SAMPLE)
         else:
             st.metric("True gender", "unknown")
             st.markdown("Not recorded for this session.")
@@ -241,9 +238,10 @@ elif assessment is not None:
         other_groups = explain.grouped(other_assessment.explanation, record, explain.scheme_of(other))
         ui.chart(plots.grouped_waterfall(other_assessment.explanation, other_groups), key="waterfall_other")
 if served and not changed:
+    fitted = ui.fitted_on(models, model, record.session_id)
     st.download_button(
         "Download this answer as a report (HTML)",
-        data=lambda: report.html(served, model),  # built on click, in the background
+        data=lambda: report.html(served, model, fitted),  # built on click, in the background
         file_name=report.file_name(record.session_id),
         mime="text/html",
         on_click="ignore",

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from gender import artifact, db, explain, ingest, plots, predict, report, serve, synth
-from gender.answers import beyond_training
+from gender.answers import IN_SAMPLE, beyond_training
 from gender.config import load_settings
 from gender.explain import Explanation
 from gender.session import JOIN, Feature, Session
@@ -521,6 +521,8 @@ def test_explain_writes_the_report_and_contributions_that_add_up(trained_demo, d
     page = out_html.read_text()
     assert page.startswith("<!doctype html>") and "Content-Security-Policy" in page
     assert page.count('class="plotly-graph-div"') == 3
+    labelled = bool(db.get_session(engine, session_id)["gender"])  # every labelled demo session is trained on
+    assert (html.escape(IN_SAMPLE) in page) == labelled
     # Every contribution is in the table in words; no control character (not valid in HTML: the
     # features' own names, with their code separator, drew an empty box) is outside the scripts.
     text = re.sub(r"<script\b.*?</script>", "", page, flags=re.DOTALL)  # plotly.js holds some
