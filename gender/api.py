@@ -221,7 +221,9 @@ class Service:
             return held[1]
         url = settings.db_url.render_as_string(hide_password=False)
         with self._lock:
-            engine = self._engines.get(url) or db.connect(url)
+            # Queries that wait seconds at most (db.ANSWER_TIMEOUT): the routes' are small lookups,
+            # and a stalled one must become a 503 (the Breaker), not an answer minutes late.
+            engine = self._engines.get(url) or db.connect(url, query_timeout=db.ANSWER_TIMEOUT)
             self._engines[url] = engine
             self._engine = (settings, engine)
         return engine
@@ -245,7 +247,8 @@ class Breaker:
     """After the database fails a request, the next ones are answered 503 at once, for
     BREAK_SECONDS and then while one request tries the database again, instead of each waiting
     its own timeouts on a server that does not answer (4 s for the pool's ping and 4 more to
-    reconnect) in the queue of API_THREADS behind it."""
+    reconnect, or 4 s for a query that stalls: db.ANSWER_TIMEOUT) in the queue of API_THREADS
+    behind it."""
 
     def __init__(self, seconds: float = BREAK_SECONDS):
         self.seconds = seconds
@@ -598,7 +601,9 @@ def create_app(service: Service | None = None, dashboard: bool = True) -> Api:
 
         body: dict = {"STATUS": "ok", "DATABASE": "reachable", "MODEL": None, "CONTROL_MODEL": None}
         try:
-            db.check_schema(service.engine())
+            engine = service.engine()
+            db.check_schema(engine)
+            db.check_reads(engine)  # a server that answers but stalls in a query: unavailable too
         except DatabaseUnavailable as exc:
             service.metrics.database_errors.inc()
             body |= {"STATUS": "unavailable", "DATABASE": reason(exc, "unavailable")}

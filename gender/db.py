@@ -228,8 +228,12 @@ session_score = Table(
 # -- engine -------------------------------------------------------------------------------------
 
 
-def connect(url) -> Engine:
-    """An engine for any SQLAlchemy URL, tuned so a dead server fails in seconds, not minutes."""
+def connect(url, query_timeout: float | None = None) -> Engine:
+    """An engine for any SQLAlchemy URL, tuned so a dead server fails in seconds, not minutes.
+
+    `query_timeout`: how long a query may wait for the server (MySQL family; see ANSWER_TIMEOUT):
+    QUERY_TIMEOUT when not given, for the CLI's and the dashboard's long work; the HTTP service
+    passes ANSWER_TIMEOUT."""
     url = parse_url(url)
     if (path := sqlite_file(url)) is not None:
         url = url.set(database=str(path))  # ~ expanded: SQLite would open a folder named "~"
@@ -255,19 +259,28 @@ def connect(url) -> Engine:
             event.listen(engine, "connect", lambda _connection, record: _remember_file(path, record))
             event.listen(engine, "checkout", lambda _connection, record, _proxy: _same_file(path, record))
     elif url.get_driver_name() == "pymysql":
-        event.listen(engine, "checkout", _patient_queries)
-        event.listen(engine, "checkin", _quick_answers)
+        query_timeout = QUERY_TIMEOUT if query_timeout is None else query_timeout
+        if query_timeout != ANSWER_TIMEOUT:  # else every read keeps connect_args' (and a checkout costs nothing)
+
+            def patient_queries(dbapi_connection, _record, _proxy) -> None:
+                dbapi_connection._read_timeout = query_timeout  # PyMySQL re-reads it before every read
+
+            event.listen(engine, "checkout", patient_queries)
+            event.listen(engine, "checkin", _quick_answers)
     return engine
 
 
-# PyMySQL's connect_timeout covers only the TCP connect: the server's greeting and the pre-ping
-# wait read_timeout. That stays short, so a frozen server fails in seconds; a checked-out
-# connection waits longer, since a cold aggregate over a million sessions can take a while.
+# How long the MySQL family's server may keep us waiting, in one place. PyMySQL's connect_timeout
+# (5 s, above) covers only the TCP connect: the server's greeting and the pool's pre-ping wait
+# read_timeout, ANSWER_TIMEOUT, so a frozen server fails in seconds. A checked-out connection's
+# queries wait as `connect(query_timeout=...)` says:
+# - QUERY_TIMEOUT (the default): the CLI's and the dashboard's long work (imports, training's
+#   reads, summaries), since a cold aggregate over a million sessions can take a while;
+# - ANSWER_TIMEOUT: the HTTP service's engine (`gender.api.Service.engine`): its lookups of one
+#   session (and /api/health's, the search box's, its prediction log's batches) take milliseconds,
+#   so a server that stalls in the middle of one (a table locked, a network that froze once the
+#   connection was made) is a 503 with Retry-After within seconds, not an answer minutes late.
 ANSWER_TIMEOUT, QUERY_TIMEOUT = 4, 300
-
-
-def _patient_queries(dbapi_connection, _record, _proxy) -> None:
-    dbapi_connection._read_timeout = QUERY_TIMEOUT  # PyMySQL re-reads it before every read
 
 
 def _quick_answers(dbapi_connection, _record) -> None:
@@ -348,6 +361,14 @@ def check_schema(engine: Engine) -> None:
             f"database {redact(engine.url)} has no FTP tables ({missing}): "
             "load data with `python -m gender demo`, `import-pakdd`, `import-events` or `import-db`"
         )
+
+
+def check_reads(engine: Engine) -> None:
+    """Fail clearly unless a row of `session` can be read: a server that lists its tables but
+    gives no row (its tables locked, a query stalled) fails here once the engine's query timeout
+    runs out (`/api/health`, on the HTTP service's engine: seconds)."""
+    with reporting(engine), engine.connect() as conn:
+        conn.execute(select(session.c.session_id).limit(1)).all()
 
 
 # -- one session -------------------------------------------------------------------------------

@@ -16,18 +16,21 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 
 import httpx
+import pymysql
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, MetaData, Table, UniqueConstraint, insert, text
 from starlette.routing import Match
 
-from gender import api, artifact, db, predict, serve
+from gender import api, artifact, db, predict, serve, synth
 from gender.answers import UNKNOWN, Prediction
 from gender.config import parse_url
 from tests import live
@@ -560,6 +563,93 @@ def test_a_hanging_database_is_tried_by_one_request_while_the_others_get_503_at_
         listener.close()
         for connection in accepted:
             connection.close()
+
+
+@pytest.fixture
+def mariadb_demo():
+    """The URL of a fresh MariaDB database of 300 demo sessions (dropped afterwards)."""
+    urls = _mysql_database()
+    url = next(urls)
+    engine = db.connect(url)
+    synth.create_demo(engine, sessions=300, seed=1)
+    engine.dispose()
+    yield url
+    next(urls, None)
+
+
+@contextmanager
+def tables_locked(url, seconds: float) -> Iterator[threading.Event]:
+    """`LOCK TABLES session WRITE, product WRITE` from a client of its own, as a long ALTER or a
+    backup holds them: queries of the tables then wait in the server. Held until the event yielded
+    is set or for `seconds`, whichever comes first (so a test that fails does not hang)."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        conn = pymysql.connect(
+            host=url.host, port=url.port or 3306, user=url.username, password=url.password or "", database=url.database
+        )
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("LOCK TABLES session WRITE, product WRITE")
+                held.set()
+                release.wait(seconds)
+                cursor.execute("UNLOCK TABLES")
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert held.wait(30), "the tables were not locked"
+    try:
+        yield release
+    finally:
+        release.set()
+        thread.join(60)
+
+
+def test_a_database_that_stalls_in_a_query_is_a_503_within_seconds(mariadb_demo, trained_demo, monkeypatch):
+    """A server that accepts the connection and answers the pool's ping, then stalls in the query
+    (its tables locked; a network that freezes mid-answer is the same to the client): each request
+    waited out the stall (up to db.QUERY_TIMEOUT, 5 min) and answered 200 then, /api/health said
+    reachable. The service's queries give up after db.ANSWER_TIMEOUT: a 503 with Retry-After, the
+    breaker's at once for the next, /api/health unavailable. The CLI's and the dashboard's engine
+    (`db.connect`'s default) still waits for its long queries."""
+    stall = 30  # seconds the tables stay locked at most: longer than the service waits
+    monkeypatch.setenv("GENDER_DB_URL", mariadb_demo.render_as_string(hide_password=False))
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(trained_demo[1]))
+    service = api.Service()
+    service.breaker = api.Breaker(2)
+    patient = db.connect(mariadb_demo)
+    with TestClient(api.create_app(service)) as client:
+        assert client.get("/predict/u10003").status_code == 200  # connected: the pool holds a live connection
+        with tables_locked(mariadb_demo, stall) as release:
+            started = time.monotonic()
+            response = client.get("/predict/u10005")
+            seconds = time.monotonic() - started
+            assert response.status_code == 503, f"{response.status_code} after {seconds:.1f} s: {response.text}"
+            assert seconds < db.ANSWER_TIMEOUT + 3, seconds
+            assert response.headers["retry-after"] == str(api.BREAK_SECONDS)
+            assert "timed out" in response.json()["ERROR"], response.text
+            started = time.monotonic()
+            assert client.get("/count/u10005/A00001").status_code == 503  # the breaker: at once
+            assert time.monotonic() - started < 1
+            started = time.monotonic()
+            health = client.get("/api/health")
+            seconds = time.monotonic() - started
+            assert health.status_code == 503 and health.json()["STATUS"] == "unavailable", health.text
+            assert "timed out" in health.json()["DATABASE"] and seconds < db.ANSWER_TIMEOUT + 3, seconds
+
+            # The long work's engine waits out a stall longer than the service's timeout.
+            threading.Timer(db.ANSWER_TIMEOUT + 2, release.set).start()
+            started = time.monotonic()
+            assert db.get_session(patient, "u10005") is not None
+            assert time.monotonic() - started > db.ANSWER_TIMEOUT + 1  # it did wait for the lock
+        time.sleep(2)  # the breaker lets a request try again
+        assert client.get("/predict/u10005").status_code == 200
+        assert client.get("/api/health").json()["STATUS"] == "ok"
+    patient.dispose()
+    for engine in service._engines.values():
+        engine.dispose()
 
 
 def test_a_bug_in_a_route_is_a_json_500_logged_once(trained_demo, monkeypatch, caplog):
