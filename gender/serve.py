@@ -13,13 +13,14 @@ import hashlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
 from gender import db, fast
 from gender.answers import Prediction
+from gender.config import redact
 from gender.errors import GenderError
 from gender.predict import Assessment, assess_record
 from gender.session import Session
@@ -101,23 +102,45 @@ def write_log(engine: Engine, served: Served, via: str = "cli") -> None:
     db.log_predictions(engine, [log_row(served, via)])
 
 
+@dataclass
+class _Outage:
+    """A database whose last write of the prediction log failed: the rows it did not take, kept to
+    be tried again, and what the server log is told when it takes them (or never does)."""
+
+    since: float  # time.monotonic() of the first failure
+    delay: float  # seconds from this failure to the next try
+    retry_at: float = 0.0
+    failures: int = 0
+    dropped: int = 0  # rows not kept: KEEP were waiting already
+    rows: dict[tuple[str, str], dict] = field(default_factory=dict)  # (session, model) -> its first row
+
+
 class LogWriter:
     """Writes served predictions to `prediction_log` off the request path.
 
     `add` only appends the row to a list in memory; one thread writes every row waiting for a
     database in one statement (so under an API's load the log costs a statement per batch, not
-    per answer). Nothing is lost on shutdown: `close` (run at exit) writes what is still waiting
-    before returning, and a row added after it is written at once. A failed write (a read-only
-    database) is logged as a warning and serving goes on.
+    per answer). A batch the database does not take (it refuses connections, times out, cannot
+    be written) is kept and tried again RETRY seconds later, then twice as long after each
+    failure up to RETRY_MAX, with the rows served meanwhile: the insert skips (session, model)
+    pairs already there, so a batch written twice (a commit whose answer was lost) adds nothing.
+    At most KEEP rows wait per database (a pair served twice counts once, its first row kept);
+    rows beyond are dropped, and the server log says how many. Nothing is lost on shutdown while
+    the database answers: `close` (run at exit) writes what is still waiting, the kept rows too,
+    before returning (one try; rows it cannot write are counted in the log), and a row added after
+    it is written at once. Serving never waits for any of it, nor fails: a failure is a warning.
     """
 
     BATCH = 2_000  # rows a statement at most: MariaDB's packets stay small
     # How long the thread lets rows gather after the first arrives: a commit per answer would
     # cost more than the answer (a transaction and an fsync); the log lags by this much at most.
     LINGER = 0.2
+    RETRY, RETRY_MAX = 5.0, 30.0  # seconds from a failed write to the next try: the first, the longest
+    KEEP = 100_000  # rows kept for a database that does not take them (about 50 MB): minutes of a busy API
 
     def __init__(self):
         self._waiting: dict[Engine, list[dict]] = {}
+        self._outages: dict[Engine, _Outage] = {}  # databases whose last write failed
         self._changed = threading.Condition()
         self._writing = 0  # rows taken by the thread and not yet written
         self._closed = False
@@ -140,7 +163,8 @@ class LogWriter:
         self._write(engine, [row])  # closed: written now, as the CLI does
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until every row added so far is written (or failed); False on timeout."""
+        """Wait until every row added so far is written, or failed and kept to be tried again
+        (or dropped); False on timeout."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while self._waiting or self._writing:
@@ -162,22 +186,155 @@ class LogWriter:
     def _run(self) -> None:
         while True:
             with self._changed:
-                while not self._waiting and not self._closed:
-                    self._changed.wait()
-                if not self._closed:  # let the rows of the next moments join this batch (close ends the wait)
-                    self._changed.wait_for(lambda: self._closed, self.LINGER)
-                if not self._waiting:  # closed and drained
+                while not self._waiting and not self._closed and not self._retry_due():
+                    self._changed.wait(self._until_retry())
+                if self._waiting and not self._closed:  # let the rows of the next moments join this batch
+                    self._changed.wait_for(lambda: self._closed, self.LINGER)  # close ends the wait
+                if not self._waiting and not self._outages:  # closed and drained
                     self._thread = None
                     self._changed.notify_all()
                     return
-                batches, self._waiting = self._waiting, {}
+                batches, notes = self._take()
                 self._writing = sum(map(len, batches.values()))
-            for engine, rows in batches.items():
-                for start in range(0, len(rows), self.BATCH):
-                    self._write(engine, rows[start : start + self.BATCH])
+            _say(notes)
+            failed = {engine: self._write_all(engine, rows) for engine, rows in batches.items()}
             with self._changed:
+                notes = self._settle(failed)
                 self._writing = 0
                 self._changed.notify_all()
+            _say(notes)
+
+    # The methods below run with self._changed held, and leave the logging to the caller (a slow
+    # log handler must not hold up `add`, on the request path).
+
+    def _retry_due(self) -> bool:
+        now = time.monotonic()
+        return any(outage.retry_at <= now for outage in self._outages.values())
+
+    def _until_retry(self) -> float | None:
+        if not self._outages:
+            return None
+        return max(0.0, min(outage.retry_at for outage in self._outages.values()) - time.monotonic())
+
+    def _take(self) -> tuple[dict[Engine, list[dict]], list]:
+        """The rows to write now: every database's new rows, and a failed one's kept rows (first:
+        they were served earlier) when its next try has come or the writer closes. A failed
+        database's new rows before that join its kept ones, untried."""
+        now, batches, notes = time.monotonic(), {}, []
+        for engine in [*self._outages, *(e for e in self._waiting if e not in self._outages)]:
+            rows = self._waiting.pop(engine, [])
+            outage = self._outages.get(engine)
+            if outage is None:
+                batches[engine] = rows
+            elif self._closed or outage.retry_at <= now:
+                batches[engine] = [*outage.rows.values(), *rows]
+                outage.rows = {}
+                outage.retry_at = float("inf")  # being tried
+            else:
+                notes += self._keep(engine, outage, rows)
+        return batches, notes
+
+    def _settle(self, failed: dict[Engine, tuple[GenderError, list[dict]] | None]) -> list:
+        """After the writes: a failed database's rows kept for its next try, or counted as lost
+        when the writer is closing; a database back after failures said so."""
+        notes = []
+        now = time.monotonic()
+        for engine, failure in failed.items():
+            outage = self._outages.get(engine)
+            if failure is None:
+                if outage is not None:
+                    del self._outages[engine]
+                    notes.append(
+                        (
+                            logging.WARNING,  # as the failure was: a server's log shows warnings
+                            "prediction log written again after %s over %.0f s%s",
+                            _count(outage.failures, "failed try", "failed tries"),
+                            now - outage.since,
+                            f"; {_count(outage.dropped)} dropped meanwhile ({self.KEEP:,} waited already)"
+                            if outage.dropped
+                            else ": no row lost",
+                        )
+                    )
+                continue
+            exc, rest = failure
+            if self._closed:  # a last try at shutdown: what it did not write is lost
+                self._outages.pop(engine, None)
+                dropped = outage.dropped if outage else 0
+                notes.append(
+                    (
+                        logging.WARNING,
+                        "prediction log not written at shutdown: %s; %s lost%s",
+                        exc,
+                        _count(len(rest)),
+                        f" ({_count(dropped)} more dropped before, {self.KEEP:,} waiting already)" if dropped else "",
+                    )
+                )
+                continue
+            if outage is None:
+                outage = self._outages[engine] = _Outage(since=now, delay=self.RETRY)
+                first = True
+            else:
+                outage.delay = min(2 * outage.delay, self.RETRY_MAX)
+                first = False
+            outage.failures += 1
+            outage.retry_at = now + outage.delay
+            notes += self._keep(engine, outage, rest)
+            if first:  # once an outage; the next tries' failures only at DEBUG
+                notes.append(
+                    (
+                        logging.WARNING,
+                        "prediction log not written: %s (%s kept, tried again in %g s)",
+                        exc,
+                        _count(len(outage.rows)),
+                        outage.delay,
+                    )
+                )
+            else:
+                notes.append(
+                    (
+                        logging.DEBUG,
+                        "prediction log still not written (try %d): %s (%s kept, tried again in %g s)",
+                        outage.failures,
+                        exc,
+                        _count(len(outage.rows)),
+                        outage.delay,
+                    )
+                )
+        return notes
+
+    def _keep(self, engine: Engine, outage: _Outage, rows: list[dict]) -> list:
+        """Keep rows for a failed database's next try, KEEP at most: a (session, model) pair once."""
+        dropped = outage.dropped
+        kept = outage.rows
+        for row in rows:
+            key = (row["session_id"], row["model_id"])
+            if key in kept:
+                continue  # the insert would skip it anyway: the first row served stays
+            if len(kept) < self.KEEP:
+                kept[key] = row
+            else:
+                outage.dropped += 1
+        if dropped or not outage.dropped:
+            return []
+        return [
+            (
+                logging.WARNING,
+                "prediction log: %s rows wait for %s, the most kept; newer rows are dropped until it takes them",
+                f"{self.KEEP:,}",
+                redact(engine.url),
+            )
+        ]
+
+    def _write_all(self, engine: Engine, rows: list[dict]) -> tuple[GenderError, list[dict]] | None:
+        """Write rows in batches; None when written, else the failure and the rows not written."""
+        for start in range(0, len(rows), self.BATCH):
+            try:
+                db.log_predictions(engine, rows[start : start + self.BATCH])
+            except GenderError as exc:  # the database failed: the rest waits for the next try
+                return exc, rows[start:]
+            except Exception:  # a bug must not take a page down either (and trying again would repeat it)
+                log.exception("prediction log not written")
+        return None
 
     @staticmethod
     def _write(engine: Engine, rows: list[dict]) -> None:
@@ -187,6 +344,15 @@ class LogWriter:
             log.warning("prediction log not written: %s", exc)
         except Exception:  # a bug must not take a page down either
             log.exception("prediction log not written")
+
+
+def _count(n: int, one: str = "row", many: str = "rows") -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def _say(notes: list) -> None:
+    for level, message, *args in notes:
+        log.log(level, message, *args)
 
 
 log_writer = LogWriter()

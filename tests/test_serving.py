@@ -1,8 +1,12 @@
 """A/B serving, the prediction log, the run history and the monitoring figures."""
 
+import contextlib
 import json
 import math
+import socket
+import threading
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import numpy as np
@@ -13,6 +17,7 @@ from sqlalchemy import event
 
 from gender import artifact, db, monitor, predict, serve, synth
 from tests import live
+from tests.conftest import _mysql_database
 from tests.test_app import make_app
 
 
@@ -147,6 +152,161 @@ def test_the_log_writer_batches_and_loses_nothing_on_close(models, trained_demo,
     assert len(log) == 300 and set(log["served_via"]) == {"api"}
     assert sorted(log["session_id"]) == sorted(a.prediction.session_id for a in answers)
     engine.dispose()
+
+
+class Gate:
+    """A TCP proxy to a database server, on a loopback port of its own. Shut, it drops every
+    connection as it accepts it (a server restarting, a failover); open, it passes bytes both ways."""
+
+    def __init__(self, host: str, port: int):
+        self.target = (host, port)
+        self.open = False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            if not self.open:
+                client.close()
+                continue
+            server = socket.create_connection(self.target)
+            self.sockets += [client, server]
+            for source, target in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        for end in (source, target):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+        for end in self.sockets:
+            end.close()
+
+
+def logged(url) -> list[str]:
+    """The session ids in a database's prediction log, read by a connection of its own."""
+    engine = db.connect(url)
+    try:
+        return sorted(db.served_predictions(engine)["session_id"])
+    finally:
+        engine.dispose()
+
+
+def eventually(condition, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@contextlib.contextmanager
+def briefly_unreachable(backend: str, tmp_path) -> Iterator[tuple[str, Callable[[], None]]]:
+    """(the URL of a database that cannot be reached, the function that makes it reachable): a
+    SQLite file whose folder comes into place later, or a MariaDB database behind a shut `Gate`.
+    Its schema is there once it is reachable, its prediction log empty."""
+    if backend == "sqlite":
+        aside, folder = tmp_path / "aside", tmp_path / "later"
+        aside.mkdir()
+        engine = db.connect(f"sqlite:///{aside / 'log.db'}")
+        db.create_schema(engine)
+        engine.dispose()
+        yield f"sqlite:///{folder / 'log.db'}", lambda: aside.rename(folder)
+        return
+    urls = _mysql_database()
+    real = next(urls)
+    engine = db.connect(real)
+    db.create_schema(engine)
+    engine.dispose()
+    gate = Gate(real.host, real.port or 3306)
+
+    def come_back() -> None:
+        gate.open = True
+
+    try:
+        yield real.set(host="127.0.0.1", port=gate.port).render_as_string(hide_password=False), come_back
+    finally:
+        gate.close()
+        next(urls, None)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
+def test_a_batch_the_database_refused_is_written_once_it_is_back(backend, models, trained_demo, tmp_path, caplog):
+    """The database blipped (a restart, a failover) just as a batch was written: the writer said
+    'prediction log not written' and the served predictions were gone from the log for good. It
+    keeps them and tries again; the insert skips pairs already there, so nothing is written twice."""
+    source = db.connect(trained_demo[0])
+    answers = [serve.serve(source, models, f"u{10001 + i}", "salt", 0.5, explain=False) for i in range(3)]
+    writer = serve.LogWriter()
+    writer.RETRY = 0.5
+    with briefly_unreachable(backend, tmp_path) as (url, come_back), caplog.at_level("INFO", logger="gender.serve"):
+        engine = db.connect(url)
+        writer.add(engine, serve.log_row(answers[0], "api"))
+        assert writer.flush(timeout=30)  # tried, and refused
+        writer.add(engine, serve.log_row(answers[1], "api"))  # served during the outage
+        come_back()
+        wanted = sorted(a.prediction.session_id for a in answers[:2])
+        assert eventually(lambda: logged(url) == wanted), logged(url)
+        said = [(r.levelname, r.getMessage()) for r in caplog.records]
+        assert [level for level, _ in said] == ["WARNING", "WARNING"], said  # once each, whatever the tries
+        assert said[0][1].startswith("prediction log not written: database ")
+        assert said[0][1].endswith("(1 row kept, tried again in 0.5 s)")
+        assert said[1][1].startswith("prediction log written again after ") and said[1][1].endswith(": no row lost")
+        writer.add(engine, serve.log_row(answers[0], "api"))  # again: the log has it already
+        writer.add(engine, serve.log_row(answers[2], "api"))
+        writer.close()
+        assert logged(url) == sorted(a.prediction.session_id for a in answers)
+        engine.dispose()
+
+
+def test_rows_kept_for_a_database_that_stays_down_are_capped_and_counted(models, trained_demo, tmp_path, caplog):
+    """A long outage cannot grow memory without limit: at most KEEP rows wait (a pair served again
+    counts once), the newer are dropped and the server log says how many; at shutdown, the rows
+    that still could not be written are counted as lost."""
+    source = db.connect(trained_demo[0])
+    answers = [serve.serve(source, models, f"u{10001 + i}", "salt", 0.5, explain=False) for i in range(7)]
+    writer = serve.LogWriter()
+    writer.KEEP, writer.RETRY = 3, 0.2
+    with briefly_unreachable("sqlite", tmp_path) as (url, come_back), caplog.at_level("INFO", logger="gender.serve"):
+        engine = db.connect(url)
+        for answer in answers[:2]:
+            writer.add(engine, serve.log_row(answer, "api"))
+        assert writer.flush(timeout=30)
+        for answer in [answers[0], *answers[2:6]]:  # the first served again, then 4 new: 1 kept, 3 dropped
+            writer.add(engine, serve.log_row(answer, "api"))
+        assert writer.flush(timeout=30)
+        come_back()
+        wanted = sorted(a.prediction.session_id for a in answers[:3])
+        assert eventually(lambda: logged(url) == wanted), logged(url)
+        messages = [r.getMessage() for r in caplog.records]
+        assert sum("3 rows wait for sqlite:///" in m and "newer rows are dropped" in m for m in messages) == 1
+        last = caplog.records[-1]
+        assert last.levelname == "WARNING" and "; 3 rows dropped meanwhile (3 waited already)" in last.getMessage()
+        engine.dispose()
+
+    caplog.clear()
+    down = db.connect(f"sqlite:///{tmp_path / 'gone' / 'log.db'}")  # never there
+    with caplog.at_level("WARNING", logger="gender.serve"):
+        writer.add(down, serve.log_row(answers[6], "api"))
+        assert writer.flush(timeout=30)
+        writer.close()  # one last try
+    last = caplog.records[-1].getMessage()
+    assert last.startswith("prediction log not written at shutdown: database ") and last.endswith("; 1 row lost")
 
 
 def test_monitoring_figures_match_a_hand_computed_example():
