@@ -124,11 +124,13 @@ class LogWriter:
     be written) is kept and tried again RETRY seconds later, then twice as long after each
     failure up to RETRY_MAX, with the rows served meanwhile: the insert skips (session, model)
     pairs already there, so a batch written twice (a commit whose answer was lost) adds nothing.
-    At most KEEP rows wait per database (a pair served twice counts once, its first row kept);
-    rows beyond are dropped, and the server log says how many. Nothing is lost on shutdown while
-    the database answers: `close` (run at exit) writes what is still waiting, the kept rows too,
-    before returning (one try; rows it cannot write are counted in the log), and a row added after
-    it is written at once. Serving never waits for any of it, nor fails: a failure is a warning.
+    At most KEEP rows wait per database (a pair served twice counts once, its first row kept),
+    and QUEUE for the thread while a write holds it up (a stalled database, on an engine that
+    waits minutes); rows beyond are dropped, and the server log says how many. Nothing is lost on
+    shutdown while the database answers: `close` (run at exit) writes what is still waiting, the
+    kept rows too, before returning (one try; rows it cannot write are counted in the log), and a
+    row added after it is written at once. Serving never waits for any of it, nor fails: a
+    failure is a warning.
     """
 
     BATCH = 2_000  # rows a statement at most: MariaDB's packets stay small
@@ -137,9 +139,12 @@ class LogWriter:
     LINGER = 0.2
     RETRY, RETRY_MAX = 5.0, 30.0  # seconds from a failed write to the next try: the first, the longest
     KEEP = 100_000  # rows kept for a database that does not take them (about 50 MB): minutes of a busy API
+    QUEUE = 100_000  # rows waiting for the thread while a write holds it up (it takes them every LINGER else)
 
     def __init__(self):
         self._waiting: dict[Engine, list[dict]] = {}
+        self._queued = 0  # rows in _waiting: QUEUE at most
+        self._overflow = 0  # rows dropped since the thread last took _waiting
         self._outages: dict[Engine, _Outage] = {}  # databases whose last write failed
         self._changed = threading.Condition()
         self._writing = 0  # rows taken by the thread and not yet written
@@ -150,6 +155,10 @@ class LogWriter:
         with self._changed:
             if not self._closed:
                 first = not self._waiting
+                if self._queued >= self.QUEUE:  # the thread is held up (a write waiting on a stalled database)
+                    self._overflow += 1
+                    return
+                self._queued += 1
                 self._waiting.setdefault(engine, []).append(row)
                 if self._thread is None:
                     # A daemon thread, so a process never hangs on it; `close` at exit drains it.
@@ -200,9 +209,10 @@ class LogWriter:
             failed = {engine: self._write_all(engine, rows) for engine, rows in batches.items()}
             with self._changed:
                 notes = self._settle(failed)
+            _say(notes)  # before `flush` returns: what it waited for is written or said
+            with self._changed:
                 self._writing = 0
                 self._changed.notify_all()
-            _say(notes)
 
     # The methods below run with self._changed held, and leave the logging to the caller (a slow
     # log handler must not hold up `add`, on the request path).
@@ -221,6 +231,16 @@ class LogWriter:
         they were served earlier) when its next try has come or the writer closes. A failed
         database's new rows before that join its kept ones, untried."""
         now, batches, notes = time.monotonic(), {}, []
+        if self._overflow:
+            notes.append(
+                (
+                    logging.WARNING,
+                    "prediction log: %s dropped while a write held the writer up (%s waited already)",
+                    _count(self._overflow),
+                    f"{self.QUEUE:,}",
+                )
+            )
+        self._queued = self._overflow = 0
         for engine in [*self._outages, *(e for e in self._waiting if e not in self._outages)]:
             rows = self._waiting.pop(engine, [])
             outage = self._outages.get(engine)

@@ -309,6 +309,37 @@ def test_rows_kept_for_a_database_that_stays_down_are_capped_and_counted(models,
     assert last.startswith("prediction log not written at shutdown: database ") and last.endswith("; 1 row lost")
 
 
+def test_rows_waiting_behind_a_write_that_hangs_are_capped_and_counted(models, trained_demo, tmp_path, caplog):
+    """While one write holds the writer's thread up (a database that stalls, on an engine that
+    waits minutes, as the dashboard's does), the rows served meanwhile wait for it: QUEUE at most."""
+    source = db.connect(trained_demo[0])
+    answers = [serve.serve(source, models, f"u{10001 + i}", "salt", 0.5, explain=False) for i in range(5)]
+    engine = db.connect(f"sqlite:///{tmp_path / 'log.db'}")
+    db.create_schema(engine)
+    stalled, release = threading.Event(), threading.Event()
+
+    def stall(*_args) -> None:  # the first statement waits
+        if not stalled.is_set():
+            stalled.set()
+            release.wait(30)
+
+    event.listen(engine, "before_cursor_execute", stall)
+    writer = serve.LogWriter()
+    writer.QUEUE = 2
+    with caplog.at_level("WARNING", logger="gender.serve"):
+        writer.add(engine, serve.log_row(answers[0], "api"))
+        assert stalled.wait(30)  # the thread is in the write
+        for answer in answers[1:]:  # 2 wait, 2 are dropped
+            writer.add(engine, serve.log_row(answer, "api"))
+        release.set()
+        writer.close()
+    assert sorted(db.served_predictions(engine)["session_id"]) == [f"u{10001 + i}" for i in range(3)]
+    assert [r.getMessage() for r in caplog.records] == [
+        "prediction log: 2 rows dropped while a write held the writer up (2 waited already)"
+    ]
+    engine.dispose()
+
+
 def test_monitoring_figures_match_a_hand_computed_example():
     y = np.array([1, 1, 0, 0, 0])
     p = np.array([0.9, 0.4, 0.5, 0.2, 0.1])
