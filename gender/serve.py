@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from gender import db, fast
-from gender.answers import Prediction
+from gender.answers import Prediction, counted
 from gender.config import redact
 from gender.errors import GenderError
 from gender.predict import Assessment, assess_record
@@ -236,7 +236,7 @@ class LogWriter:
                 (
                     logging.WARNING,
                     "prediction log: %s dropped while a write held the writer up (%s waited already)",
-                    _count(self._overflow),
+                    counted(self._overflow, "row"),
                     f"{self.QUEUE:,}",
                 )
             )
@@ -268,9 +268,9 @@ class LogWriter:
                         (
                             logging.WARNING,  # as the failure was: a server's log shows warnings
                             "prediction log written again after %s over %.0f s%s",
-                            _count(outage.failures, "failed try", "failed tries"),
+                            counted(outage.failures, "failed attempt"),
                             now - outage.since,
-                            f"; {_count(outage.dropped)} dropped meanwhile ({self.KEEP:,} waited already)"
+                            f"; {counted(outage.dropped, 'row')} dropped meanwhile ({self.KEEP:,} waited already)"
                             if outage.dropped
                             else ": no row lost",
                         )
@@ -285,8 +285,10 @@ class LogWriter:
                         logging.WARNING,
                         "prediction log not written at shutdown: %s; %s lost%s",
                         exc,
-                        _count(len(rest)),
-                        f" ({_count(dropped)} more dropped before, {self.KEEP:,} waiting already)" if dropped else "",
+                        counted(len(rest), "row"),
+                        f" ({counted(dropped, 'row')} more dropped before, {self.KEEP:,} waiting already)"
+                        if dropped
+                        else "",
                     )
                 )
                 continue
@@ -305,7 +307,7 @@ class LogWriter:
                         logging.WARNING,
                         "prediction log not written: %s (%s kept, tried again in %g s)",
                         exc,
-                        _count(len(outage.rows)),
+                        counted(len(outage.rows), "row"),
                         outage.delay,
                     )
                 )
@@ -316,7 +318,7 @@ class LogWriter:
                         "prediction log still not written (try %d): %s (%s kept, tried again in %g s)",
                         outage.failures,
                         exc,
-                        _count(len(outage.rows)),
+                        counted(len(outage.rows), "row"),
                         outage.delay,
                     )
                 )
@@ -364,10 +366,6 @@ class LogWriter:
             log.warning("prediction log not written: %s", exc)
         except Exception:  # a bug must not take a page down either
             log.exception("prediction log not written")
-
-
-def _count(n: int, one: str = "row", many: str = "rows") -> str:
-    return f"{n:,} {one if n == 1 else many}"
 
 
 def _say(notes: list) -> None:
