@@ -293,9 +293,6 @@ def cmd_count(args) -> None:
 def cmd_api(args) -> None:
     """The HTTP routes alone, without the dashboard, for the shop's systems: uvicorn running
     gender.api's app in --workers processes on one port (gender.server), each loading the models once."""
-    import shutil
-    import tempfile
-
     from gender import artifact, server
     from gender.access import load_access
 
@@ -308,23 +305,12 @@ def cmd_api(args) -> None:
     # The workers read the settings as the dashboard does; what was given here goes to them by name.
     os.environ["GENDER_DB_URL"] = settings.db_url.render_as_string(hide_password=False)
     os.environ["GENDER_MODEL_DIR"] = str(settings.model_dir)
-    metrics_dir = None
-    if args.workers > 1:  # each worker counts in files there; /metrics adds them up (gender.api.Metrics)
-        # Emptied at the start, as prometheus_client asks: a server ended by a signal leaves its files.
-        metrics_dir = Path(tempfile.gettempdir()) / f"gender-metrics-{args.port}"
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir()
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     processes = f"{args.workers} processes" if args.workers > 1 else "one process"
     banner = (
         f"the API on http://{args.host}:{args.port} ({processes}, {settings.db_label}, models in "
         f"{settings.model_dir}); its routes at /api/docs; Ctrl+C stops it"
     )
-    try:
-        server.run(args.host, args.port, args.workers, banner)
-    finally:
-        if metrics_dir:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+    server.run(args.host, args.port, args.workers, banner)
 
 
 def cmd_api_token(args) -> None:

@@ -12,10 +12,16 @@ from __future__ import annotations
 import errno
 import multiprocessing
 import multiprocessing.synchronize
+import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from gender.errors import GenderError
 
@@ -71,6 +77,61 @@ def worker(host: str, port: int, serving) -> None:
     Server(uvicorn_config()).run(sockets=[sock])
 
 
+@contextmanager
+def metrics_folder(port: int) -> Iterator[Path]:
+    """The folder the workers count in (prometheus_client's multiprocess mode), this server's own
+    while it runs: `gender-metrics-PORT` under the temporary folder, held by a lock (flock) from
+    here to its removal at the end, and emptied when taken of what a server killed by a signal
+    left. Nothing else touches it meanwhile: a server on the same port of another address (or one
+    folder this user may not write) counts in a new folder of its own instead."""
+    folder = Path(tempfile.gettempdir()) / f"gender-metrics-{port}"
+    held = _hold(folder)
+    if held is None:
+        folder = Path(tempfile.mkdtemp(prefix=f"gender-metrics-{port}-"))
+        held = _hold(folder)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # before the lock goes: no other server empties it meanwhile
+        if held is not None:
+            os.close(held)
+
+
+def _hold(folder: Path) -> int | None:
+    """A descriptor of `folder` (made if missing) holding its lock, the folder emptied; None when
+    another process holds it or it is not this user's to use."""
+    import fcntl  # POSIX, as SO_REUSEPORT: several workers run only there
+
+    for _ in range(3):  # again if the folder is removed and made anew between the open and the lock
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            mine = os.fstat(fd)
+            now = os.stat(folder, follow_symlinks=False)
+        except OSError:  # BlockingIOError: another server's; FileNotFoundError: removed meanwhile
+            os.close(fd)
+            if not folder.exists():
+                continue
+            return None
+        if (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+            os.close(fd)
+            continue
+        if mine.st_uid != os.getuid():
+            os.close(fd)
+            return None
+        for entry in folder.iterdir():  # prometheus_client asks for an empty folder at the start
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        return fd
+    return None
+
+
 def _ended(process: multiprocessing.Process) -> str:
     code = process.exitcode
     return f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
@@ -90,8 +151,15 @@ def run(host: str, port: int, workers: int, banner: str) -> None:
         if not server.started:
             raise GenderError("the API did not start; the reason is above")
         return
-    # The port must be free: a socket with SO_REUSEPORT would silently join another server's.
+    # The port must be free: a socket with SO_REUSEPORT would silently join another server's. Checked
+    # before anything is prepared: a start refused here leaves the server on the port as it was.
     listening_socket(host, port, shared=False).close()
+    with metrics_folder(port) as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)  # each worker counts there; /metrics adds them up
+        _serve_in_workers(host, port, workers, banner)
+
+
+def _serve_in_workers(host: str, port: int, workers: int, banner: str) -> None:
     print(banner, file=sys.stderr, flush=True)
     spawn = multiprocessing.get_context("spawn")
     stopping = False

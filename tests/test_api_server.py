@@ -8,9 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -41,34 +44,48 @@ def samples(metrics_text: str, name: str) -> list:
     ]
 
 
-@pytest.fixture(params=[1, 2], ids=["one process", "two workers"])
-def api_server(request, trained_demo, tmp_path):
-    """(base URL, database URL, model folder, process) of `python -m gender api --workers N` on a
-    copy of the trained demo database (its prediction log is this test's own)."""
-    source, model_dir = trained_demo
-    url, port = live.sqlite_copy(source, tmp_path / "demo.db", empty_log=True), live.free_port()
-    command = ["api", "--db", url, "--model-dir", model_dir, "--port", port, "--workers", request.param]
-    log = (tmp_path / "api.log").open("w")
+@contextmanager
+def api_process(
+    url: str, model_dir, log_path: Path, workers: int, port: int | None = None, host: str = "127.0.0.1", prefix=()
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """(base URL, process) of `python -m gender api --workers N` (run by `prefix`, a command that
+    execs it, if given), once /api/health answers 200; killed with its workers afterwards, and its
+    output checked for tracebacks."""
+    port = port or live.free_port()
+    command = ["api", "--db", url, "--model-dir", model_dir, "--host", host, "--port", port, "--workers", workers]
+    log = log_path.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gender", *map(str, command)],
+        [*prefix, sys.executable, "-m", "gender", *map(str, command)],
         cwd=PROJECT,
         stdout=log,
         stderr=subprocess.STDOUT,
         env={k: v for k, v in os.environ.items() if not k.startswith(("GENDER_", "PROMETHEUS_"))},
         start_new_session=True,  # its own process group: the workers stop with it
     )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while get_or_none(f"{base}/api/health") != 200:
-        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "api.log").read_text()
-        time.sleep(0.3)
-    yield base, url, model_dir, process
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(30)
-    log.close()
-    printed = (tmp_path / "api.log").read_text()
+    base = f"http://{host}:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while get_or_none(f"{base}/api/health") != 200:
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.3)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+        log.close()
+    printed = log_path.read_text()
     assert "Traceback" not in printed and '"GET /' not in printed  # no access log: /metrics counts requests
+
+
+@pytest.fixture(params=[1, 2], ids=["one process", "two workers"])
+def api_server(request, trained_demo, tmp_path):
+    """(base URL, database URL, model folder, process) of `python -m gender api --workers N` on a
+    copy of the trained demo database (its prediction log is this test's own)."""
+    source, model_dir = trained_demo
+    url = live.sqlite_copy(source, tmp_path / "demo.db", empty_log=True)
+    with api_process(url, model_dir, tmp_path / "api.log", request.param) as (base, process):
+        yield base, url, model_dir, process
 
 
 def get_or_none(url: str) -> int | None:
@@ -193,3 +210,40 @@ def test_a_port_in_use_is_refused_in_one_line(trained_demo, tmp_path, workers):
         )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: 127.0.0.1:{port} is already in use; choose another with --port"
+
+
+def request_count(base: str) -> float:
+    status, body = get(f"{base}/metrics")
+    assert status == 200, body[:300]
+    return sum(s.value for s in samples(body.decode(), "gender_http_requests_total"))
+
+
+@pytest.mark.parametrize("api_server", [2], indirect=True, ids=["two workers"])
+def test_a_second_server_on_the_port_leaves_the_first_ones_metrics_alone(api_server, tmp_path):
+    """The workers count in `gender-metrics-PORT`. A second start on the port, refused as it is
+    taken, emptied and then removed that folder: the first server's /metrics was 500 from then on.
+    A second server on the same port of another address must count in a folder of its own."""
+    base, url, model_dir, _ = api_server
+    port = int(base.rsplit(":", 1)[1])
+    folder = Path(tempfile.gettempdir()) / f"gender-metrics-{port}"
+    for _ in range(5):
+        assert get(f"{base}/predict/u10003")[0] == 200
+    counted = request_count(base)
+    files = set(folder.iterdir())  # a worker that has not answered yet adds its own later
+    assert files
+
+    command = ["api", "--db", url, "--model-dir", str(model_dir), "--port", str(port), "--workers", "2"]
+    refused = subprocess.run(
+        [sys.executable, "-m", "gender", *command], capture_output=True, text=True, cwd=PROJECT, timeout=120
+    )
+    assert refused.returncode == 1 and "is already in use" in refused.stderr
+    assert files <= set(folder.iterdir())
+    assert request_count(base) == counted + 1  # the /metrics before, every worker's counts kept
+
+    with api_process(url, model_dir, tmp_path / "beside.log", 2, port=port, host="127.0.0.2") as (beside, process):
+        assert get(f"{beside}/predict/u10003")[0] == 200
+        assert request_count(beside) < counted  # its own counts, not the first server's
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    assert files <= set(folder.iterdir())
+    assert request_count(base) == counted + 2
