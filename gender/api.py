@@ -228,6 +228,18 @@ class Service:
             self._engine = (settings, engine)
         return engine
 
+    def load_models(self) -> None:
+        """The models loaded now, at the app's start, before it takes a request: a first request
+        does not wait for them, and a worker of several never first loads files that have stopped
+        loading since the others did (it would answer 503 while they serve). Without models that
+        load, the app starts all the same and its routes say why, as they do later."""
+        try:
+            self.models()
+        except GenderError as exc:  # no model yet, its files refused, unreadable settings
+            log.warning("no models serving at the start: %s", exc)
+        except Exception:  # a bug: said here, and again by each request it fails
+            log.exception("unexpected error loading the models at the start")
+
     def models(self, settings: Settings | None = None) -> Models:
         # A retrain's models load on a thread of their own while these answer (and these stay if
         # the new files do not load): no request waits seconds for a load.
@@ -513,9 +525,10 @@ def create_app(service: Service | None = None, dashboard: bool = True) -> Api:
     handlers = _handlers(service.metrics)
 
     @asynccontextmanager
-    async def lifespan(app):
+    async def lifespan(app):  # served alone (`python -m gender api`); the dashboard's server has its own
+        service.load_models()
         yield
-        await close_prediction_log()  # served alone (`python -m gender api`)
+        await close_prediction_log()
 
     app = Api(
         lifespan=lifespan,

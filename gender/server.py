@@ -41,12 +41,13 @@ def uvicorn_config():
     )
 
 
-def listening_socket(host: str, port: int, shared: bool) -> socket.socket:
-    """A socket listening on host:port (`shared`: one of the workers'), or a one-line error."""
+def bound_socket(host: str, port: int, reuse_address: bool = True, reuse_port: bool = False) -> socket.socket:
+    """A socket bound to host:port, or a one-line error."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if shared:
+    if reuse_address:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
@@ -54,13 +55,30 @@ def listening_socket(host: str, port: int, shared: bool) -> socket.socket:
         sock.close()
         reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be listened on ({exc.strerror})"
         raise GenderError(f"{host}:{port} {reason}; choose another with --port") from None
+    return sock
+
+
+def listening_socket(host: str, port: int, shared: bool) -> socket.socket:
+    """A socket listening on host:port (`shared`: one of the workers'), or a one-line error."""
+    sock = bound_socket(host, port, reuse_port=shared)
     sock.listen(2048)  # uvicorn's backlog
     return sock
 
 
+def port_holder(host: str, port: int) -> socket.socket:
+    """A socket that keeps other servers off host:port while the workers start and serve, and never
+    listens (the kernel gives it no connection): bound with SO_REUSEPORT and without SO_REUSEADDR,
+    so that only sockets with SO_REUSEPORT of this user, the workers', may bind beside it (Linux)."""
+    return bound_socket(host, port, reuse_address=False, reuse_port=True)
+
+
 def worker(host: str, port: int, serving) -> None:
     """One process of several: its own socket on the shared port, uvicorn on it; sets the event
-    `serving` once the app has started (its models loaded) and it accepts connections."""
+    `serving` once the app has started (its models loaded) and it accepts connections.
+
+    The socket is bound here and listens only once the app has started (uvicorn listens on it
+    then): the kernel gives a worker connections when it can answer them, not while it loads the
+    models (a worker started again after one ended: the others answer meanwhile)."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -70,7 +88,7 @@ def worker(host: str, port: int, serving) -> None:
                 serving.set()
 
     try:
-        sock = listening_socket(host, port, shared=True)
+        sock = bound_socket(host, port, reuse_port=True)
     except GenderError as exc:  # the port taken since the check: one line, as the command says it
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
@@ -154,7 +172,7 @@ def run(host: str, port: int, workers: int, banner: str) -> None:
     # The port must be free: a socket with SO_REUSEPORT would silently join another server's. Checked
     # before anything is prepared: a start refused here leaves the server on the port as it was.
     listening_socket(host, port, shared=False).close()
-    with metrics_folder(port) as folder:
+    with port_holder(host, port), metrics_folder(port) as folder:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)  # each worker counts there; /metrics adds them up
         _serve_in_workers(host, port, workers, banner)
 

@@ -247,3 +247,40 @@ def test_a_second_server_on_the_port_leaves_the_first_ones_metrics_alone(api_ser
         assert process.wait(60) == 0
     assert files <= set(folder.iterdir())
     assert request_count(base) == counted + 2
+
+
+def listening(port: int) -> int:
+    """How many sockets listen on 127.0.0.1:port (each serving worker has one of its own)."""
+    lines = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return sum(1 for fields in lines if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A")
+
+
+def test_every_worker_loads_the_models_before_it_takes_a_request(trained_demo, tmp_path):
+    """The models were loaded at each worker's first request: when the files were replaced by ones
+    that do not load, a worker that had not answered yet loaded those and answered 503 to every
+    request while the other served, and /api/health flipped between them. Each worker loads them
+    at its start, and listens only then: the files that do not load leave the models serving."""
+    source, trained = trained_demo
+    url = live.sqlite_copy(source, tmp_path / "demo.db", empty_log=True)
+    model_dir = shutil.copytree(trained, tmp_path / "models")
+    port = live.free_port()
+    with api_process(url, model_dir, tmp_path / "api.log", 2, port=port) as (base, process):
+        deadline = time.monotonic() + 120
+        while listening(port) < 2:  # both workers serving, one of them asked nothing yet
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "api.log").read_text()
+            time.sleep(0.2)
+        with (model_dir / "treatment.joblib").open("ab") as model_file:  # a retrain's files that do not load
+            model_file.write(b"garbage")
+        metadata = model_dir / "metadata.json"
+        os.utime(metadata, ns=(metadata.stat().st_atime_ns, metadata.stat().st_mtime_ns + 10**9))
+
+        assert [get(f"{base}/predict/u10003")[0] for _ in range(30)] == [200] * 30  # new connections: both workers
+        deadline = time.monotonic() + 120
+        while True:  # each worker tries the new files on a thread of its own, and says so once it has
+            answers = [get(f"{base}/api/health") for _ in range(20)]
+            assert all(status == 200 for status, _ in answers), answers
+            if all(json.loads(body)["STATUS"] == "degraded" for _, body in answers):
+                break
+            assert time.monotonic() < deadline, answers
+            time.sleep(0.2)
+        assert "does not match its recorded sha256" in json.loads(answers[0][1])["MODEL_WARNING"]
