@@ -633,7 +633,9 @@ def create_app(service: Service | None = None, dashboard: bool = True) -> Api:
                 body["MODEL_WARNING"] = reason(newer, "newer model files do not load; these models still serve")
                 if body["STATUS"] == "ok":
                     body["STATUS"] = "degraded"
-        return Answer(body, status_code=503 if body["STATUS"] == "unavailable" else 200)
+        if body["STATUS"] == "unavailable":  # as every 503: when to ask again
+            return Answer(body, status_code=503, headers=RETRY_AFTER)
+        return Answer(body)
 
     @app.get("/metrics", dependencies=[Depends(Guard(service, lambda a: a.metrics_public))], tags=["operations"])
     async def metrics() -> Response:

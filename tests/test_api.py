@@ -530,6 +530,32 @@ def test_a_database_outage_is_a_json_503_and_counted(trained_demo, monkeypatch):
         assert "gender_database_errors_total 3.0" in client.get("/metrics").text
 
 
+def test_health_says_when_to_ask_again_as_the_data_routes_do(trained_demo, tmp_path, monkeypatch):
+    """/api/health's 503 came without Retry-After, which README's table promises with every 503 and
+    the data routes send. Here with no model at all (the app starts all the same and says why, as
+    before) and with a database that refuses connections."""
+    monkeypatch.setenv("GENDER_DB_URL", trained_demo[0])
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(tmp_path / "no-models"))
+    with TestClient(api.create_app()) as client:
+        for method in ("GET", "HEAD"):
+            health = client.request(method, "/api/health")
+            assert health.status_code == 503 and health.headers["retry-after"] == str(api.BREAK_SECONDS), method
+        assert health.headers["content-type"].startswith("application/json")
+        assert "no trained model in" in client.get("/api/health").json()["MODEL_ERROR"]
+        answer = client.get("/predict/u10003")
+        assert answer.status_code == 503 and answer.headers["retry-after"] == str(api.BREAK_SECONDS)
+        assert "no trained model in" in answer.json()["ERROR"]
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(trained_demo[1]))
+    with TestClient(api.create_app()) as client:
+        health = client.get("/api/health")
+        assert health.status_code == 200 and "retry-after" not in health.headers
+    monkeypatch.setenv("GENDER_DB_URL", f"mysql+pymysql://gender@127.0.0.1:{live.free_port()}/ftp")
+    with TestClient(api.create_app()) as client:
+        health = client.get("/api/health")
+        assert health.status_code == 503 and health.json()["DATABASE"] != "reachable"
+        assert health.headers["retry-after"] == str(api.BREAK_SECONDS)
+
+
 def test_a_hanging_database_is_tried_by_one_request_while_the_others_get_503_at_once(trained_demo, monkeypatch):
     """A server that accepts connections and never answers: each request would wait its own
     timeouts, and the queue behind the API's threads longer. With the breaker open, one request
