@@ -41,6 +41,28 @@ def uvicorn_config():
     )
 
 
+def uvicorn_server(serving=None):
+    """uvicorn's server of the app, which remembers whether SIGINT (Ctrl+C) stopped it: it stops on
+    SIGINT whatever the signal's disposition, and raises it again once shut down, which does nothing
+    when SIGINT was ignored at the start (a background job of a script's shell). `serving`: an
+    event set once the app has started and the server accepts connections."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        interrupted = False
+
+        def handle_exit(self, sig, frame) -> None:
+            self.interrupted = self.interrupted or sig == signal.SIGINT
+            super().handle_exit(sig, frame)
+
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and serving is not None:
+                serving.set()
+
+    return Server(uvicorn_config())
+
+
 def bound_socket(host: str, port: int, reuse_address: bool = True, reuse_port: bool = False) -> socket.socket:
     """A socket bound to host:port, or a one-line error."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -79,20 +101,15 @@ def worker(host: str, port: int, serving) -> None:
     The socket is bound here and listens only once the app has started (uvicorn listens on it
     then): the kernel gives a worker connections when it can answer them, not while it loads the
     models (a worker started again after one ended: the others answer meanwhile)."""
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets=None) -> None:
-            await super().startup(sockets=sockets)
-            if self.started:
-                serving.set()
-
     try:
         sock = bound_socket(host, port, reuse_port=True)
     except GenderError as exc:  # the port taken since the check: one line, as the command says it
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
-    Server(uvicorn_config()).run(sockets=[sock])
+    try:
+        uvicorn_server(serving).run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl+C reaches every process of the group: the command says `interrupted`
+        pass
 
 
 @contextmanager
@@ -158,14 +175,16 @@ def _ended(process: multiprocessing.Process) -> str:
 def run(host: str, port: int, workers: int, banner: str) -> None:
     """Print `banner` once the port is ours, then serve until Ctrl+C or SIGTERM. A worker that ends
     on its own after it began serving is started again; one that ends before (its app failed to
-    start, which a new one would only repeat) stops them all."""
-    import uvicorn
-
+    start, which a new one would only repeat) stops them all. Ctrl+C (SIGINT) raises
+    KeyboardInterrupt once the server has shut down (its answers under way given, the prediction
+    log written)."""
     if workers == 1:
         sock = listening_socket(host, port, shared=False)
         print(banner, file=sys.stderr, flush=True)
-        server = uvicorn.Server(uvicorn_config())
-        server.run(sockets=[sock])
+        server = uvicorn_server()
+        server.run(sockets=[sock])  # raises KeyboardInterrupt after a Ctrl+C, unless SIGINT was ignored
+        if server.interrupted:
+            raise KeyboardInterrupt
         if not server.started:
             raise GenderError("the API did not start; the reason is above")
         return
@@ -180,7 +199,7 @@ def run(host: str, port: int, workers: int, banner: str) -> None:
 def _serve_in_workers(host: str, port: int, workers: int, banner: str) -> None:
     print(banner, file=sys.stderr, flush=True)
     spawn = multiprocessing.get_context("spawn")
-    stopping = False
+    stopped_by: list[int] = []  # the signals received
 
     def start() -> tuple[multiprocessing.Process, multiprocessing.synchronize.Event]:
         serving = spawn.Event()
@@ -188,17 +207,16 @@ def _serve_in_workers(host: str, port: int, workers: int, banner: str) -> None:
         process.start()
         return process, serving
 
-    def stop(_signum, _frame):
-        nonlocal stopping
-        stopping = True
+    def stop(signum, _frame):
+        stopped_by.append(signum)
 
     for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl+C reaches the workers too; SIGTERM is passed on
         signal.signal(signum, stop)
     processes = [start() for _ in range(workers)]
     try:
-        while not stopping:
+        while not stopped_by:
             for number, (process, serving) in enumerate(processes):
-                if process.is_alive() or stopping:
+                if process.is_alive() or stopped_by:
                     continue
                 if not serving.is_set():
                     raise GenderError(f"an API worker ended before it could serve ({_ended(process)}); see above")
@@ -211,3 +229,5 @@ def _serve_in_workers(host: str, port: int, workers: int, banner: str) -> None:
                 process.terminate()  # SIGTERM: uvicorn finishes the answers under way and writes the log
         for process, _ in processes:
             process.join(60)
+    if signal.SIGINT in stopped_by:  # Ctrl+C, once every worker has shut down
+        raise KeyboardInterrupt

@@ -284,3 +284,29 @@ def test_every_worker_loads_the_models_before_it_takes_a_request(trained_demo, t
             assert time.monotonic() < deadline, answers
             time.sleep(0.2)
         assert "does not match its recorded sha256" in json.loads(answers[0][1])["MODEL_WARNING"]
+
+
+@pytest.mark.parametrize(
+    "workers, sigint",
+    [(1, "default"), (1, "ignored"), (2, "default")],
+    ids=["one process", "one process started with SIGINT ignored", "two workers"],
+)
+def test_ctrl_c_says_interrupted_and_exits_130_once_every_answer_is_logged(trained_demo, tmp_path, workers, sigint):
+    """README: Ctrl+C says `interrupted` and exits with 130. With two workers the command exited 0
+    without a word, and so did one process started with SIGINT ignored (a background job of a
+    script's shell): uvicorn stops on SIGINT all the same, then raised it again into the ignored
+    disposition. The server's graceful shutdown still comes first: every answer is in the log."""
+    source, model_dir = trained_demo
+    url = live.sqlite_copy(source, tmp_path / "demo.db", empty_log=True)
+    engine = db.connect(url)
+    with engine.connect() as conn:
+        ids = conn.execute(select(db.session.c.session_id).order_by(db.session.c.session_id).limit(30)).scalars().all()
+    prefix = ("sh", "-c", 'trap "" INT; exec "$@"', "sh") if sigint == "ignored" else ()
+    with api_process(url, model_dir, tmp_path / "api.log", workers, prefix=prefix) as (base, process):
+        assert all(get(f"{base}/predict/{quote(session_id, safe='')}")[0] == 200 for session_id in ids)
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl+C: the whole foreground group, at once
+        assert process.wait(60) == 130
+    assert (tmp_path / "api.log").read_text().strip().splitlines()[-1] == "interrupted"
+    with engine.connect() as conn:
+        logged = conn.execute(select(db.prediction_log.c.session_id)).scalars().all()
+    assert sorted(logged) == sorted(ids)
