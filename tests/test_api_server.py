@@ -70,9 +70,13 @@ def api_process(
             time.sleep(0.3)
         yield base, process
     finally:
-        if process.poll() is None:
+        if process.poll() is None:  # as a supervisor stops it: the command removes its metrics folder
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-        process.wait(30)
+            process.wait(30)
         log.close()
     printed = log_path.read_text()
     assert "Traceback" not in printed and '"GET /' not in printed  # no access log: /metrics counts requests
