@@ -65,7 +65,9 @@ def api_process(
     base = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + 120
-        while get_or_none(f"{base}/api/health") != 200:
+        # Every worker serving: each listens once its models are loaded, and one killed before
+        # that stops the command (a worker that never served), as it should.
+        while get_or_none(f"{base}/api/health") != 200 or listening(host, port) < workers:
             assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.3)
         yield base, process
@@ -253,10 +255,11 @@ def test_a_second_server_on_the_port_leaves_the_first_ones_metrics_alone(api_ser
     assert request_count(base) == counted + 2
 
 
-def listening(port: int) -> int:
-    """How many sockets listen on 127.0.0.1:port (each serving worker has one of its own)."""
+def listening(host: str, port: int) -> int:
+    """How many sockets listen on host:port, an IPv4 address (each serving worker has one of its own)."""
+    address = f"{socket.inet_aton(host)[::-1].hex().upper()}:{port:04X}"  # as /proc/net/tcp writes it
     lines = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
-    return sum(1 for fields in lines if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A")
+    return sum(1 for fields in lines if fields[1] == address and fields[3] == "0A")  # 0A: LISTEN
 
 
 def test_every_worker_loads_the_models_before_it_takes_a_request(trained_demo, tmp_path):
@@ -268,11 +271,7 @@ def test_every_worker_loads_the_models_before_it_takes_a_request(trained_demo, t
     url = live.sqlite_copy(source, tmp_path / "demo.db", empty_log=True)
     model_dir = shutil.copytree(trained, tmp_path / "models")
     port = live.free_port()
-    with api_process(url, model_dir, tmp_path / "api.log", 2, port=port) as (base, process):
-        deadline = time.monotonic() + 120
-        while listening(port) < 2:  # both workers serving, one of them asked nothing yet
-            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "api.log").read_text()
-            time.sleep(0.2)
+    with api_process(url, model_dir, tmp_path / "api.log", 2, port=port) as (base, process):  # both listening
         with (model_dir / "treatment.joblib").open("ab") as model_file:  # a retrain's files that do not load
             model_file.write(b"garbage")
         metadata = model_dir / "metadata.json"
