@@ -150,8 +150,7 @@ def _trained_on(model_dir: str, slot: str, model_id: str):
 
 def trained_elsewhere(models: Models) -> str | None:
     """The database the models were trained on, when it is not this one (the demo's model on real logs)."""
-    database = models.treatment.card.database
-    return None if database == settings().db_label else database
+    return artifact.trained_elsewhere(models.treatment.card, settings().db_label)
 
 
 def trained_on(models: Models) -> dict:

@@ -152,11 +152,16 @@ def among(hashes: np.ndarray | None, session_id: str) -> bool:
     return hashes is not None and bool(np.isin(session_hashes([session_id]), hashes)[0])
 
 
+def trained_elsewhere(card: ModelCard, db_label: str) -> str | None:
+    """The database the card's models were trained on, when it is not `db_label` (the demo's model
+    serving real logs): its session ids name other sessions there."""
+    return None if card.database == db_label else card.database
+
+
 def fitted_on(model_dir: Path, model: Model, session_id: str, db_label: str) -> bool:
-    """Whether `model` was fitted on this session of the database `db_label` (the ids of another
-    database name other sessions): its answer is then in-sample, right far more often than on a
-    session it never saw."""
-    if model.card.database != db_label:
+    """Whether `model` was fitted on this session of the database `db_label`: its answer is then
+    in-sample, right far more often than on a session it never saw."""
+    if trained_elsewhere(model.card, db_label):
         return False
     return among(trained_on(model_dir, model.slot, model.model_id), session_id)
 
