@@ -398,13 +398,24 @@ class RawPathRouting:
         # Without raw_path (a server that does not give it), the decoded path encoded again: the
         # same text once decoded, only a %2F inside an id is then a separator, as anywhere else.
         scope["path"] = raw.decode("latin-1") if raw else quote(scope["path"], safe="/")
-        status, started = None, time.perf_counter()
+        status, started, counted = None, time.perf_counter(), False
         direct = self.direct.route(scope) if self.direct is not None else None
+
+        def count() -> None:
+            nonlocal counted
+            if not counted:
+                counted = True
+                label = direct[0] if direct is not None else getattr(scope.get("route"), "path", None) or "(no route)"
+                self.metrics.request(label, scope["method"], status, time.perf_counter() - started)
 
         async def sending(message):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Counted before the answer's last bytes leave: a client that has its answer finds
+                # it in /metrics, even from another worker (counted after, it could be missing).
+                count()
             await send(message)
 
         try:
@@ -417,8 +428,7 @@ class RawPathRouting:
             if status is None:
                 await error(500, INTERNAL)(scope, receive, sending)
         finally:
-            label = direct[0] if direct is not None else getattr(scope.get("route"), "path", None) or "(no route)"
-            self.metrics.request(label, scope["method"], status, time.perf_counter() - started)
+            count()  # an answer that never finished (the client left, a bug mid-answer): counted all the same
 
 
 # -- errors ----------------------------------------------------------------------------------------

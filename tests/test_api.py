@@ -36,6 +36,7 @@ from gender.config import parse_url
 from tests import live
 from tests.conftest import PROJECT, _mysql_database
 from tests.hostile_inputs import HOSTILE, VALID_CATEGORY, VALID_COUNT, VALID_ID, Hostile
+from tests.test_api_server import samples
 from tests.test_hostile import _load, row_counts
 
 # Ids and a category code as a shop may have them, with URL syntax inside.
@@ -700,6 +701,35 @@ def test_a_bug_in_a_route_is_a_json_500_logged_once(trained_demo, monkeypatch, c
         metrics = service.metrics.exposition().decode()  # not /metrics: it shows the (broken) models too
         assert 'route="/predict/{session_id:id_path}",status="500"' in metrics
         assert 'route="/api/predict",status="500"' in metrics
+
+
+def test_every_request_is_counted_before_its_answer_has_gone(trained_demo, monkeypatch):
+    """Requests were counted once their answer had gone: with two workers, a client that had its
+    answer could read /metrics from the other worker before the count (off by one under load).
+    Now each is counted before its last bytes are sent, on the hot routes and FastAPI's alike."""
+    monkeypatch.setenv("GENDER_DB_URL", trained_demo[0])
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(trained_demo[1]))
+    service = api.Service()
+    app = api.create_app(service)
+    counted_at_last_bytes = []
+
+    def counted() -> float:
+        body = service.metrics.exposition().decode()
+        return sum(s.value for s in samples(body, "gender_http_requests_total"))
+
+    async def watching(scope, receive, send):
+        async def watched(message):
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                counted_at_last_bytes.append(counted())
+            await send(message)
+
+        await app(scope, receive, watched)
+
+    paths = ("/predict/u10003", "/count/u10003/A00001", "/api/health", "/nowhere", "/metrics")
+    with TestClient(watching) as client:
+        for path in paths:
+            client.get(path)
+    assert counted_at_last_bytes == list(range(1, len(paths) + 1))
 
 
 def until(condition, seconds: float = 120) -> None:
