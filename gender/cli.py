@@ -382,14 +382,16 @@ def cmd_score(args) -> None:
     frames = score.frames_of(chunks)
     by_model: collections.Counter[str] = collections.Counter()
     try:
-        with tmp.open("w", newline="") as f:
-            f.write(",".join(columns) + "\n")
+        # CSV as RFC 4180 writes it, lines ended by CR LF: the csv module quotes only a field that
+        # holds a character of its line ending, and an id with a bare CR must read back as one field.
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            f.write(",".join(columns) + "\r\n")
             for scores in score.score_chunks(
                 models, frames, settings.ab_salt, settings.treatment_share, args.explain or 0
             ):
                 if args.explain:
                     scores[score.EXPLAIN_COLUMN] = scores[score.EXPLAIN_COLUMN].map(contributions_json)
-                scores.to_csv(f, header=False, index=False)
+                scores.to_csv(f, header=False, index=False, lineterminator="\r\n")
                 by_model.update(scores["model_id"])
                 scored = by_model.total()
                 if total:

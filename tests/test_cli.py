@@ -8,6 +8,7 @@ import re
 import stat
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -211,6 +212,30 @@ def test_score_explain_writes_the_predict_pages_top_contributions(tmp_path, trai
         assert [item["label"] for item in top] == expected["label"].tolist(), row["session_id"]
         assert max(abs(item["shap"] - want) for item, want in zip(top, expected["shap"])) <= 1e-9
         assert row["prediction"] == assessment.prediction.prediction
+
+
+def test_scored_ids_read_back_exactly_whatever_they_hold(tmp_path, trained_demo):
+    """An id with a bare CR was written unquoted (the csv module quotes only its line terminator's
+    characters, and pandas ended lines with LF): a reader split it into two rows."""
+    from gender import ingest
+
+    ids = ["cr\rret", "crlf\r\nx", "lf\nx", "00123", " padded ", "a,b", 'q"uote', "=1+2"]
+    sessions = [
+        {
+            "session_id": i,
+            "start_time": datetime(2024, 1, 1, 10),
+            "end_time": datetime(2024, 1, 1, 10, 5),
+            "gender": None,
+        }
+        for i in ids
+    ]
+    views = [view for i in ids for view in ingest.view_rows(i, [("A00001", "B00001", "C00001", "D00001")])]
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    ingest.write_all(db.connect(url), [(sessions, views)])
+    out = tmp_path / "scores.csv"
+    run("score", "--unlabelled", "--explain", 1, "--out", out, "--db", url, "--model-dir", trained_demo[1])
+    with out.open(newline="", encoding="utf-8") as f:
+        assert sorted(row["session_id"] for row in csv.DictReader(f)) == sorted(ids)
 
 
 def test_scoring_a_file_with_a_bad_line_writes_nothing(tmp_path, trained_demo):
