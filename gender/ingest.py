@@ -40,7 +40,8 @@ class ImportReport:
     def __str__(self) -> str:
         text = f"imported {counted(self.new_sessions, 'session')} ({counted(self.new_views, 'view')})"
         if self.skipped_sessions:
-            text += f"; {self.skipped_sessions:,} already in the database were left unchanged"
+            verb = "was" if self.skipped_sessions == 1 else "were"
+            text += f"; {self.skipped_sessions:,} already in the database {verb} left unchanged"
         if self.orphan_views:
             verb = "was" if self.orphan_views == 1 else "were"
             text += f"; {counted(self.orphan_views, 'view')} of no session in the source {verb} skipped"

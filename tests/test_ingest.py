@@ -61,6 +61,11 @@ def test_importing_again_changes_nothing(engine, pakdd_sample):
     pd.testing.assert_frame_equal(before[1], after[1])
 
 
+def test_the_report_says_one_session_left_unchanged_in_the_singular():
+    report = ingest.ImportReport(new_sessions=2, new_views=3, skipped_sessions=1)
+    assert str(report) == "imported 2 sessions (3 views); 1 already in the database was left unchanged"
+
+
 @pytest.mark.parametrize("which", ["all", "labelled", "unlabelled"])
 def test_the_session_chunks_together_are_read_sessions(engine, which):
     synth.create_demo(engine, sessions=500, seed=5)
