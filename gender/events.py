@@ -299,6 +299,10 @@ def _checked(values: tuple, position: int, columns: EventColumns, other_events: 
             raise ingest.Invalid("no category path (with --other-events such a row is an event other than a view)")
         path = (None,) * len(db.LEVELS)
     else:
+        if columns.levels is not None:  # name the column: "bad category code ''" said neither which nor why
+            empty = next((name for name, code in zip(columns.levels, codes) if code in ("", None)), None)
+            if empty is not None:
+                raise ingest.Invalid(f"no category in column {empty!r}: a view has one at every level")
         path = ingest.check_path(codes, written)
     return {
         "session_id": session_id,

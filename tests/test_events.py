@@ -311,6 +311,27 @@ def test_a_level_column_is_taken_as_written(engine, tmp_path):
     assert db.get_session(engine, "s")["gender"] is None
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_an_empty_level_column_is_named(engine, tmp_path, suffix):
+    """It was "bad category code ''" (or None, a Parquet null): neither which column nor why."""
+    frame = pd.DataFrame(
+        {
+            "visit": ["s", "t"],
+            "ts": pd.to_datetime(["2014-11-14 10:00:00", "2014-11-14 10:00:01"]),
+            "top": ["A", "A"],
+            "second": ["B", "B"],
+            "third": ["C", None],
+            "item": ["D", "D"],
+            "sex": ["", ""],
+        }
+    )
+    file = write_events(frame, tmp_path / f"levels{suffix}")
+    unit = "line 3" if suffix == ".csv" else "row 2"
+    with pytest.raises(ImportFailed) as failure:
+        events.import_events(engine, file, COLUMNS["levels"])
+    assert str(failure.value) == f"levels{suffix}, {unit}: no category in column 'third': a view has one at every level"
+
+
 def test_a_path_of_the_wrong_depth_is_named_as_the_file_writes_it(engine, tmp_path):
     file = tmp_path / "depth.csv"
     file.write_text("visit,ts,category path,sex\nx,2014-11-14 10:00:00,Beauté > Hair,\n")
