@@ -45,7 +45,9 @@ from gender.errors import GenderError, ImportFailed
 
 CHUNK_EVENTS = 20_000  # rows checked and staged at a time: the memory an import needs
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
-UNKNOWN_GENDER = ("", "NULL", "unknown")  # what a gender column says when the visitor did not tell
+UNKNOWN_GENDER = ("", "null", "unknown")  # what a gender column says when the visitor did not tell (any case)
+# How shops' exports spell a gender the visitor told, in any case: `M`, `Female`, `MALE`.
+GENDER_SPELLINGS = {"m": "male", "male": "male", "f": "female", "female": "female"}
 EPOCH, SECOND = datetime(1970, 1, 1), timedelta(seconds=1)
 
 
@@ -274,7 +276,10 @@ def _exact(value: object) -> object:
 
 def _gender(value: object) -> str | None:
     value = _text(value)
-    return ingest.check_gender(None if value is None or value in UNKNOWN_GENDER else value)
+    if not isinstance(value, str):  # a null from Parquet: not told; a number: refused by the check
+        return ingest.check_gender(value)
+    told = value.lower()
+    return None if told in UNKNOWN_GENDER else ingest.check_gender(GENDER_SPELLINGS.get(told, value))
 
 
 def _checked(values: tuple, position: int, columns: EventColumns, other_events: bool) -> dict:

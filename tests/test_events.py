@@ -293,6 +293,25 @@ def test_a_quoted_line_break_is_kept_as_written(engine, tmp_path):
     assert tables(engine)[0]["session_id"].tolist() == ["s1\r\nx", "s2\nx"]
 
 
+def test_a_gender_is_read_as_shops_spell_it(engine, tmp_path):
+    """`M`, `f`, `Female`, `MALE`: what exports write for a gender the visitor told, in any case,
+    and `NULL` or `Unknown` when not told. `Male?` is still refused (`BAD_FILES`)."""
+    told = {"a": "M", "b": "f", "c": " Female ", "d": "MALE", "e": "Unknown", "g": "null"}
+    rows = [f"{session},2014-11-14 10:00:0{n},A/B/C/D,{gender}" for n, (session, gender) in enumerate(told.items())]
+    rows.append("a,2014-11-14 10:01:00,A/B/C/E,male")  # the same gender as `M`: no conflict
+    (tmp_path / "told.csv").write_bytes(csv_bytes(HEADER, *rows))
+    events.import_events(engine, tmp_path / "told.csv", COLUMNS["path"])
+    sessions = tables(engine)[0]
+    assert sessions["gender"].fillna("not told").tolist() == [
+        "male",
+        "female",
+        "female",
+        "male",
+        "not told",
+        "not told",
+    ]
+
+
 def test_a_level_column_is_taken_as_written(engine, tmp_path):
     frame = pd.DataFrame(
         {
