@@ -571,7 +571,7 @@ def parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=1,
         metavar="N",
-        help="processes answering side by side, at most one a core (default 1)",
+        help="processes answering side by side (default 1); more than one a core only take turns on them",
     )
     sub.add_argument("--model-dir", type=Path, help=dir_help)
 
