@@ -575,9 +575,8 @@ def parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--model-dir", type=Path, help=dir_help)
 
-    sub = commands.add_parser(
-        "api-token", help="make an API bearer token and print the hash a deployment stores (not the token)"
-    )
+    token_help = "make an API bearer token and print the hash a deployment stores (not the token)"
+    sub = commands.add_parser("api-token", help=token_help, description=token_help)  # no --db: not command()
     sub.set_defaults(function=cmd_api_token, command_parser=sub)
 
     sub = command(
