@@ -26,8 +26,10 @@ import gc
 import json
 import logging
 import os
+import re
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -525,6 +527,22 @@ class Api(FastAPI):
     async def behind(self, scope, receive, send):
         """FastAPI's own handling: its middleware, routes and error handlers."""
         await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict:
+        """FastAPI's description, with an operationId of its own for each method: FastAPI gives the
+        GET and the HEAD of one route the same one (and warns in the server log), where the OpenAPI
+        spec and the clients generated from it want them unique. One route of both methods keeps
+        its 405s' `Allow: GET, HEAD`."""
+        if self.openapi_schema is None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Duplicate Operation ID", UserWarning)
+                schema = super().openapi()
+            for operations in schema["paths"].values():
+                if {"get", "head"} <= set(operations):  # one route of both: an id ending in either
+                    for method in ("get", "head"):
+                        shared = operations[method]["operationId"]
+                        operations[method]["operationId"] = re.sub(r"_(get|head)$", "", shared) + f"_{method}"
+        return self.openapi_schema
 
 
 def create_app(service: Service | None = None, dashboard: bool = True) -> Api:

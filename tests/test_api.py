@@ -357,6 +357,18 @@ def test_the_hot_routes_take_the_paths_fastapis_templates_take():
                 assert found is None or found[1] is direct.count
 
 
+def test_the_openapi_description_names_each_operation_once(recwarn):
+    """An OpenAPI operationId is unique: the GET and the HEAD of one route shared one, which code
+    generators refuse and FastAPI warned of in the server log at the first /api/docs."""
+    spec = api.create_app(api.Service()).openapi()
+    operations = [(path, method) for path, ops in spec["paths"].items() for method in ops]
+    ids = [spec["paths"][path][method]["operationId"] for path, method in operations]
+    assert len(set(ids)) == len(ids), ids
+    for path in ("/predict/{session_id}", "/count/{session_id}/{category}", "/api/health"):
+        assert {"get", "head"} <= set(spec["paths"][path]), path
+    assert not [w for w in recwarn if "Duplicate Operation ID" in str(w.message)]
+
+
 def test_the_server_parses_http_in_c_on_uvloop():
     """Streamlit leaves uvicorn to choose its HTTP parser and event loop, and uvicorn chooses
     httptools (C) and uvloop when they are installed (requirements.txt): pure-Python h11 on
