@@ -85,6 +85,14 @@ def _listed(value: object) -> list[str]:
     return [str(item).strip() for item in items if str(item).strip()]
 
 
+def _list_setting(env: str, key: str, conf: dict) -> tuple[list[str], str]:
+    """A list setting: the variable `env`, else `key` in secrets; with where it was read, named as
+    that place names it, for the messages (a deployment that set the variable has no such key)."""
+    if os.environ.get(env):
+        return _listed(os.environ[env]), env
+    return _listed(conf.get(key)), f"[gender] {key}"
+
+
 def _flag(env: str, key: str, conf: dict) -> bool:
     """A yes/no setting: the variable `env`, else `key` in secrets (default yes). The message names
     where the bad value was found, in the words that place takes (README documents 1/0)."""
@@ -105,16 +113,16 @@ def _flag(env: str, key: str, conf: dict) -> bool:
 def load_access() -> Access:
     """The access settings of this deployment (environment first, then the secrets file)."""
     conf = _secrets()
-    users = _listed(os.environ.get("GENDER_ALLOWED_USERS") or conf.get("allowed_users"))
+    users, users_from = _list_setting("GENDER_ALLOWED_USERS", "allowed_users", conf)
     for user in users:
         if "@" not in user:
-            raise GenderError(f"allowed_users: {user!r} is neither an address nor an @domain")
-    hashes = _listed(os.environ.get("GENDER_API_TOKENS_SHA256") or conf.get("api_token_sha256"))
+            raise GenderError(f"{users_from}: {user!r} is neither an address nor an @domain")
+    hashes, hashes_from = _list_setting("GENDER_API_TOKENS_SHA256", "api_token_sha256", conf)
     for digest in hashes:
         if not _HEX_DIGEST.fullmatch(digest.lower()):
             # Never echo it: it may be a token pasted where its hash belongs.
             raise GenderError(
-                "api_token_sha256 holds something that is not a SHA-256 hex digest; "
+                f"{hashes_from} holds something that is not a SHA-256 hex digest; "
                 "store the hash that `python -m gender api-token` prints, not the token"
             )
     return Access(

@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from streamlit.testing.v1 import AppTest
 
+from gender import access as access_module
 from gender import api, config
 from gender.access import Access, load_access, token_hash
 from gender.errors import GenderError
@@ -75,13 +76,21 @@ def test_settings_from_the_environment(monkeypatch):
     assert not access.metrics_public and access.health_public
 
     monkeypatch.setenv("GENDER_API_TOKENS_SHA256", TOKEN)  # the token where its hash belongs
-    with pytest.raises(GenderError) as caught:
-        load_access()
+    with pytest.raises(GenderError, match=r"^GENDER_API_TOKENS_SHA256 holds something") as caught:
+        load_access()  # named where it was set, as the flags below are: not the secrets file's key
     assert TOKEN not in str(caught.value)
     monkeypatch.setenv("GENDER_API_TOKENS_SHA256", "")
     monkeypatch.setenv("GENDER_ALLOWED_USERS", "just-a-name")
-    with pytest.raises(GenderError):
+    with pytest.raises(GenderError, match=r"^GENDER_ALLOWED_USERS: 'just-a-name' is neither"):
         load_access()
+    monkeypatch.setenv("GENDER_ALLOWED_USERS", "")
+    monkeypatch.setattr(access_module, "_secrets", lambda: {"allowed_users": ["x"], "api_token_sha256": [TOKEN]})
+    with pytest.raises(GenderError, match=r"^\[gender\] allowed_users: 'x' is neither"):
+        load_access()
+    monkeypatch.setattr(access_module, "_secrets", lambda: {"api_token_sha256": [TOKEN]})
+    with pytest.raises(GenderError, match=r"^\[gender\] api_token_sha256 holds something"):
+        load_access()
+    monkeypatch.setattr(access_module, "_secrets", lambda: {})
     monkeypatch.setenv("GENDER_ALLOWED_USERS", "")
     monkeypatch.setenv("GENDER_HEALTH_PUBLIC", "maybe")  # named as README documents it, with what it takes
     with pytest.raises(
