@@ -480,7 +480,13 @@ def parser() -> argparse.ArgumentParser:
     sub = command("import-events", cmd_import_events, "import a shop's event log (CSV or Parquet) into the FTP tables")
     sub.add_argument("file", metavar="FILE", type=Path, help="one row a product view, in any order")
     sub.add_argument("--session-col", required=True, metavar="COLUMN", help="the session id")
-    sub.add_argument("--time-col", required=True, metavar="COLUMN", help="the time of the view: YYYY-MM-DD HH:MM:SS")
+    sub.add_argument(
+        "--time-col",
+        required=True,
+        metavar="COLUMN",
+        help="the time of the view: ISO 8601 (YYYY-MM-DD HH:MM:SS, or with T, a fraction, an offset), "
+        "or a Parquet timestamp",
+    )
     category = sub.add_mutually_exclusive_group(required=True)
     category.add_argument("--path-col", metavar="COLUMN", help="the category path, top level first: A/B/C/D")
     category.add_argument("--level-cols", metavar="A,B,C,D", help="the 4 columns of the category levels, top first")
