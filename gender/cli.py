@@ -363,6 +363,8 @@ def cmd_score(args) -> None:
     if args.spark or args.parquet:
         cmd_score_spark(args)
         return
+    if args.master:  # said, not ignored, as summarize says it: the user meant to score on Spark
+        raise GenderError("--master is for Spark: give --spark --parquet DIR with it")
     from gender import artifact, score
 
     out = _file_to_write(args.out, "--out", "CSV file")

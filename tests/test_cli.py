@@ -278,6 +278,14 @@ def test_scoring_a_file_with_a_bad_line_writes_nothing(tmp_path, trained_demo):
             ["score", "--spark", "--parquet", "{tmp}/lake", "--out", "{tmp}/s", "--db", "sqlite:///{tmp}/x.db"],
             "score --spark scores Parquet tables and reads no database: drop --db",
         ),
+        (  # refused as summarize refuses it, not ignored: the user meant the scoring to run on Spark
+            ["score", "--pakdd", "{tmp}/missing.csv", "--out", "{tmp}/o.csv", "--master", "local[2]"],
+            "--master is for Spark: give --spark --parquet DIR with it",
+        ),
+        (
+            ["score", "--unlabelled", "--out", "{tmp}/o.csv", "--master", "local[2]", "--db", "sqlite:///{tmp}/x.db"],
+            "--master is for Spark: give --spark --parquet DIR with it",
+        ),
     ],
 )
 def test_errors_are_one_line_and_exit_1(tmp_path, args, message):
