@@ -22,6 +22,9 @@ CANDIDATE_COLOURS = plotly.colors.qualitative.Plotly  # the n-th candidate's col
 # small for what they hold, but only by drawing the chart twice (half of a chart's drawing time).
 MARGIN = {"l": 90, "r": 30, "t": 65, "b": 85}
 HIERARCHY_MARGIN = {"l": 10, "r": 130, "t": 50, "b": 10}  # no axes; room for the colour bar
+# Which way is which, under an axis: short enough to stay inside a phone's chart, where a
+# sentence ("right towards male, left towards female") centred under the plot ran off its edge.
+TOWARDS = "← towards female · towards male →"
 READABLE_TEXT = {"minsize": 12, "mode": "hide"}  # a slice too small for a readable label: none (hover tells)
 LAYOUT = {"margin": MARGIN, "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}}
 # Every figure's template: set once as the default, it is applied without validation; set on each
@@ -130,8 +133,7 @@ def grouped_waterfall(explanation: Explanation, groups: list[Group]) -> go.Figur
     )
     figure.update_yaxes(autorange="reversed")  # read top to bottom, like the sum
     figure.update_xaxes(
-        title=f"{explanation.units} of male: right towards male, left towards female",
-        range=waterfall_range(explanation.base_value, shaps),
+        title=f"{explanation.units} of male<br>{TOWARDS}", range=waterfall_range(explanation.base_value, shaps)
     )
     return _laid_out(figure, height=140 + 30 * len(labels), showlegend=False)
 
@@ -438,9 +440,12 @@ def population_importance(importance: pd.DataFrame, units: str, top: int = 20) -
         )
     )
     figure.update_yaxes(autorange="reversed")
-    # Two lines: centred under a plot set right of long labels, one line ran off the chart.
-    figure.update_xaxes(title=f"mean |SHAP| ({units})<br>blue: towards male on average, pink: female")
-    return _laid_out(figure, height=120 + 24 * len(rows), showlegend=False, margin=_label_margin(labels))
+    figure.update_xaxes(title=f"mean |SHAP| ({units})")
+    # The colour key from the chart's left edge: centred under a plot set right of long labels, as
+    # the axis title, it ran off the chart ("pink: fe") even on two lines.
+    key = {"text": "blue: towards male on average · pink: towards female", "font": {"size": 13}}
+    title = {**key, "x": 0, "xref": "container", "xanchor": "left", "y": 0.99, "yanchor": "top", "yref": "container"}
+    return _laid_out(figure, height=120 + 24 * len(rows), showlegend=False, margin=_label_margin(labels), title=title)
 
 
 def population_groups(groups: pd.DataFrame, units: str) -> go.Figure:
@@ -509,7 +514,7 @@ def population_dependence(dependence: pd.DataFrame, title: str, units: str, one_
             line={"color": "black", "width": 2},
         )
     figure.add_hline(y=0, line_color="#a0aec0", line_dash="dot")
-    figure.update_yaxes(title=f"SHAP ({units}): up towards male, down towards female")
+    figure.update_yaxes(title=f"SHAP ({units})<br>{TOWARDS}")  # turned a quarter, → points up
     figure.update_xaxes(title=plotly_text(title))
     if title.startswith("start weekday"):
         figure.update_xaxes(tickvals=list(range(7)), ticktext=[w[:3] for w in WEEKDAY_NAMES])
@@ -535,5 +540,5 @@ def cohort_comparison(table: pd.DataFrame, label_column: str, name_a: str, name_
         )
     figure.add_vline(x=0, line_color="#a0aec0")
     figure.update_yaxes(autorange="reversed")
-    figure.update_xaxes(title=f"mean SHAP ({units}): right towards male, left towards female")
+    figure.update_xaxes(title=f"mean SHAP ({units})<br>{TOWARDS}")
     return _laid_out(figure, barmode="group", height=160 + 40 * len(table), margin=_label_margin(labels))

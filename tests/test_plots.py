@@ -53,3 +53,20 @@ def test_waterfall_values_are_never_minus_zero():
     """A forest's P(male) of 0 is the base value plus contributions: -1e-17 in floats, not "-0.00"."""
     assert [plots.hundredths(v) for v in (-1e-17, 0.004, 0.327, -0.006)] == ["0.00", "0.00", "0.33", "-0.01"]
     assert [plots.hundredths(v, "+") for v in (-1e-17, -0.0, 0.006, -0.006)] == ["+0.00", "+0.00", "+0.01", "-0.01"]
+
+
+def test_axis_titles_fit_under_a_phones_chart():
+    """Centred under a plot set right of long labels, a sentence of a title ran off a 390-pixel
+    chart ("pink: fe"): every line of these titles is short, and the colour key starts at the left."""
+    importance = pd.DataFrame(
+        {"label": ["view of A1", "view of B2"], "group": ["A views", "B views"], "mean_abs": [0.2, 0.1]}
+    ).assign(mean=[0.1, -0.1], corr=[0.5, None], sessions=[10, 5])
+    figure = plots.population_importance(importance, "log-odds")
+    assert "pink: towards female" in figure.layout.title.text and figure.layout.title.xref == "container"
+    cohorts = pd.DataFrame({"label": ["view of A1"], "mean_a": [0.1], "mean_b": [-0.1], "difference": [0.2]})
+    titles = [
+        figure.layout.xaxis.title.text,
+        plots.cohort_comparison(cohorts, "label", "a", "b", "log-odds").layout.xaxis.title.text,
+    ]
+    assert all(len(line) <= 36 for title in titles for line in title.split("<br>"))
+    assert plots.TOWARDS in titles[1]
