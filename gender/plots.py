@@ -365,7 +365,9 @@ def predictions_per_day(daily: pd.DataFrame) -> go.Figure:
     for group, part in daily.groupby("ab_group"):
         figure.add_bar(x=part["date"], y=part["predictions"], name=group, marker_color=AB_COLOURS.get(group))
     figure.update_xaxes(tickformat="%b %d", dtick=86_400_000)  # one tick per day, no clock time
-    figure.update_yaxes(title="predictions")
+    # Whole predictions: with a few a day, plotly's own ticks read "0.5 predictions".
+    few = daily.empty or daily["predictions"].max() <= 5
+    figure.update_yaxes(title="predictions", tickformat=",d", dtick=1 if few else None)
     return _laid_out(figure, height=320, barmode="group", legend_title_text="group")
 
 

@@ -70,3 +70,11 @@ def test_axis_titles_fit_under_a_phones_chart():
     ]
     assert all(len(line) <= 36 for title in titles for line in title.split("<br>"))
     assert plots.TOWARDS in titles[1]
+
+
+def test_predictions_per_day_are_counted_in_whole_numbers():
+    daily = pd.DataFrame({"date": pd.to_datetime(["2014-12-07"]), "ab_group": ["treatment"], "predictions": [1]})
+    axis = plots.predictions_per_day(daily).layout.yaxis
+    assert (axis.dtick, axis.tickformat) == (1, ",d")  # not 0, 0.5, 1
+    many = daily.assign(predictions=[4000])
+    assert plots.predictions_per_day(many).layout.yaxis.dtick is None  # plotly's own steps, whole numbers
