@@ -34,7 +34,8 @@ for key, value in st.session_state.get(KEPT, {}).items():  # back from a session
 with ui.banners():
     engine = ui.require_database()
     with st.form("find_form", enter_to_submit=True):
-        gender_col, predicted_col, precomputed_col, viewed_col = st.columns(4)
+        # The boxes on one line: a label wrapped to two lines (a narrow column) set its box lower.
+        gender_col, predicted_col, precomputed_col, viewed_col = st.columns(4, vertical_alignment="bottom")
         gender = gender_col.selectbox("Recorded gender", [ANY, "male", "female", "unknown"], key="find_gender")
         predicted = predicted_gender(
             predicted_col,
