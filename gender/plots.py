@@ -97,6 +97,12 @@ def hundredths(value: float, sign: str = "") -> str:
     return f"{round(value, 2) + 0.0:{sign}.2f}"  # -0.0 + 0.0 is 0.0
 
 
+def push(value: float) -> str:
+    """A waterfall bar's push, signed: to two decimals, or to three where two would read "+0.00"
+    beside a bar coloured for its direction (-0.004, drawn pink, read "+0.00")."""
+    return f"{value:+.3f}" if 0.0005 <= abs(value) < 0.005 else hundredths(value, "+")
+
+
 def grouped_waterfall(explanation: Explanation, groups: list[Group]) -> go.Figure:
     """From the typical session's output, the session's story group by group (`explain.grouped`),
     to this session's: each bar a group, its largest parts named when hovered."""
@@ -118,7 +124,7 @@ def grouped_waterfall(explanation: Explanation, groups: list[Group]) -> go.Figur
             measure=["absolute", *["relative"] * len(groups), "total"],
             text=[
                 hundredths(explanation.base_value),
-                *[hundredths(v, "+") for v in shaps],
+                *[push(v) for v in shaps],
                 hundredths(explanation.output),
             ],
             textposition="outside",

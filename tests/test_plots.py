@@ -53,6 +53,14 @@ def test_waterfall_values_are_never_minus_zero():
     """A forest's P(male) of 0 is the base value plus contributions: -1e-17 in floats, not "-0.00"."""
     assert [plots.hundredths(v) for v in (-1e-17, 0.004, 0.327, -0.006)] == ["0.00", "0.00", "0.33", "-0.01"]
     assert [plots.hundredths(v, "+") for v in (-1e-17, -0.0, 0.006, -0.006)] == ["+0.00", "+0.00", "+0.01", "-0.01"]
+    # A bar's push keeps its sign where two decimals would not: its colour says which way it goes.
+    assert [plots.push(v) for v in (-0.004, 0.0012, 0.0001, -1e-17, 0.327)] == [
+        "-0.004",
+        "+0.001",
+        "+0.00",
+        "+0.00",
+        "+0.33",
+    ]
 
 
 def test_axis_titles_fit_under_a_phones_chart():
