@@ -279,7 +279,13 @@ def _gender(value: object) -> str | None:
     if not isinstance(value, str):  # a null from Parquet: not told; a number: refused by the check
         return ingest.check_gender(value)
     told = value.lower()
-    return None if told in UNKNOWN_GENDER else ingest.check_gender(GENDER_SPELLINGS.get(told, value))
+    if told in UNKNOWN_GENDER:
+        return None
+    if told not in GENDER_SPELLINGS:  # what this column takes, which ingest's own message does not list
+        raise ingest.Invalid(
+            f"bad gender {ingest._shown(value)}: expected male or female (m, f; any case), or blank, NULL or unknown"
+        )
+    return GENDER_SPELLINGS[told]
 
 
 def _checked(values: tuple, position: int, columns: EventColumns, other_events: bool) -> dict:

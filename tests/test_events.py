@@ -443,7 +443,12 @@ BAD_FILES = [
     Bad("bad_time", csv_bytes(HEADER, *GOOD, "x,2014-13-14 10:00:00,A/B/C/D,"), "bad ts '2014-13-14 10:00:00'", 32),
     Bad("three_levels", csv_bytes(HEADER, *GOOD, "x,2014-11-14 10:00:00,A/B/C/,"), "has 3 levels, expected 4", 32),
     Bad("five_levels", csv_bytes(HEADER, "x,2014-11-14 10:00:00,A/B/C/D/E,", *GOOD), "has 5 levels, expected 4", 2),
-    Bad("bad_gender", csv_bytes(HEADER, *GOOD, "x,2014-11-14 10:00:00,A/B/C/D,Male?"), "bad gender 'Male?'", 32),
+    Bad(
+        "bad_gender",
+        csv_bytes(HEADER, *GOOD, "x,2014-11-14 10:00:00,A/B/C/D,Male?"),
+        "bad gender 'Male?': expected male or female (m, f; any case), or blank, NULL or unknown",
+        32,
+    ),
     Bad(
         "conflicting_genders",
         csv_bytes(HEADER, "x,2014-11-14 10:00:00,A/B/C/D,male", *GOOD, "good 3,2014-11-14 10:00:00,A/B/C/D,male"),
