@@ -590,8 +590,9 @@ def parser() -> argparse.ArgumentParser:
     sub = command(
         "score",
         cmd_score,
-        "score many sessions into a CSV file: session_id,p_male,prediction,model_id,ab_group, "
-        "each session by its A/B group's model, as predict and the service answer it",
+        "score many sessions into a CSV file (with --spark, a Parquet folder): "
+        "session_id,p_male,prediction,model_id,ab_group, each session by its A/B group's model, "
+        "as predict and the service answer it",
     )
     source = sub.add_mutually_exclusive_group(required=True)
     source.add_argument("--pakdd", type=Path, metavar="DATA.csv", help="a PAKDD-format file (no database needed)")
