@@ -262,6 +262,7 @@ def test_a_batch_the_database_refused_is_written_once_it_is_back(backend, models
         come_back()
         wanted = sorted(a.prediction.session_id for a in answers[:2])
         assert eventually(lambda: logged(url) == wanted), logged(url)
+        assert writer.flush(timeout=30)  # the thread says 'written again' just after its commit
         said = [(r.levelname, r.getMessage()) for r in caplog.records]
         assert [level for level, _ in said] == ["WARNING", "WARNING"], said  # once each, whatever the tries
         assert said[0][1].startswith("prediction log not written: database ")
@@ -293,6 +294,7 @@ def test_rows_kept_for_a_database_that_stays_down_are_capped_and_counted(models,
         come_back()
         wanted = sorted(a.prediction.session_id for a in answers[:3])
         assert eventually(lambda: logged(url) == wanted), logged(url)
+        assert writer.flush(timeout=30)  # the thread says 'written again' just after its commit
         messages = [r.getMessage() for r in caplog.records]
         assert sum("3 rows wait for sqlite:///" in m and "newer rows are dropped" in m for m in messages) == 1
         last = caplog.records[-1]
