@@ -555,8 +555,12 @@ def log_predictions(engine: Engine, rows: list[dict]) -> None:
     statement = insert(prediction_log).prefix_with("OR IGNORE", dialect="sqlite")
     statement = statement.prefix_with("IGNORE", dialect="mysql").prefix_with("IGNORE", dialect="mariadb")
     with reporting(engine):  # creating the table fails like the insert on a database we cannot write
-        with engine.begin() as conn:  # IF NOT EXISTS: two API workers' first rows raced a check-then-create
-            conn.execute(CreateTable(prediction_log, if_not_exists=True))
+        with engine.begin() as conn:
+            # Only where missing: MariaDB wants the CREATE privilege for CREATE … IF NOT EXISTS even
+            # of a table that is there, and a service's user may be allowed to INSERT into it alone.
+            # IF NOT EXISTS still: two API workers' first rows raced a check-then-create.
+            if not inspect(conn).has_table("prediction_log"):
+                conn.execute(CreateTable(prediction_log, if_not_exists=True))
         upgrade_prediction_log(engine)
         with engine.begin() as conn:
             conn.execute(statement, rows)

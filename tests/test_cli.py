@@ -8,14 +8,16 @@ import re
 import stat
 import subprocess
 import sys
+import uuid
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
-from gender import artifact, db, serve
+from gender import artifact, db, serve, synth
 from gender.config import load_settings
-from tests.conftest import PROJECT, write_pakdd
+from tests.conftest import PROJECT, _mysql_database, write_pakdd
 
 
 def run(*args, env=None, check=True):
@@ -54,6 +56,43 @@ def test_import_count_and_predict(tmp_path, pakdd_sample, trained_demo):
     assert answer["SESSION_ID"] == "u10003" and answer["PREDICTION"] in ("male", "female")
     unknown = json.loads(run("predict", "u00000", "--db", url, "--model-dir", model_dir).stdout)
     assert unknown == {"SESSION_ID": "u00000", "PREDICTION": "UNKNOWN_SESSION_ID"}
+
+
+def test_a_user_who_may_only_read_and_insert_into_the_log_logs_each_prediction(trained_demo):
+    """A shop's service user of least privilege on MariaDB: SELECT on the database, INSERT on
+    prediction_log (which the import made). The CREATE TABLE IF NOT EXISTS run before every write
+    needed the CREATE privilege even with the table there, so no prediction was ever logged, and
+    each answer came with a warning. Without INSERT the answer still stands, with a warning."""
+    databases = _mysql_database()
+    url = next(databases)
+    user = f"gl_reader_{uuid.uuid4().hex[:8]}"
+    admin = db.connect(url)
+    try:
+        synth.create_demo(admin, sessions=50, seed=3)
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'reader-pw'"))
+            conn.execute(text(f"GRANT SELECT ON `{url.database}`.* TO '{user}'@'%'"))
+            conn.execute(text(f"GRANT INSERT ON `{url.database}`.prediction_log TO '{user}'@'%'"))
+        reader = url.set(username=user, password="reader-pw").render_as_string(hide_password=False)
+        first, second = db.read_sessions(admin, "all")[0]["session_id"].tolist()[:2]
+        _, model_dir = trained_demo
+
+        served = run("predict", first, "--db", reader, "--model-dir", model_dir)
+        assert json.loads(served.stdout)["SESSION_ID"] == first
+        assert "prediction log not written" not in served.stderr
+        assert db.served_predictions(admin)[["session_id", "served_via"]].values.tolist() == [[first, "cli"]]
+
+        with admin.begin() as conn:
+            conn.execute(text(f"REVOKE INSERT ON `{url.database}`.prediction_log FROM '{user}'@'%'"))
+        refused = run("predict", second, "--db", reader, "--model-dir", model_dir)
+        assert json.loads(refused.stdout)["SESSION_ID"] == second  # the answer stands
+        assert "warning: prediction log not written: " in refused.stderr and "INSERT command denied" in refused.stderr
+        assert db.served_predictions(admin)["session_id"].tolist() == [first]
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        admin.dispose()
+        next(databases, None)  # drops the database
 
 
 @pytest.mark.parametrize(
