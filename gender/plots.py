@@ -451,8 +451,16 @@ def population_importance(importance: pd.DataFrame, units: str, top: int = 20) -
     figure.update_xaxes(title=f"mean |SHAP| ({units})")
     # The colour key from the chart's left edge: centred under a plot set right of long labels, as
     # the axis title, it ran off the chart ("pink: fe") even on two lines.
-    key = {"text": "blue: towards male on average · pink: towards female", "font": {"size": 13}}
-    title = {**key, "x": 0, "xref": "container", "xanchor": "left", "y": 0.99, "yanchor": "top", "yref": "container"}
+    title = dict(
+        text="blue: towards male on average · pink: towards female",
+        font={"size": 13},
+        x=0,
+        xref="container",
+        xanchor="left",
+        y=0.99,
+        yref="container",
+        yanchor="top",
+    )
     return _laid_out(figure, height=120 + 24 * len(rows), showlegend=False, margin=_label_margin(labels), title=title)
 
 
