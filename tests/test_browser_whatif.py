@@ -55,13 +55,15 @@ def test_removing_a_view_moves_p_male_and_the_link_opens_it(real_server, real_db
         page.get_by_text("What if… edit this session").click()
         settle(page)
         # .first: Streamlit 1.67 draws a narrow button twice (one copy measures it for an ellipsis)
+        removed = whatif.path_text(record.paths[index])
+        sentence = f"Removing {removed} (view {index + 1}) moved P(male) from {before:.2f} to {after:.2f}."
         page.locator(f".st-key-whatif_remove_{index} button").first.click()
+        # The sentence, not idle alone: under load the page is still idle from before the click
+        # when settle looks, with the waterfall before the edit on it.
+        page.get_by_text(sentence).wait_for(timeout=60_000)
         settle(page)
         page.wait_for_selector(".js-plotly-plot .waterfalllayer .trace", timeout=60_000)
         body = page.inner_text("body")
-        removed = whatif.path_text(record.paths[index])
-        sentence = f"Removing {removed} (view {index + 1}) moved P(male) from {before:.2f} to {after:.2f}."
-        assert sentence in body
         assert f"P(male) {after:.2f}" in body  # the answer follows, read against the prior and threshold
         assert "not written to the prediction log" in body
         assert "whatif=" in page.url

@@ -236,6 +236,7 @@ def test_pages_through_an_outage(env, mariadb, served_sessions, caplog):
         assert_no_secret(at, PASSWORD)
 
     # (b) The server is stopped: the same sessions, and fresh ones, get one banner within seconds.
+    assert serve.log_writer.flush(timeout=30)  # the pages' log rows written before it goes
     mariadb.stop()
     try:
         for page, at in apps.items():
@@ -274,6 +275,7 @@ def test_the_session_box_stays_during_an_outage(env, mariadb, served_sessions):
     at = open_page("predict", served_sessions)
     at.run()
     assert_works("predict", at)
+    assert serve.log_writer.flush(timeout=30)  # the page's log row written before it goes
     mariadb.stop()
     try:
         at.run()
@@ -288,6 +290,7 @@ def test_a_frozen_server_gets_a_banner_within_seconds(env, mariadb, served_sessi
     at = open_page("predict", served_sessions)
     at.run()
     assert_works("predict", at)
+    assert serve.log_writer.flush(timeout=30)  # the page's log row written before it freezes
     pid = mariadb.process.pid
     os.kill(pid, signal.SIGSTOP)
     # Wake the server soon after the deadline, so a hanging page fails in seconds, not minutes.

@@ -172,6 +172,13 @@ def test_the_population_command_writes_the_report(setting, tmp_path, capsys):
     assert report.file_name(result.info.model_id, "gender-population").startswith("gender-population-")
 
 
+# The bars of the page's importance chart (known by its colour key): -1 until it is drawn.
+IMPORTANCE_BARS = (
+    "([...document.querySelectorAll('.js-plotly-plot')]"
+    ".find(e => String(e.layout?.title?.text).startsWith('blue: towards male'))?.data[0].y.length ?? -1)"
+)
+
+
 @pytest.mark.slow
 def test_the_pages_button_downloads_the_views_shown(setting, browser, tmp_path):
     """In a real browser: the Population page's button gives the file of the views as chosen
@@ -189,7 +196,9 @@ def test_the_pages_button_downloads_the_views_shown(setting, browser, tmp_path):
             slider.focus()
             for _ in range(12):
                 slider.press("ArrowLeft")
-            tab.wait_for_timeout(500)
+            # The chart redrawn with 8 bars, then idle: idle alone can be the page before the
+            # rerun began, its button holding the 20 features' views.
+            tab.wait_for_function(IMPORTANCE_BARS + " === 8", timeout=60_000)
             tab.wait_for_selector(live.IDLE, timeout=60_000)
             with tab.expect_download(timeout=60_000) as download:
                 tab.get_by_role("button", name="Download these views as a report (HTML)").click()
