@@ -26,6 +26,7 @@ from sklearn.pipeline import Pipeline
 
 from gender import files
 from gender.card import ModelCard, Run
+from gender.config import parse_url
 from gender.errors import GenderError, ModelUnavailable
 from gender.features import FEATURE_VERSION
 from gender.trained import CalibratedDecision, Model, Models
@@ -152,10 +153,20 @@ def among(hashes: np.ndarray | None, session_id: str) -> bool:
     return hashes is not None and bool(np.isin(session_hashes([session_id]), hashes)[0])
 
 
+def _database(label: str) -> object:
+    """Which database a URL names, whoever connects: a loader trains and a reader serves one
+    database in a least-privilege deployment."""
+    try:
+        url = parse_url(label)
+    except GenderError:  # not a URL (an older card's text): compared as it is
+        return label
+    return url.get_backend_name(), url.host, url.port, url.database
+
+
 def trained_elsewhere(card: ModelCard, db_label: str) -> str | None:
     """The database the card's models were trained on, when it is not `db_label` (the demo's model
     serving real logs): its session ids name other sessions there."""
-    return None if card.database == db_label else card.database
+    return None if _database(card.database) == _database(db_label) else card.database
 
 
 def fitted_on(model_dir: Path, model: Model, session_id: str, db_label: str) -> bool:

@@ -507,6 +507,17 @@ def test_monitoring_leaves_nothing_out_as_fitted_when_the_models_were_trained_on
     assert monitoring.dataframe[0].value["served"].sum() == len(labelled)
 
 
+def test_models_trained_by_another_user_of_the_same_database_were_trained_here(models):
+    """A least-privilege deployment trains as a loader and serves as a reader: one database, so
+    its training sessions' answers are in-sample (the Predict page, Monitoring, `explain`), where
+    comparing whole URLs called it another database and counted them as new sessions."""
+    card = models.treatment.card.model_copy(update={"database": "mysql+pymysql://loader:***@db.shop:3306/ftp"})
+    assert artifact.trained_elsewhere(card, "mysql+pymysql://reader:***@db.shop:3306/ftp") is None
+    assert artifact.trained_elsewhere(card, "mysql+pymysql://db.shop:3306/ftp") is None
+    for other in ("mysql+pymysql://loader:***@db.shop:3306/ftp_copy", "mysql+pymysql://loader:***@db2.shop:3306/ftp"):
+        assert artifact.trained_elsewhere(card, other) == card.database
+
+
 @pytest.fixture
 def app(trained_demo, monkeypatch):
     url, model_dir = trained_demo
