@@ -702,14 +702,29 @@ class ApiFirst:
     def __init__(self, app, api: FastAPI | None = None):
         self.app = app
         self.api = api or create_app()
+        # Under the dashboard's base path too: a proxy that serves the dashboard there forwards only it.
+        self.base = suggest.base_path()
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self.base:
+            scope = self._at_root(scope)
         if scope["type"] == "http" and is_api_path(scope.get("path", "")):
             await self.api(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self.app(scope, receive, self._closing_log(send))
         else:
             await self.app(scope, receive, send)
+
+    def _at_root(self, scope) -> dict:
+        """A request of the API's routes under the base path as one at the root; root_path says
+        where it was (the docs page's link to the description follows it)."""
+        path = scope.get("path", "")
+        rest = path[len(self.base) :] if path.startswith(self.base + "/") else ""
+        if not is_api_path(rest):
+            return scope
+        raw, base = scope.get("raw_path"), quote(self.base).encode()
+        raw = raw[len(base) :] if raw and raw.startswith(base + b"/") else None  # None: read from the path
+        return {**scope, "path": rest, "raw_path": raw, "root_path": scope.get("root_path", "") + self.base}
 
     @staticmethod
     def _closing_log(send):

@@ -114,13 +114,18 @@ def valid(token: object, now: float | None = None) -> bool:
 # -- the route ------------------------------------------------------------------------------------------
 
 
-def route_path() -> str:
-    """The route's path on this server: ROUTE under server.baseUrlPath (what the page hands the
-    box's script, and what the server answers)."""
+def base_path() -> str:
+    """server.baseUrlPath as a path's start ("/lens"; "" when none): the dashboard's pages are under it."""
     from streamlit import config
 
     base = (config.get_option("server.baseUrlPath") or "").strip("/")
-    return f"/{base}{ROUTE}" if base else ROUTE
+    return f"/{base}" if base else ""
+
+
+def route_path() -> str:
+    """The route's path on this server: ROUTE under server.baseUrlPath (what the page hands the
+    box's script, and what the server answers)."""
+    return base_path() + ROUTE
 
 
 def is_route(path: str) -> bool:

@@ -38,6 +38,7 @@ from tests.conftest import PROJECT, _mysql_database
 from tests.hostile_inputs import HOSTILE, VALID_CATEGORY, VALID_COUNT, VALID_ID, Hostile
 from tests.test_api_server import samples
 from tests.test_hostile import _load, row_counts
+from tests.test_search import api_server
 
 # Ids and a category code as a shop may have them, with URL syntax inside.
 ODD_IDS = ["shop/1 ä?#", "a/../b", "50% off", "会话 2014", "x" * db.SESSION_ID_LENGTH, "./.", "C:foo"]
@@ -322,6 +323,21 @@ def test_the_original_answers_byte_for_byte_and_head_as_its_flask_did(server):
 
 
 # -- the hot routes' own path past FastAPI's router, and the server under them -----------------------
+
+
+def test_the_routes_answer_under_the_dashboards_base_path_too(monkeypatch):
+    """Behind a proxy that serves the dashboard under a path (server.baseUrlPath), the shop's
+    systems reach the API only there: /lens/predict/u1 was the dashboard's page, status 200."""
+    monkeypatch.setenv("GENDER_DB_URL", f"mysql+pymysql://gender:pw@127.0.0.1:{live.free_port()}/ftp")
+    with api_server("/lens/") as (client, _):
+        for path in ("/lens/predict/u1", "/lens/count/u1/A1", "/predict/u1"):  # at the root too, as before
+            response = client.get(path)
+            assert response.status_code == 503 and assert_json(response)["STATUS"] == 503, path  # no database here
+        assert assert_json(client.get("/lens/api/nothing-here"))["STATUS"] == 404
+        assert "/predict/{session_id}" in assert_json(client.get("/lens/api/openapi.json"))["paths"]
+        assert "'/lens/api/openapi.json'" in client.get("/lens/api/docs").text
+        assert client.get("/lens/metrics").headers["content-type"].startswith("text/plain")
+        assert client.get("/lensx/predict/u1").text == client.get("/lens/").text == "the dashboard"
 
 
 def test_the_hot_routes_take_the_paths_fastapis_templates_take():
