@@ -452,8 +452,9 @@ async def unexpected(_request, _exc: Exception) -> JSONResponse:
 
 
 def _handlers(metrics: Metrics) -> dict:
-    async def http_error(_request, exc: HTTPException):
-        message = exc.detail if exc.status_code != 404 else "no such route; the routes are listed at /api/docs"
+    async def http_error(request: Request, exc: HTTPException):
+        docs = request.scope.get("root_path", "") + "/api/docs"  # under the dashboard's base path, if asked there
+        message = exc.detail if exc.status_code != 404 else f"no such route; the routes are listed at {docs}"
         return error(exc.status_code, str(message), getattr(exc, "headers", None))
 
     async def invalid(request: Request, exc: RequestValidationError):

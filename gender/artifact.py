@@ -153,7 +153,7 @@ def among(hashes: np.ndarray | None, session_id: str) -> bool:
     return hashes is not None and bool(np.isin(session_hashes([session_id]), hashes)[0])
 
 
-def _database(label: str) -> object:
+def _database(label: str) -> tuple | str:
     """Which database a URL names, whoever connects: a loader trains and a reader serves one
     database in a least-privilege deployment."""
     try:

@@ -333,7 +333,8 @@ def test_the_routes_answer_under_the_dashboards_base_path_too(monkeypatch):
         for path in ("/lens/predict/u1", "/lens/count/u1/A1", "/predict/u1"):  # at the root too, as before
             response = client.get(path)
             assert response.status_code == 503 and assert_json(response)["STATUS"] == 503, path  # no database here
-        assert assert_json(client.get("/lens/api/nothing-here"))["STATUS"] == 404
+        assert assert_json(client.get("/lens/api/nothing-here"))["ERROR"].endswith("listed at /lens/api/docs")
+        assert assert_json(client.get("/api/nothing-here"))["ERROR"].endswith("listed at /api/docs")
         assert "/predict/{session_id}" in assert_json(client.get("/lens/api/openapi.json"))["paths"]
         assert "'/lens/api/openapi.json'" in client.get("/lens/api/docs").text
         assert client.get("/lens/metrics").headers["content-type"].startswith("text/plain")
