@@ -48,7 +48,7 @@ from starlette.exceptions import HTTPException
 
 from gender import artifact, db, predict, serve, suggest
 from gender.access import Access, load_access
-from gender.answers import Prediction
+from gender.answers import Prediction, counted
 from gender.config import SECRETS_FILE, Settings, load_settings
 from gender.errors import BadData, DatabaseUnavailable, GenderError, ModelUnavailable
 from gender.trained import Models
@@ -262,13 +262,16 @@ class Breaker:
     BREAK_SECONDS and then while one request tries the database again, instead of each waiting
     its own timeouts on a server that does not answer (4 s for the pool's ping and 4 more to
     reconnect, or 4 s for a query that stalls: db.ANSWER_TIMEOUT) in the queue of API_THREADS
-    behind it."""
+    behind it. The server log says so once when the database fails, and once when it answers
+    again, with how many requests were answered 503 meanwhile (the metrics count them too)."""
 
     def __init__(self, seconds: float = BREAK_SECONDS):
         self.seconds = seconds
         self._lock = threading.Lock()
         self._failure: tuple[float, DatabaseUnavailable] | None = None  # when, and what it said
         self._trying = False
+        self._since = 0.0  # time.monotonic() of the outage's first failure
+        self._refused = 0  # requests answered 503 in this outage
 
     def call(self, function: Callable, *args):
         trying = self._failure is not None and self._admit()
@@ -276,7 +279,13 @@ class Breaker:
             result = function(*args)
         except DatabaseUnavailable as exc:
             with self._lock:
+                began = self._failure is None
+                if began:
+                    self._since, self._refused = time.monotonic(), 0
                 self._failure, self._trying = (time.monotonic(), exc), False
+                self._refused += 1
+            if began:
+                log.warning("%s: requests are answered 503 until it answers again", exc)
             raise
         except BaseException:
             if trying:
@@ -285,6 +294,12 @@ class Breaker:
         if trying:
             with self._lock:
                 self._failure, self._trying = None, False
+                seconds, refused = time.monotonic() - self._since, self._refused
+            log.warning(
+                "the database answers again after %.1f s; %s answered 503 meanwhile",
+                seconds,
+                counted(refused, "request"),
+            )
         return result
 
     def _admit(self) -> bool:
@@ -295,6 +310,7 @@ class Breaker:
             if failure is None:
                 return False
             if self._trying or time.monotonic() - failure[0] < self.seconds:
+                self._refused += 1
                 raise DatabaseUnavailable(*failure[1].args)
             self._trying = True
             return True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from starlette.routing import Match
 from gender import api, artifact, db, predict, serve, synth
 from gender.answers import UNKNOWN, Prediction
 from gender.config import parse_url
+from gender.errors import DatabaseUnavailable
 from tests import live
 from tests.conftest import PROJECT, _mysql_database
 from tests.hostile_inputs import HOSTILE, VALID_CATEGORY, VALID_COUNT, VALID_ID, Hostile
@@ -619,6 +621,32 @@ def test_a_hanging_database_is_tried_by_one_request_while_the_others_get_503_at_
         listener.close()
         for connection in accepted:
             connection.close()
+
+
+def test_the_server_log_says_once_when_the_database_fails_and_once_when_it_answers_again(trained_demo, caplog):
+    """An operator reading the server's log saw nothing of an outage: the 503s went to the clients
+    and to the metrics only. The breaker says when the database failed (its reason, the password
+    hidden) and when it answers again, with the 503s meanwhile; not a line per request."""
+    down = db.connect(f"mysql+pymysql://root:secret-pw@127.0.0.1:{live.free_port()}/ftp")  # refused
+    up = db.connect(trained_demo[0])
+    breaker = api.Breaker(seconds=0)  # the next request tries the database again at once
+    with caplog.at_level("WARNING", logger="gender.api"):
+        for _ in range(3):  # the first fails; the next two try again and fail
+            with pytest.raises(DatabaseUnavailable):
+                breaker.call(predict.count, down, "u10003", "B00002")
+        breaker.seconds = 60
+        with pytest.raises(DatabaseUnavailable):  # open: answered at once, the database not asked
+            breaker.call(predict.count, up, "u10003", "B00002")
+        breaker.seconds = 0
+        for _ in range(2):  # back: said once
+            assert breaker.call(predict.count, up, "u10003", "B00002").as_json()["SESSION_ID"] == "u10003"
+    said = [record.getMessage() for record in caplog.records]
+    assert len(said) == 2, said
+    assert said[0].startswith("database mysql+pymysql://root:***@127.0.0.1:"), said[0]
+    assert said[0].endswith(": requests are answered 503 until it answers again"), said[0]
+    assert re.fullmatch(r"the database answers again after \d+\.\d s; 4 requests answered 503 meanwhile", said[1])
+    down.dispose()
+    up.dispose()
 
 
 @pytest.fixture
