@@ -193,10 +193,14 @@ def run(host: str, port: int, workers: int, banner: str) -> None:
     listening_socket(host, port, shared=False).close()
     with port_holder(host, port), metrics_folder(port) as folder:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)  # each worker counts there; /metrics adds them up
-        _serve_in_workers(host, port, workers, banner)
+        stopped_by = _serve_in_workers(host, port, workers, banner)
+    if signal.SIGTERM in stopped_by:  # ended by it, as one process is (uvicorn raises it again): status 143
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
 
 
-def _serve_in_workers(host: str, port: int, workers: int, banner: str) -> None:
+def _serve_in_workers(host: str, port: int, workers: int, banner: str) -> list[int]:
+    """Serve in `workers` processes until a signal; the signals received (Ctrl+C raises)."""
     print(banner, file=sys.stderr, flush=True)
     spawn = multiprocessing.get_context("spawn")
     stopped_by: list[int] = []  # the signals received
@@ -231,3 +235,4 @@ def _serve_in_workers(host: str, port: int, workers: int, banner: str) -> None:
             process.join(60)
     if signal.SIGINT in stopped_by:  # Ctrl+C, once every worker has shut down
         raise KeyboardInterrupt
+    return stopped_by
