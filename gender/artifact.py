@@ -234,6 +234,9 @@ class _Folder:
                     "the model files in %s do not load (%s); %s and its control still serve", model_dir, exc, serving
                 )
             return
+        if self.refused is not None and self.loaded is not None:  # said when they were refused: say it ended
+            serving = models.treatment.model_id
+            log.warning("the model files in %s load again; %s and its control serve", model_dir, serving)
         self.loaded, self.refused = (version, models), None
 
     def reload_soon(self, model_dir: Path, version: tuple | None) -> None:

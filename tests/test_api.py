@@ -797,7 +797,9 @@ def until(condition, seconds: float = 120) -> None:
         time.sleep(0.05)
 
 
-def test_a_retrain_loads_aside_and_files_that_do_not_load_leave_the_models_serving(trained_demo, tmp_path, monkeypatch):
+def test_a_retrain_loads_aside_and_files_that_do_not_load_leave_the_models_serving(
+    trained_demo, tmp_path, monkeypatch, caplog
+):
     import shutil
 
     model_dir = tmp_path / "models"
@@ -830,6 +832,11 @@ def test_a_retrain_loads_aside_and_files_that_do_not_load_leave_the_models_servi
         retrained()
         until(lambda: client.get("/predict/u10001").status_code == 200 and service.models() is not first)
         assert client.get("/api/health").json()["STATUS"] == "ok"
+    # The server log: once when the files were refused, once when they load again (it said nothing then).
+    said = [r.getMessage() for r in caplog.records if r.name == "gender.models"]
+    assert len(said) == 2, said
+    assert said[0].startswith(f"the model files in {model_dir} do not load (")
+    assert said[1] == f"the model files in {model_dir} load again; {first.treatment.model_id} and its control serve"
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
