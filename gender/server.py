@@ -233,6 +233,9 @@ def _serve_in_workers(host: str, port: int, workers: int, banner: str) -> list[i
                 process.terminate()  # SIGTERM: uvicorn finishes the answers under way and writes the log
         for process, _ in processes:
             process.join(60)
+            if process.is_alive():  # hung in its shutdown: it must not keep the port past the command
+                process.kill()
+                process.join(10)
     if signal.SIGINT in stopped_by:  # Ctrl+C, once every worker has shut down
         raise KeyboardInterrupt
     return stopped_by
