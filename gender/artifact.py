@@ -160,7 +160,10 @@ def _database(label: str) -> tuple | str:
         url = parse_url(label)
     except GenderError:  # not a URL (an older card's text): compared as it is
         return label
-    return url.get_backend_name(), url.host, url.port, url.database
+    family = "mysql" if url.get_backend_name() in ("mysql", "mariadb") else url.get_backend_name()
+    port = url.port or (3306 if family == "mysql" else None)  # ":3306" written or not
+    where = (url.host.lower(), port) if url.host else tuple(sorted(url.query.items()))  # no host: a socket
+    return family, where, url.database
 
 
 def trained_elsewhere(card: ModelCard, db_label: str) -> str | None:
@@ -227,11 +230,16 @@ class _Folder:
         try:
             models = load(model_dir)
         except ModelUnavailable as exc:
+            again = self.refused is not None and self.refused[0] == version  # tried every RETRY_SECONDS
             self.refused = (version, exc, time.monotonic())
             if self.loaded is not None:
                 serving = self.loaded[1].treatment.model_id
-                log.warning(
-                    "the model files in %s do not load (%s); %s and its control still serve", model_dir, exc, serving
+                log.log(
+                    logging.DEBUG if again else logging.WARNING,  # said once for these files
+                    "the model files in %s do not load (%s); %s and its control still serve",
+                    model_dir,
+                    exc,
+                    serving,
                 )
             return
         if self.refused is not None and self.loaded is not None:  # said when they were refused: say it ended

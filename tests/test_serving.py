@@ -512,10 +512,23 @@ def test_models_trained_by_another_user_of_the_same_database_were_trained_here(m
     its training sessions' answers are in-sample (the Predict page, Monitoring, `explain`), where
     comparing whole URLs called it another database and counted them as new sessions."""
     card = models.treatment.card.model_copy(update={"database": "mysql+pymysql://loader:***@db.shop:3306/ftp"})
-    assert artifact.trained_elsewhere(card, "mysql+pymysql://reader:***@db.shop:3306/ftp") is None
-    assert artifact.trained_elsewhere(card, "mysql+pymysql://db.shop:3306/ftp") is None
-    for other in ("mysql+pymysql://loader:***@db.shop:3306/ftp_copy", "mysql+pymysql://loader:***@db2.shop:3306/ftp"):
-        assert artifact.trained_elsewhere(card, other) == card.database
+    for same in (
+        "mysql+pymysql://reader:***@db.shop:3306/ftp",
+        "mysql+pymysql://db.shop:3306/ftp",
+        "mysql+pymysql://reader:***@DB.shop/ftp",  # the default port, a host's name in any case
+        "mariadb+pymysql://reader:***@db.shop:3306/ftp",
+    ):
+        assert artifact.trained_elsewhere(card, same) is None, same
+    for other in (
+        "mysql+pymysql://loader:***@db.shop:3306/ftp_copy",
+        "mysql+pymysql://loader:***@db2.shop:3306/ftp",
+        "mysql+pymysql://loader:***@db.shop:3307/ftp",
+        "mysql+pymysql://loader:***@/ftp?unix_socket=/run/mysqld/b.sock",
+    ):
+        assert artifact.trained_elsewhere(card, other) == card.database, other
+    on_a_socket = card.model_copy(update={"database": "mysql+pymysql://loader:***@/ftp?unix_socket=/run/a.sock"})
+    assert artifact.trained_elsewhere(on_a_socket, "mysql+pymysql://reader:***@/ftp?unix_socket=/run/a.sock") is None
+    assert artifact.trained_elsewhere(on_a_socket, "mysql+pymysql://reader:***@/ftp?unix_socket=/run/b.sock")
 
 
 @pytest.fixture
