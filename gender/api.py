@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote, unquote, unquote_to_bytes
 
 from fastapi import Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -263,7 +263,8 @@ class Breaker:
     its own timeouts on a server that does not answer (4 s for the pool's ping and 4 more to
     reconnect, or 4 s for a query that stalls: db.ANSWER_TIMEOUT) in the queue of API_THREADS
     behind it. The server log says so once when the database fails, and once when it answers
-    again, with how many requests were answered 503 meanwhile (the metrics count them too)."""
+    again, with how many requests were answered 503 meanwhile (each process of several for its
+    own; the metrics count them too)."""
 
     def __init__(self, seconds: float = BREAK_SECONDS):
         self.seconds = seconds
@@ -278,14 +279,12 @@ class Breaker:
         try:
             result = function(*args)
         except DatabaseUnavailable as exc:
-            with self._lock:
-                began = self._failure is None
-                if began:
+            with self._lock:  # said under the lock: the log's order is the breaker's
+                if self._failure is None:
                     self._since, self._refused = time.monotonic(), 0
+                    log.warning("%s: requests are answered 503 until it answers again", exc)
                 self._failure, self._trying = (time.monotonic(), exc), False
                 self._refused += 1
-            if began:
-                log.warning("%s: requests are answered 503 until it answers again", exc)
             raise
         except BaseException:
             if trying:
@@ -294,12 +293,11 @@ class Breaker:
         if trying:
             with self._lock:
                 self._failure, self._trying = None, False
-                seconds, refused = time.monotonic() - self._since, self._refused
-            log.warning(
-                "the database answers again after %.1f s; %s answered 503 meanwhile",
-                seconds,
-                counted(refused, "request"),
-            )
+                log.warning(
+                    "the database answers again after %.1f s; %s answered 503 meanwhile",
+                    time.monotonic() - self._since,
+                    counted(self._refused, "request"),
+                )
         return result
 
     def _admit(self) -> bool:
@@ -468,8 +466,8 @@ async def unexpected(_request, _exc: Exception) -> JSONResponse:
 
 
 def _handlers(metrics: Metrics) -> dict:
-    async def http_error(request: Request, exc: HTTPException):
-        docs = request.scope.get("root_path", "") + "/api/docs"  # under the dashboard's base path, if asked there
+    async def http_error(request: Request | None, exc: HTTPException):  # None: from Direct, at the root
+        docs = (request.scope.get("root_path", "") if request else "") + "/api/docs"  # under a base path if asked there
         message = exc.detail if exc.status_code != 404 else f"no such route; the routes are listed at {docs}"
         return error(exc.status_code, str(message), getattr(exc, "headers", None))
 
@@ -739,8 +737,12 @@ class ApiFirst:
         rest = path[len(self.base) :] if path.startswith(self.base + "/") else ""
         if not is_api_path(rest):
             return scope
-        raw, base = scope.get("raw_path"), quote(self.base).encode()
-        raw = raw[len(base) :] if raw and raw.startswith(base + b"/") else None  # None: read from the path
+        # The rest of the raw path too (a %2F inside an id stays one), cut after the base's segments
+        # however the client encoded them ("/l%65ns" is "/lens"); None: read from the path.
+        raw, cut = scope.get("raw_path"), self.base.count("/") + 1
+        parts = raw.split(b"/", cut) if raw else []
+        matches = len(parts) > cut and unquote(b"/".join(parts[:cut]).decode("latin-1")) == self.base
+        raw = b"/" + parts[cut] if matches else None
         return {**scope, "path": rest, "raw_path": raw, "root_path": scope.get("root_path", "") + self.base}
 
     @staticmethod
