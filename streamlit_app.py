@@ -10,10 +10,15 @@ import streamlit as st
 
 if __name__ != "__main__":  # imported by the server (`streamlit run`, or uvicorn): build it once
     from starlette.middleware import Middleware
+    from streamlit.runtime.pages_manager import PagesManager
 
     from gender.api import ApiFirst
 
     app = st.App("streamlit_app.py", middleware=[Middleware(ApiFirst)])
+    # The pages are routed by st.navigation below. Streamlit ran a fresh server's first session in
+    # its pages/-folder mode until some run had called it: that session's sidebar listed the
+    # folder's files for a moment, behind the login too.
+    PagesManager.uses_pages_directory = False
 
 else:  # a page view
     import ui

@@ -282,6 +282,15 @@ def oidc_provider(monkeypatch):
         yield f"http://localhost:{server.server_port}"
 
 
+# Whether the sidebar's page menu was ever in the page: run before the app's own scripts.
+MENU_WATCH = """
+window.menuSeen = false;
+new MutationObserver(() => {
+  window.menuSeen ||= document.querySelector('[data-testid="stSidebarNav"]') !== null;
+}).observe(document, {subtree: true, childList: true});
+"""
+
+
 @pytest.mark.slow
 def test_logging_in_through_oidc_in_a_browser(trained_demo, tmp_path, browser, oidc_provider):
     url, model_dir = trained_demo
@@ -305,12 +314,15 @@ def test_logging_in_through_oidc_in_a_browser(trained_demo, tmp_path, browser, o
     with live.streamlit_server(env, tmp_path / "streamlit.log", options=options, port=port) as (base, _):
         for email, allowed in (("ana@shop.example", True), ("bob@else.example", False)):
             context = browser.new_context()
+            context.add_init_script(MENU_WATCH)
             page = context.new_page()
             page.goto(f"{base}/?session=u10001")
             page.wait_for_selector(live.IDLE, timeout=120_000)
             assert "Predicted gender" not in page.inner_text("body")
-            # no menu before the login: it listed the pages/ folder's files ("streamlit app", "find"…)
+            # No menu before the login, not even for a moment: it listed the pages/ folder's files
+            # ("streamlit app", "find"…), and on a fresh server's first session it came and went.
             assert page.locator('[data-testid="stSidebarNav"]').count() == 0
+            assert page.evaluate("window.menuSeen") is False
             page.get_by_role("button", name="Log in").click()
             page.wait_for_selector('input[name="sub"]', timeout=60_000)  # the provider's login form
             page.fill('input[name="sub"]', email)
