@@ -109,6 +109,7 @@ def cmd_import_events(args) -> None:
         levels=tuple(name.strip() for name in args.level_cols.split(",")) if args.level_cols else None,
         gender=args.gender_col,
         sep=args.sep,
+        time_unit=args.time_unit,
     )
     settings, engine = _engine(args)
     print(f"importing {args.file} into {settings.db_label}", file=sys.stderr)
@@ -487,7 +488,13 @@ def parser() -> argparse.ArgumentParser:
         required=True,
         metavar="COLUMN",
         help="the time of the view: ISO 8601 (YYYY-MM-DD HH:MM:SS, or with T, a fraction, an offset), "
-        "or a Parquet timestamp",
+        "a Parquet timestamp, or a number since 1970 UTC with --time-unit",
+    )
+    sub.add_argument(
+        "--time-unit",
+        choices=list(events.TIME_UNITS),
+        help="--time-col holds numbers of seconds, milliseconds, microseconds or nanoseconds since "
+        "1970-01-01 UTC (Unix time), whole or not; their wall time is UTC's",
     )
     category = sub.add_mutually_exclusive_group(required=True)
     category.add_argument("--path-col", metavar="COLUMN", help="the category path, top level first: A/B/C/D")

@@ -17,7 +17,8 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from pathlib import Path
 
 from sqlalchemy import (
@@ -49,6 +50,10 @@ UNKNOWN_GENDER = ("", "null", "unknown")  # what a gender column says when the v
 # How shops' exports spell a gender the visitor told, in any case: `M`, `Female`, `MALE`.
 GENDER_SPELLINGS = {"m": "male", "male": "male", "f": "female", "female": "female"}
 EPOCH, SECOND = datetime(1970, 1, 1), timedelta(seconds=1)
+# A time written as a number since 1970-01-01 UTC (--time-unit): microseconds in one of its units.
+# Exports key it so: Unix seconds, JavaScript's and Kafka's milliseconds, BigQuery's microseconds.
+TIME_UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": Decimal("0.001")}
+UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,11 @@ class EventColumns:
     levels: tuple[str, ...] | None = None
     gender: str | None = None
     sep: str | None = None
+    time_unit: str | None = None  # the time is a number of these since 1970 UTC (TIME_UNITS); else ISO 8601
 
     def __post_init__(self):
+        if self.time_unit is not None and self.time_unit not in TIME_UNITS:
+            raise GenderError(f"unknown time unit {self.time_unit!r}: expected one of {', '.join(TIME_UNITS)}")
         if (self.path is None) == (self.levels is None):
             raise GenderError("name the category path column or the columns of its levels, not both or neither")
         if self.levels is not None:
@@ -89,13 +97,21 @@ class EventColumns:
 @dataclass
 class EventReport(ingest.ImportReport):
     viewless_sessions: int = 0  # only other events (with --other-events): not a session of the FTP tables
+    # The wall times of the new views, first and last: a time column read in the wrong unit or
+    # zone shows here at once (January 1970 for milliseconds read as microseconds).
+    first_view: datetime | None = None
+    last_view: datetime | None = None
 
-    def __str__(self) -> str:
-        text = super().__str__()
+    def imported(self) -> str:
+        text = super().imported()
+        return text if self.first_view is None else f"{text} from {self.first_view} to {self.last_view}"
+
+    def notes(self) -> list[str]:
+        notes = super().notes()
         if self.viewless_sessions:
             verb = "was" if self.viewless_sessions == 1 else "were"
-            text += f"; {counted(self.viewless_sessions, 'session')} without a product view {verb} left out"
-        return text
+            notes.append(f"{counted(self.viewless_sessions, 'session')} without a product view {verb} left out")
+        return notes
 
 
 # The staged events. Ids and codes have the FTP tables' own types, so that they compare (and group)
@@ -225,6 +241,10 @@ def parquet_batches(path: Path, columns: EventColumns) -> Iterator[Batch]:
         kind = file.schema_arrow.field(name).type
         if not _textual(kind):  # said of the column: its values (123.0) would be refused one by one
             raise ImportFailed(path.name, f"{what} must be text or integers, and column {name!r} is of type {kind}")
+    if columns.time_unit is not None and pa.types.is_timestamp(file.schema_arrow.field(columns.time).type):
+        raise ImportFailed(
+            path.name, f"column {columns.time!r} holds timestamps, not numbers since 1970: drop --time-unit"
+        )
     total, row = max(file.metadata.num_rows, 1), 0
     wanted = list(dict.fromkeys(columns.names))  # a column named twice (session and gender?) is read once
     try:
@@ -288,12 +308,54 @@ def _gender(value: object) -> str | None:
     return GENDER_SPELLINGS[told]
 
 
+def _moment(value: object, columns: EventColumns) -> datetime:
+    """A view's time: ISO 8601 as ingest reads it or, with a time unit, a number of that unit
+    since 1970-01-01 UTC (whole or not, as text or a number), as the moment in UTC."""
+    unit = columns.time_unit
+    if unit is None:
+        try:
+            return ingest.parse_moment(value, columns.time)
+        except ingest.Invalid:
+            if _number(value) is None:
+                raise
+            raise ingest.Invalid(  # Unix time, most likely: say how it is read
+                f"bad {columns.time} {ingest._shown(value)}: expected YYYY-MM-DD HH:MM:SS (ISO 8601); "
+                "for a number since 1970-01-01 UTC, give its unit: --time-unit s, ms, us or ns"
+            ) from None
+    number = None if isinstance(value, bool) else _number(value)
+    if number is None:
+        raise ingest.Invalid(
+            f"bad {columns.time} {ingest._shown(value)}: expected a number of {UNIT_NAMES[unit]} "
+            f"since 1970-01-01 UTC (--time-unit {unit})"
+        )
+    microseconds = int((number * TIME_UNITS[unit]).to_integral_value(ROUND_FLOOR))  # ns: to the µs below
+    try:
+        return EPOCH.replace(tzinfo=UTC) + timedelta(microseconds=microseconds)
+    except OverflowError:
+        raise ingest.Invalid(
+            f"bad {columns.time} {ingest._shown(value)}: {UNIT_NAMES[unit]} since 1970 beyond the year 9999 "
+            f"(is the unit {unit} right?)"
+        ) from None
+
+
+def _number(value: object) -> Decimal | None:
+    """A finite number, exactly as written (`1416000000.123`: a float as it prints, not its binary
+    expansion), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = Decimal(value if isinstance(value, int) else str(value).strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
 def _checked(values: tuple, position: int, columns: EventColumns, other_events: bool) -> dict:
     """One row as a staged event, or Invalid saying what is wrong with it."""
     session_id, time, *rest = values
     categories, gender = (rest[:-1], rest[-1]) if columns.gender else (rest, None)
     session_id = ingest.check_session_id(_exact(session_id))
-    when = ingest.parse_moment(_text(time), columns.time)
+    when = _moment(_text(time), columns)
     since_epoch = when.replace(tzinfo=None) - EPOCH - (when.utcoffset() or timedelta(0))
     codes, written = [_exact(code) for code in categories], None
     if columns.path is not None and isinstance(codes[0], str) and codes[0]:
@@ -452,6 +514,8 @@ def _build(conn: Connection, report: EventReport, collation: str | None) -> None
     )
     names = ["session_id", "sequence_order", *db.CATEGORY_NAMES]
     report.new_views = conn.execute(insert(db.product).from_select(names, ordered)).rowcount
+    span = select(func.min(staging.c.time), func.max(staging.c.time)).where(staging.c.category_a.is_not(None))
+    report.first_view, report.last_view = conn.execute(span).one()
 
 
 def _drop_staging(conn: Connection) -> None:

@@ -38,14 +38,21 @@ class ImportReport:
     orphan_views: int = 0  # import-db: product rows of no session in the source (nothing to hang them on)
 
     def __str__(self) -> str:
-        text = f"imported {counted(self.new_sessions, 'session')} ({counted(self.new_views, 'view')})"
+        return "; ".join([self.imported(), *self.notes()])
+
+    def imported(self) -> str:
+        return f"imported {counted(self.new_sessions, 'session')} ({counted(self.new_views, 'view')})"
+
+    def notes(self) -> list[str]:
+        """What else there is to say, each a clause after the first."""
+        notes = []
         if self.skipped_sessions:
             verb = "was" if self.skipped_sessions == 1 else "were"
-            text += f"; {self.skipped_sessions:,} already in the database {verb} left unchanged"
+            notes.append(f"{self.skipped_sessions:,} already in the database {verb} left unchanged")
         if self.orphan_views:
             verb = "was" if self.orphan_views == 1 else "were"
-            text += f"; {counted(self.orphan_views, 'view')} of no session in the source {verb} skipped"
-        return text
+            notes.append(f"{counted(self.orphan_views, 'view')} of no session in the source {verb} skipped")
+        return notes
 
 
 class Invalid(ValueError):

@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -93,6 +93,12 @@ def expected_tables(rows: list[Event]) -> tuple[pd.DataFrame, pd.DataFrame]:
     )
 
 
+def span(rows: list[Event]) -> str:
+    """What an import's report says of these new views' times."""
+    times = [row.time for row in rows if row.codes]
+    return f" from {min(times)} to {max(times)}"
+
+
 def tables(engine) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both FTP tables, whole, in key order (sorted here: MariaDB and SQLite agree, but say so)."""
     sessions, views = db.read_sessions(engine, "all")
@@ -146,6 +152,7 @@ def test_a_generated_log_gives_exactly_the_expected_tables(engine, tmp_path, suf
     report = events.import_events(engine, file, COLUMNS[layout])
     expected = expected_tables(rows)
     assert (report.new_sessions, report.new_views, report.skipped_sessions) == (400, len(rows), 0)
+    assert str(report) == f"imported 400 sessions ({len(rows):,} views){span(rows)}"
     assert_tables(engine, expected)
     assert expected[0]["gender"].isna().any() and expected[0]["gender"].notna().any()
     assert any("/" in code for code in expected[1]["category_d"]) == (layout == "levels")
@@ -189,7 +196,10 @@ def test_other_events_count_for_the_session_but_are_no_views(engine, tmp_path):
         events.import_events(engine, file, COLUMNS["path"])
     report = events.import_events(engine, file, COLUMNS["path"], other_events=True)
     assert (report.new_sessions, report.new_views, report.viewless_sessions) == (2, 2, 1)
-    assert str(report) == "imported 2 sessions (2 views); 1 session without a product view was left out"
+    assert str(report) == (
+        "imported 2 sessions (2 views) from 2014-11-14 09:30:01 to 2014-11-14 09:30:02; "
+        "1 session without a product view was left out"
+    )
     assert_tables(engine, expected_tables([row for row in rows if row.session_id != "s 2"]))
 
 
@@ -423,6 +433,94 @@ def test_the_real_logs_as_events_give_the_pakdd_import_tables(engine, real_db, t
 
 # -- bad files ------------------------------------------------------------------------------------------
 
+
+def epoch_frame(rows: list[Event], unit: str) -> pd.DataFrame:
+    """The events with their times as whole numbers of `unit` since 1970 UTC, as analytics exports key them."""
+    frame = event_frame(rows, "path")
+    since = frame["ts"] - datetime(1970, 1, 1)
+    return frame.assign(ts=since // pd.Timedelta(1, unit))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_times_as_numbers_since_1970_in_each_unit(engine, tmp_path, suffix, unit):
+    """Unix time in any unit (integers in Parquet, digits in CSV) gives the tables ISO times give:
+    the wall time is UTC's."""
+    rows = generated_events(sessions=100)
+    file = tmp_path / f"epoch{suffix}"
+    frame = epoch_frame(rows, unit)
+    frame.to_parquet(file, index=False) if suffix == ".parquet" else frame.to_csv(file, index=False)
+    assert pd.api.types.is_integer_dtype(frame["ts"])
+    events.import_events(engine, file, replace(COLUMNS["path"], time_unit=unit))
+    assert_tables(engine, expected_tables(rows))
+
+
+def test_times_since_1970_with_a_fraction_order_the_views_and_keep_seconds(engine, tmp_path):
+    """A fraction (of a second, or below a microsecond in ns) orders views within their second as
+    ISO fractions do; a float column reads as it prints, not as its binary expansion."""
+    frame = pd.DataFrame(
+        {
+            "visit": ["f"] * 3,
+            "ts": [1415959200.9, 1415959200.1, 1415959201.0],  # 2014-11-14 10:00:00.9, .1 and 10:00:01 UTC
+            "category path": ["a/b/c/late", "a/b/c/early", "a/b/c/last"],
+        }
+    )
+    frame.to_parquet(tmp_path / "floats.parquet", index=False)
+    columns = events.EventColumns(session="visit", time="ts", path="category path", time_unit="s")
+    events.import_events(engine, tmp_path / "floats.parquet", columns)
+    assert db.get_views(engine, "f")["category_d"].tolist() == ["early", "late", "last"]
+    session = db.get_session(engine, "f")
+    assert (str(session["start_time"]), str(session["end_time"])) == ("2014-11-14 10:00:00", "2014-11-14 10:00:01")
+    assert events._moment("1415959200999999999", replace(columns, time_unit="ns")) == datetime(
+        2014, 11, 14, 10, 0, 0, 999_999, tzinfo=UTC
+    )
+    assert events._moment(" -1.5 ", columns) == datetime(1969, 12, 31, 23, 59, 58, 500_000, tzinfo=UTC)
+
+
+EPOCH_HINT = "expected YYYY-MM-DD HH:MM:SS (ISO 8601); for a number since 1970-01-01 UTC, give its unit: --time-unit"
+BAD_EPOCH_FILES = [  # (time unit, the bad row's time, the reason)
+    (None, "1415959200", f"bad ts '1415959200': {EPOCH_HINT}"),
+    (None, "1415959200.5", f"bad ts '1415959200.5': {EPOCH_HINT}"),
+    ("ms", "2014-11-14 10:00:00", "bad ts '2014-11-14 10:00:00': expected a number of milliseconds since 1970"),
+    ("s", "NaN", "bad ts 'NaN': expected a number of seconds since 1970-01-01 UTC (--time-unit s)"),
+    ("s", "", "bad ts '': expected a number of seconds"),
+    ("s", "1415959200000", "bad ts '1415959200000': seconds since 1970 beyond the year 9999 (is the unit s right?)"),
+]
+
+
+@pytest.mark.parametrize("unit, time, reason", BAD_EPOCH_FILES)
+def test_a_time_that_is_not_what_its_unit_says_is_refused_with_its_line(loaded, tmp_path, unit, time, reason):
+    engine, before = loaded
+    good = [f"good {i},{1415959200 + i},A/B/C/D{i}/,female" for i in range(30)] if unit else GOOD
+    path = tmp_path / "epoch.csv"
+    path.write_bytes(csv_bytes(HEADER, *good, f"x,{time},A/B/C/D,"))
+    with pytest.raises(ImportFailed) as failure:
+        events.import_events(engine, path, replace(COLUMNS["path"], time_unit=unit))
+    assert str(failure.value).startswith(f"epoch.csv, line 32: {reason}"), str(failure.value)
+    assert tables(engine)[0].equals(before[0]) and tables(engine)[1].equals(before[1])
+
+
+def test_time_unit_on_the_command_line(tmp_path):
+    """`--time-unit ms` reads milliseconds; on a Parquet timestamp column it is refused, not ignored."""
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    rows = generated_events(sessions=20)
+    epoch_frame(rows, "ms").to_parquet(tmp_path / "ms.parquet", index=False)
+    event_frame(rows, "path").to_parquet(tmp_path / "stamps.parquet", index=False)
+    options = ["--session-col", "visit", "--time-col", "ts", "--path-col", "category path", "--db", url]
+    refused = run_cli(tmp_path / "stamps.parquet", *options, "--time-unit", "ms")
+    assert refused.returncode == 1 and refused.stderr.splitlines()[-1] == (
+        "error: stamps.parquet: column 'ts' holds timestamps, not numbers since 1970: drop --time-unit"
+    ), refused.stderr
+    assert not (tmp_path / "shop.db").exists()
+    done = run_cli(tmp_path / "ms.parquet", *options, "--time-unit", "ms", "--gender-col", "sex")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    engine = db.connect(url)
+    try:
+        assert_tables(engine, expected_tables(rows))
+    finally:
+        engine.dispose()
+
+
 HEADER = "visit,ts,category path,sex"
 GOOD = [f"good {i},2014-11-14 10:00:{i % 60:02d},A/B/C/D{i}/,female" for i in range(30)]
 
@@ -639,6 +737,8 @@ def test_wrong_options_are_refused():
         events.EventColumns(session="s", time="t", levels=("a", "b", "c", "d"), sep="/")
     with pytest.raises(GenderError, match="cannot be empty"):
         events.EventColumns(session="s", time="t", path="p", sep="")
+    with pytest.raises(GenderError, match="^unknown time unit 'sec': expected one of s, ms, us, ns$"):
+        events.EventColumns(session="s", time="t", path="p", time_unit="sec")
 
 
 # -- the command line --------------------------------------------------------------------------------------
@@ -664,7 +764,7 @@ def test_the_command_line(db_url, tmp_path):
     done = run_cli(file, *options, "--gender-col", "sex", "--db", url)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
-    assert done.stderr.strip().splitlines()[-1] == f"imported 100 sessions ({len(rows):,} views)"
+    assert done.stderr.strip().splitlines()[-1] == f"imported 100 sessions ({len(rows):,} views){span(rows)}"
     engine = db.connect(url)
     try:
         expected = expected_tables(rows)
@@ -744,7 +844,8 @@ def test_a_gzipped_csv_file_is_read_as_it_is_decompressed(tmp_path):
     pd.DataFrame({"visit": ["a"]}).to_parquet(tmp_path / "events.parquet.gz")
     options = ["--session-col", "visit", "--time-col", "ts", "--path-col", "category path", "--db", url]
     done = run_cli(tmp_path / "events.csv.gz", *options)
-    assert done.stderr.strip().splitlines()[-1] == "imported 30 sessions (30 views)", done.stderr
+    span = " from 2014-11-14 10:00:00 to 2014-11-14 10:00:29"
+    assert done.stderr.strip().splitlines()[-1] == f"imported 30 sessions (30 views){span}", done.stderr
     engine = db.connect(url)
     expected = tables(engine)
     done = run_cli(tmp_path / "events.dat", "--format", "csv", *options)
@@ -837,7 +938,9 @@ def test_an_import_killed_while_writing_the_tables_leaves_them_as_they_were(db_u
 
     done = run_cli(file, *options, "--db", url)  # again, to the end; then once more: nothing changes
     assert done.returncode == 0, done.stderr
-    assert done.stderr.strip().splitlines()[-1] == f"imported {KILL_SESSIONS:,} sessions ({len(rows):,} views)"
+    assert (
+        done.stderr.strip().splitlines()[-1] == f"imported {KILL_SESSIONS:,} sessions ({len(rows):,} views){span(rows)}"
+    )
     after = snapshot(url)
     again = run_cli(file, *options, "--db", url)
     assert again.stderr.strip().splitlines()[-1].startswith("imported 0 sessions (0 views)")
