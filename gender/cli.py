@@ -114,7 +114,14 @@ def cmd_import_events(args) -> None:
     settings, engine = _engine(args)
     print(f"importing {args.file} into {settings.db_label}", file=sys.stderr)
     report = events.import_events(
-        engine, args.file, columns, args.format, args.csv_delimiter, args.other_events, StderrProgress()
+        engine,
+        args.file,
+        columns,
+        args.format,
+        args.csv_delimiter,
+        args.other_events,
+        StderrProgress(),
+        drop_duplicates=args.drop_duplicates,
     )
     print(report, file=sys.stderr)
 
@@ -508,6 +515,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rows without a category are events other than views: they count for the session's start, end "
         "and gender only (sessions without a view are left out); without this they are errors",
+    )
+    sub.add_argument(
+        "--drop-duplicates",
+        action="store_true",
+        help="rows alike in session, time and category path are one view (an export that delivered some "
+        "events twice); without this each row is a view",
     )
 
     sub = command("import-db", cmd_import_db, "copy session and product from another FTP database")

@@ -101,6 +101,7 @@ class EventReport(ingest.ImportReport):
     # zone shows here at once (January 1970 for milliseconds read as microseconds).
     first_view: datetime | None = None
     last_view: datetime | None = None
+    duplicate_views: int = 0  # rows alike in session, moment and path beyond the first (with drop_duplicates)
 
     def imported(self) -> str:
         text = super().imported()
@@ -111,6 +112,9 @@ class EventReport(ingest.ImportReport):
         if self.viewless_sessions:
             verb = "was" if self.viewless_sessions == 1 else "were"
             notes.append(f"{counted(self.viewless_sessions, 'session')} without a product view {verb} left out")
+        if self.duplicate_views:
+            verb = "was" if self.duplicate_views == 1 else "were"
+            notes.append(f"{counted(self.duplicate_views, 'duplicate view')} {verb} dropped")
         return notes
 
 
@@ -478,9 +482,14 @@ def _later_sqlite(element, compiler, **kw) -> str:
     return f"strftime('%Y-%m-%d %H:%M:%S.000000', {time}, ({seconds}) || ' seconds')"
 
 
-def _build(conn: Connection, report: EventReport, collation: str | None) -> None:
+def category_columns(table) -> list:
+    return [table.c[name] for name in db.CATEGORY_NAMES]
+
+
+def _build(conn: Connection, report: EventReport, collation: str | None, drop_duplicates: bool) -> None:
     """Sessions and views from the staged events, for the sessions not in the database yet (as its
-    loose `collation`, if any, compares ids)."""
+    loose `collation`, if any, compares ids); with `drop_duplicates`, views alike in session,
+    moment and path are one."""
     known = select(db.session.c.session_id)
     in_database = (staging.c.session_id.collate(collation) if collation else staging.c.session_id).in_(known)
     report.skipped_sessions = conn.execute(
@@ -495,25 +504,36 @@ def _build(conn: Connection, report: EventReport, collation: str | None) -> None
     # A session starts at the wall time of its first event and lasts until its last one: its end
     # is on its start's clock, even when the clocks changed in between (summer time ended).
     session = {"partition_by": staging.c.session_id}
-    order = func.row_number().over(**session, order_by=(staging.c.instant, staging.c.microsecond, staging.c.position))
+    first_event = (staging.c.instant, staging.c.microsecond, staging.c.position)
     each = select(
         staging.c.session_id,
         staging.c.time,
         (func.max(staging.c.instant).over(**session) - staging.c.instant).label("seconds_to_last"),
         func.max(staging.c.gender).over(**session).label("told"),  # the one gender given, or NULL (checked)
         views.over(**session).label("views"),
-        order.label("place"),
+        func.row_number().over(**session, order_by=first_event).label("place"),
     ).subquery()
     end = _Later(each.c.time, each.c.seconds_to_last)
     sessions = select(each.c.session_id, each.c.time, end, each.c.told).where(each.c.place == 1, each.c.views > 0)
     names = ["session_id", "start_time", "end_time", "gender"]
     report.new_sessions = conn.execute(insert(db.session).from_select(names, sessions)).rowcount
 
-    ordered = select(staging.c.session_id, order, *(staging.c[name] for name in db.CATEGORY_NAMES)).where(
-        staging.c.category_a.is_not(None)
+    viewed = select(staging).where(staging.c.category_a.is_not(None))
+    if drop_duplicates:  # the first row (in file order) of each (session, moment, path)
+        alike = (staging.c.session_id, staging.c.instant, staging.c.microsecond, *category_columns(staging))
+        first = func.row_number().over(partition_by=alike, order_by=staging.c.position) == 1
+        twins = viewed.add_columns(first.label("first")).subquery()
+        viewed = select(*(twins.c[column.name] for column in staging.c)).where(twins.c.first)
+    viewed = viewed.subquery()
+    order = func.row_number().over(
+        partition_by=viewed.c.session_id, order_by=(viewed.c.instant, viewed.c.microsecond, viewed.c.position)
     )
     names = ["session_id", "sequence_order", *db.CATEGORY_NAMES]
+    ordered = select(viewed.c.session_id, order, *category_columns(viewed))
     report.new_views = conn.execute(insert(db.product).from_select(names, ordered)).rowcount
+    if drop_duplicates:
+        staged_views = conn.execute(select(func.count(staging.c.category_a))).scalar_one()
+        report.duplicate_views = staged_views - report.new_views
     span = select(func.min(staging.c.time), func.max(staging.c.time)).where(staging.c.category_a.is_not(None))
     report.first_view, report.last_view = conn.execute(span).one()
 
@@ -537,6 +557,7 @@ def import_events(
     csv_delimiter: str | None = None,
     other_events: bool = False,
     progress: ingest.Progress | None = None,
+    drop_duplicates: bool = False,
 ) -> EventReport:
     """Import an event log (CSV or Parquet, by `file_format` or the file's extension) into the FTP tables.
 
@@ -544,6 +565,9 @@ def import_events(
     With `other_events`, rows with no category are events other than views (a page, a search):
     they count for the session's start, end and gender but are not views, and a session that has
     only such events is left out. Without it, such a row is an error.
+    With `drop_duplicates`, rows alike in session id, time (as precise as the file has it) and
+    category path are one view: an export that delivered some events twice. Without it each row
+    is a view of its own (a page reloaded within its second is one more view).
     """
     path = Path(path)
     ingest.check_is_file(path, "an event log (CSV or Parquet)")
@@ -580,7 +604,7 @@ def import_events(
                 collation = db.loose_id_collation(conn)  # a table of one's own may take `GAP` for `gap`
                 if collation and (reason := ingest.twins(conn, staging.c.session_id, collation)):
                     raise ImportFailed(path.name, reason)
-                _build(conn, report, collation)
+                _build(conn, report, collation, drop_duplicates)
         finally:
             _drop_staging(conn)
     return report

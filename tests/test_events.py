@@ -434,6 +434,36 @@ def test_the_real_logs_as_events_give_the_pakdd_import_tables(engine, real_db, t
 # -- bad files ------------------------------------------------------------------------------------------
 
 
+def test_duplicate_rows_are_one_view_with_drop_duplicates(engine, tmp_path):
+    """An export that delivered some events twice: with drop_duplicates, rows alike in session, time
+    and path are one view (the first; a gender on the twin still counts), while a view of the same
+    path at another moment, or another path at the same moment, stays; without it each row is a view."""
+    rows = generated_events(sessions=60)
+    twins = [replace(row, gender=None) for row in rows[::3]] + [replace(row, gender=row.gender) for row in rows[1::7]]
+    later = replace(rows[2], time=rows[2].time + timedelta(seconds=1))  # a view again, a second later
+    elsewhere = replace(rows[4], codes=(*rows[4].codes[:3], "another product"))
+    with_twins = rows + twins + [later, elsewhere]
+    random.Random(5).shuffle(with_twins)
+    file = write_events(event_frame(with_twins, "path"), tmp_path / "twice.csv")
+    report = events.import_events(engine, file, COLUMNS["path"], drop_duplicates=True)
+    assert (report.new_views, report.duplicate_views) == (len(rows) + 2, len(twins))
+    assert str(report).endswith(f"; {len(twins)} duplicate views were dropped")
+    kept, seen = [], set()
+    for row in with_twins:  # the first of each (session, time, path), in file order
+        if (key := (row.session_id, row.time, row.codes)) not in seen:
+            seen.add(key)
+            kept.append(row)
+    assert len(kept) == len(rows) + 2
+    assert_tables(engine, (expected_tables(with_twins)[0], expected_tables(kept)[1]))  # in file order: the first
+
+    every = events.import_events(db_of(tmp_path / "every.db"), file, COLUMNS["path"])
+    assert (every.new_views, every.duplicate_views) == (len(with_twins), 0)
+
+
+def db_of(path: Path):
+    return db.connect(f"sqlite:///{path}")
+
+
 def epoch_frame(rows: list[Event], unit: str) -> pd.DataFrame:
     """The events with their times as whole numbers of `unit` since 1970 UTC, as analytics exports key them."""
     frame = event_frame(rows, "path")
