@@ -110,6 +110,7 @@ def cmd_import_events(args) -> None:
         gender=args.gender_col,
         sep=args.sep,
         time_unit=args.time_unit,
+        time_zone=args.time_zone,
     )
     settings, engine = _engine(args)
     print(f"importing {args.file} into {settings.db_label}", file=sys.stderr)
@@ -501,7 +502,13 @@ def parser() -> argparse.ArgumentParser:
         "--time-unit",
         choices=list(events.TIME_UNITS),
         help="--time-col holds numbers of seconds, milliseconds, microseconds or nanoseconds since "
-        "1970-01-01 UTC (Unix time), whole or not; their wall time is UTC's",
+        "1970-01-01 UTC (Unix time), whole or not; their wall time is UTC's unless --time-zone",
+    )
+    sub.add_argument(
+        "--time-zone",
+        metavar="ZONE",
+        help="keep the shop's wall time (the hour of day the features read): times with an offset and Unix "
+        "times are shown on this IANA zone's clock (Europe/Prague), times without one are taken as its",
     )
     category = sub.add_mutually_exclusive_group(required=True)
     category.add_argument("--path-col", metavar="COLUMN", help="the category path, top level first: A/B/C/D")

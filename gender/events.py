@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from functools import cached_property
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     BigInteger,
@@ -68,8 +70,16 @@ class EventColumns:
     gender: str | None = None
     sep: str | None = None
     time_unit: str | None = None  # the time is a number of these since 1970 UTC (TIME_UNITS); else ISO 8601
+    time_zone: str | None = None  # an IANA name: the wall time kept is this zone's (else as written, UTC for numbers)
 
     def __post_init__(self):
+        if self.time_zone is not None:
+            try:
+                self.zone  # noqa: B018 (looked up now, so that a wrong name stops the import before it starts)
+            except (KeyError, ValueError):
+                raise GenderError(
+                    f"unknown time zone {self.time_zone!r}: expected an IANA name such as Europe/Prague or UTC"
+                ) from None
         if self.time_unit is not None and self.time_unit not in TIME_UNITS:
             raise GenderError(f"unknown time unit {self.time_unit!r}: expected one of {', '.join(TIME_UNITS)}")
         if (self.path is None) == (self.levels is None):
@@ -83,6 +93,10 @@ class EventColumns:
                 raise GenderError("a separator (--sep) splits a path column (--path-col): level columns have none")
         if self.sep == "":
             raise GenderError("the path separator cannot be empty")
+
+    @cached_property
+    def zone(self) -> ZoneInfo | None:
+        return None if self.time_zone is None else ZoneInfo(self.time_zone)
 
     @property
     def categories(self) -> list[str]:
@@ -360,6 +374,8 @@ def _checked(values: tuple, position: int, columns: EventColumns, other_events: 
     categories, gender = (rest[:-1], rest[-1]) if columns.gender else (rest, None)
     session_id = ingest.check_session_id(_exact(session_id))
     when = _moment(_text(time), columns)
+    if columns.zone is not None:  # a moment is shown on that zone's clock; a wall time is taken as that clock's
+        when = when.astimezone(columns.zone) if when.tzinfo else when.replace(tzinfo=columns.zone)
     since_epoch = when.replace(tzinfo=None) - EPOCH - (when.utcoffset() or timedelta(0))
     codes, written = [_exact(code) for code in categories], None
     if columns.path is not None and isinstance(codes[0], str) and codes[0]:

@@ -507,6 +507,43 @@ def test_times_since_1970_with_a_fraction_order_the_views_and_keep_seconds(engin
     assert events._moment(" -1.5 ", columns) == datetime(1969, 12, 31, 23, 59, 58, 500_000, tzinfo=UTC)
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_time_zone_puts_unix_times_on_the_shops_clock(engine, tmp_path, suffix):
+    """With Europe/Prague, Unix times 20 minutes apart as summer time ends are 02:50 and 02:10 on
+    the shop's clock, ordered as they happened; a session lasts 20 minutes from 02:50."""
+    moments = pd.to_datetime(["2014-10-26T00:50:00Z", "2014-10-26T01:10:00Z", "2014-11-14T09:00:00Z"])
+    frame = pd.DataFrame(
+        {
+            "visit": ["dst", "dst", "winter"],
+            "ts": (moments - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "s"),
+            "category path": ["A/B/C/first", "A/B/C/second", "A/B/C/D"],
+        }
+    )
+    file = tmp_path / f"unix{suffix}"
+    frame.to_parquet(file, index=False) if suffix == ".parquet" else frame.to_csv(file, index=False)
+    columns = events.EventColumns(
+        session="visit", time="ts", path="category path", time_unit="s", time_zone="Europe/Prague"
+    )
+    report = events.import_events(engine, file, columns)
+    assert db.get_views(engine, "dst")["category_d"].tolist() == ["first", "second"]
+    session = db.get_session(engine, "dst")
+    assert (str(session["start_time"]), str(session["end_time"])) == ("2014-10-26 02:50:00", "2014-10-26 03:10:00")
+    assert str(db.get_session(engine, "winter")["start_time"]) == "2014-11-14 10:00:00"  # UTC+1 in November
+    assert (str(report.first_view), str(report.last_view)) == ("2014-10-26 02:10:00", "2014-11-14 10:00:00")
+
+
+def test_a_time_zone_takes_times_without_an_offset_as_its_own(engine, tmp_path):
+    """ISO times: one with an offset is shown on the zone's clock, one without is that clock's already."""
+    path = tmp_path / "iso.csv"
+    path.write_bytes(
+        csv_bytes("visit,ts,category path", "a,2014-11-14 10:00:00,A/B/C/D", "b,2014-11-14T10:00:00Z,A/B/C/D")
+    )
+    columns = events.EventColumns(session="visit", time="ts", path="category path", time_zone="America/New_York")
+    events.import_events(engine, path, columns)
+    assert str(db.get_session(engine, "a")["start_time"]) == "2014-11-14 10:00:00"
+    assert str(db.get_session(engine, "b")["start_time"]) == "2014-11-14 05:00:00"
+
+
 EPOCH_HINT = "expected YYYY-MM-DD HH:MM:SS (ISO 8601); for a number since 1970-01-01 UTC, give its unit: --time-unit"
 BAD_EPOCH_FILES = [  # (time unit, the bad row's time, the reason)
     (None, "1415959200", f"bad ts '1415959200': {EPOCH_HINT}"),
@@ -542,7 +579,11 @@ def test_time_unit_on_the_command_line(tmp_path):
         "error: stamps.parquet: column 'ts' holds timestamps, not numbers since 1970: drop --time-unit"
     ), refused.stderr
     assert not (tmp_path / "shop.db").exists()
-    done = run_cli(tmp_path / "ms.parquet", *options, "--time-unit", "ms", "--gender-col", "sex")
+    unknown = run_cli(tmp_path / "ms.parquet", *options, "--time-unit", "ms", "--time-zone", "Europe/Praha")
+    assert unknown.returncode == 1 and unknown.stderr.splitlines()[-1] == (
+        "error: unknown time zone 'Europe/Praha': expected an IANA name such as Europe/Prague or UTC"
+    ), unknown.stderr
+    done = run_cli(tmp_path / "ms.parquet", *options, "--time-unit", "ms", "--gender-col", "sex", "--time-zone", "UTC")
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     engine = db.connect(url)
     try:
@@ -769,6 +810,11 @@ def test_wrong_options_are_refused():
         events.EventColumns(session="s", time="t", path="p", sep="")
     with pytest.raises(GenderError, match="^unknown time unit 'sec': expected one of s, ms, us, ns$"):
         events.EventColumns(session="s", time="t", path="p", time_unit="sec")
+    for zone in ("Mars/Base", "../etc", ""):
+        with pytest.raises(
+            GenderError, match="^unknown time zone .*: expected an IANA name such as Europe/Prague or UTC$"
+        ):
+            events.EventColumns(session="s", time="t", path="p", time_zone=zone)
 
 
 # -- the command line --------------------------------------------------------------------------------------
