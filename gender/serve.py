@@ -115,6 +115,24 @@ class _Outage:
     rows: dict[tuple[str, str], dict] = field(default_factory=dict)  # (session, model) -> its first row
 
 
+class LogMeter:
+    """What a LogWriter tells of its rows as it goes: this one keeps none of it, gender.api's counts
+    it on /metrics. Called from the request threads and the writer's, mostly with the writer's lock
+    held: quick, thread-safe, and never calling the writer back."""
+
+    def written(self, rows: int) -> None:
+        """Rows in a statement the database committed (a pair it had already adds nothing)."""
+
+    def dropped(self, rows: int) -> None:
+        """Rows that will never be written: beyond QUEUE or KEEP, not written at close, or a bug's."""
+
+    def failed(self) -> None:
+        """A write the database refused or failed (its rows kept, unless closing or a bug's)."""
+
+    def waiting(self, rows: int) -> None:
+        """The rows in memory now, not yet written: queued, being written, and kept."""
+
+
 class LogWriter:
     """Writes served predictions to `prediction_log` off the request path.
 
@@ -130,7 +148,7 @@ class LogWriter:
     shutdown while the database answers: `close` (run at exit) writes what is still waiting, the
     kept rows too, before returning (one try; rows it cannot write are counted in the log), and a
     row added after it is written at once. Serving never waits for any of it, nor fails: a
-    failure is a warning.
+    failure is a warning. What becomes of the rows is told to `meter` as well (`LogMeter`).
     """
 
     BATCH = 2_000  # rows a statement at most: MariaDB's packets stay small
@@ -141,7 +159,8 @@ class LogWriter:
     KEEP = 100_000  # rows kept for a database that does not take them (about 50 MB): minutes of a busy API
     QUEUE = 100_000  # rows waiting for the thread while a write holds it up (it takes them every LINGER else)
 
-    def __init__(self):
+    def __init__(self, meter: LogMeter | None = None):
+        self.meter = meter or LogMeter()
         self._waiting: dict[Engine, list[dict]] = {}
         self._queued = 0  # rows in _waiting: QUEUE at most
         self._overflow = 0  # rows dropped since the thread last took _waiting
@@ -157,9 +176,11 @@ class LogWriter:
                 first = not self._waiting
                 if self._queued >= self.QUEUE:  # the thread is held up (a write waiting on a stalled database)
                     self._overflow += 1
+                    self.meter.dropped(1)
                     return
                 self._queued += 1
                 self._waiting.setdefault(engine, []).append(row)
+                self._meter_waiting()
                 if self._thread is None:
                     # A daemon thread, so a process never hangs on it; `close` at exit drains it.
                     self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -205,6 +226,7 @@ class LogWriter:
                     return
                 batches, notes = self._take()
                 self._writing = sum(map(len, batches.values()))
+                self._meter_waiting()
             _say(notes)
             failed = {engine: self._write_all(engine, rows) for engine, rows in batches.items()}
             with self._changed:
@@ -212,10 +234,15 @@ class LogWriter:
             _say(notes)  # before `flush` returns: what it waited for is written or said
             with self._changed:
                 self._writing = 0
+                self._meter_waiting()
                 self._changed.notify_all()
 
     # The methods below run with self._changed held, and leave the logging to the caller (a slow
     # log handler must not hold up `add`, on the request path).
+
+    def _meter_waiting(self) -> None:
+        kept = sum(len(outage.rows) for outage in self._outages.values())
+        self.meter.waiting(self._queued + self._writing + kept)
 
     def _retry_due(self) -> bool:
         now = time.monotonic()
@@ -279,6 +306,7 @@ class LogWriter:
             exc, rest = failure
             if self._closed:  # a last try at shutdown: what it did not write is lost
                 self._outages.pop(engine, None)
+                self.meter.dropped(len(rest))
                 dropped = outage.dropped if outage else 0
                 notes.append(
                     (
@@ -336,6 +364,8 @@ class LogWriter:
                 kept[key] = row
             else:
                 outage.dropped += 1
+        if outage.dropped > dropped:
+            self.meter.dropped(outage.dropped - dropped)
         if dropped or not outage.dropped:
             return []
         return [
@@ -350,22 +380,32 @@ class LogWriter:
     def _write_all(self, engine: Engine, rows: list[dict]) -> tuple[GenderError, list[dict]] | None:
         """Write rows in batches; None when written, else the failure and the rows not written."""
         for start in range(0, len(rows), self.BATCH):
+            batch = rows[start : start + self.BATCH]
             try:
-                db.log_predictions(engine, rows[start : start + self.BATCH])
+                db.log_predictions(engine, batch)
             except GenderError as exc:  # the database failed: the rest waits for the next try
+                self.meter.failed()
                 return exc, rows[start:]
             except Exception:  # a bug must not take a page down either (and trying again would repeat it)
                 log.exception("prediction log not written")
+                self.meter.failed()
+                self.meter.dropped(len(batch))
+            else:
+                self.meter.written(len(batch))
         return None
 
-    @staticmethod
-    def _write(engine: Engine, rows: list[dict]) -> None:
+    def _write(self, engine: Engine, rows: list[dict]) -> None:
         try:
             db.log_predictions(engine, rows)
         except GenderError as exc:  # e.g. a read-only database: serving goes on without the log
             log.warning("prediction log not written: %s", exc)
         except Exception:  # a bug must not take a page down either
             log.exception("prediction log not written")
+        else:
+            self.meter.written(len(rows))
+            return
+        self.meter.failed()
+        self.meter.dropped(len(rows))
 
 
 def _say(notes: list) -> None:
