@@ -6,7 +6,8 @@
     GET  /api/health                       database reachable, models loaded, their ids
     (HEAD too on /predict, /count and /api/health, as the original's Flask answered it)
     GET  /api/docs, /api/openapi.json      the OpenAPI description and its page
-    GET  /metrics                          Prometheus: requests, latency, predictions, model, database errors
+    GET  /metrics                          Prometheus: requests, latency, predictions, model, database errors,
+                                           the prediction log's rows
 
 The answers come from the same builders as the CLI's and the Predict page's (`serve.serve`,
 `Served.as_json`, `Prediction.unknown`, `predict.count`), with the session's A/B group's model,
@@ -79,7 +80,8 @@ def is_api_path(path: str) -> bool:
 
 
 class Metrics:
-    """The Prometheus metrics of one app, in its own registry (tests build several apps).
+    """The Prometheus metrics of one app, in its own registry (tests build several apps), with the
+    process's prediction log's (`LogMetrics`).
 
     Under `python -m gender api --workers N` each process counts in files of a folder named by
     PROMETHEUS_MULTIPROC_DIR, and /metrics, whichever process answers it, adds them all up.
@@ -124,6 +126,7 @@ class Metrics:
         self.database_errors = Counter(
             "gender_database_errors", "Requests that failed on the database", registry=self.registry
         )
+        self.registry.register(PREDICTION_LOG)  # the process's, as its writer: not this app's alone
         # prometheus_client's labels() checks and locks on every call: each label set's child is kept.
         self._children: dict[tuple, object] = {}  # (metric, *labels) -> its child
 
@@ -163,6 +166,58 @@ class Metrics:
         everyone = CollectorRegistry()
         MultiProcessCollector(everyone)
         return generate_latest(everyone)
+
+
+class LogMetrics(serve.LogMeter):
+    """The prediction log's metrics: what the process's writer (`serve.log_writer`, which writes
+    the dashboard pages' rows too) did with its rows. One set a process, as the writer is, which
+    every app's registry shows (a Prometheus collector)."""
+
+    def __init__(self):
+        self.rows_written = Counter(
+            "gender_prediction_log_rows_written",
+            "Rows written to prediction_log",
+            registry=None,
+        )
+        self.rows_dropped = Counter(
+            "gender_prediction_log_rows_dropped",
+            "Rows never written to prediction_log: too many waiting, or unwritten at shutdown",
+            registry=None,
+        )
+        self.write_failures = Counter(
+            "gender_prediction_log_write_failures",
+            "Writes to prediction_log that failed (their rows wait for the next try)",
+            registry=None,
+        )
+        self.rows_waiting = Gauge(
+            "gender_prediction_log_rows_waiting",
+            "Rows in memory not yet written to prediction_log: queued, or kept through an outage",
+            registry=None,
+            multiprocess_mode="livesum",  # across processes: every live worker's rows
+        )
+        self._metrics = (self.rows_written, self.rows_dropped, self.write_failures, self.rows_waiting)
+
+    def written(self, rows: int) -> None:
+        self.rows_written.inc(rows)
+
+    def dropped(self, rows: int) -> None:
+        self.rows_dropped.inc(rows)
+
+    def failed(self) -> None:
+        self.write_failures.inc()
+
+    def waiting(self, rows: int) -> None:
+        self.rows_waiting.set(rows)
+
+    def describe(self):
+        return [family for metric in self._metrics for family in metric.describe()]
+
+    def collect(self):
+        return [family for metric in self._metrics for family in metric.collect()]
+
+
+PREDICTION_LOG = LogMetrics()
+serve.log_writer.meter = PREDICTION_LOG
 
 
 class Service:

@@ -285,6 +285,8 @@ def test_health_docs_metrics_and_the_dashboard_beside_them(data, server, models)
     )
     assert f'model_id="{models.treatment.model_id}"' in body and 'slot="control"' in body
     assert "gender_model_trained_timestamp_seconds" in body and "gender_database_errors_total" in body
+    for name in PREDICTION_LOG_METRICS.values():  # the server's writer, the pages' rows too
+        assert samples(body, name), name
     assert "shop/1" not in body and VALID_ID not in body  # labelled by route template, never by id
 
     page = client.get("/")  # the dashboard is still there, on the same port
@@ -567,6 +569,72 @@ def test_a_database_outage_is_a_json_503_and_counted(trained_demo, monkeypatch):
         health = client.get("/api/health")
         assert health.status_code == 503 and health.json()["MODEL"]  # the model is still loaded
         assert "gender_database_errors_total 3.0" in client.get("/metrics").text
+
+
+PREDICTION_LOG_METRICS = {
+    "written": "gender_prediction_log_rows_written_total",
+    "dropped": "gender_prediction_log_rows_dropped_total",
+    "failures": "gender_prediction_log_write_failures_total",
+    "waiting": "gender_prediction_log_rows_waiting",
+}
+
+
+def prediction_log_metrics(client) -> dict[str, float]:
+    """What /metrics says of the prediction log."""
+    body = client.get("/metrics").text
+    return {key: sum(s.value for s in samples(body, name)) for key, name in PREDICTION_LOG_METRICS.items()}
+
+
+def test_metrics_count_the_rows_the_prediction_log_writes(trained_demo, tmp_path, monkeypatch):
+    """/metrics says how many rows the process's prediction log wrote (its one writer: whichever
+    app of the process served them, or the dashboard's pages), and that none wait."""
+    monkeypatch.setenv("GENDER_DB_URL", live.sqlite_copy(trained_demo[0], tmp_path / "log.db", empty_log=True))
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(trained_demo[1]))
+    ids = ["u10003", "u10004", "u10005"]
+    with TestClient(api.create_app()) as client:
+        before = prediction_log_metrics(client)  # the process's: other tests' rows too
+        assert [answer["SESSION_ID"] for answer in client.post("/api/predict", json=ids).json()] == ids
+        assert serve.log_writer.flush(timeout=30)
+        after = prediction_log_metrics(client)
+    assert {key: after[key] - before[key] for key in ("written", "dropped", "failures")} == {
+        "written": 3,
+        "dropped": 0,
+        "failures": 0,
+    }
+    assert after["waiting"] == 0
+
+
+def test_metrics_show_the_prediction_log_waiting_for_a_database_that_refuses_it(trained_demo, tmp_path, monkeypatch):
+    """A database that answers but refuses the log's rows (here a trigger; a user without INSERT, a
+    full disk): /metrics shows the failed writes and the rows waiting, and once it takes them, those
+    rows written and none waiting. A process's writer and metrics of its own, as a fresh server's."""
+    url = live.sqlite_copy(trained_demo[0], tmp_path / "log.db", empty_log=True)
+    engine = db.connect(url)
+    db.create_schema(engine)  # the prediction log, for the trigger
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON prediction_log BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+    meter = api.LogMetrics()
+    writer = serve.LogWriter(meter)
+    writer.RETRY = 0.2
+    monkeypatch.setattr(api, "PREDICTION_LOG", meter)
+    monkeypatch.setattr(serve, "log_writer", writer)
+    monkeypatch.setenv("GENDER_DB_URL", url)
+    monkeypatch.setenv("GENDER_MODEL_DIR", str(trained_demo[1]))
+    ids = ["u10003", "u10004", "u10005"]
+    with TestClient(api.create_app()) as client:
+        assert [answer["SESSION_ID"] for answer in client.post("/api/predict", json=ids).json()] == ids
+        assert writer.flush(timeout=30)  # tried, and refused: kept
+        down = prediction_log_metrics(client)
+        assert (down["written"], down["dropped"], down["waiting"]) == (0, 0, 3) and down["failures"] >= 1
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER refuse")
+        until(lambda: sorted(db.served_predictions(engine)["session_id"]) == ids)  # its next try
+        assert writer.flush(timeout=30)  # the counts are settled just after the commit
+        back = prediction_log_metrics(client)
+        assert (back["written"], back["dropped"], back["waiting"]) == (3, 0, 0)
+    engine.dispose()
 
 
 def test_health_says_when_to_ask_again_as_the_data_routes_do(trained_demo, tmp_path, monkeypatch):

@@ -131,6 +131,18 @@ def test_the_routes_answer_as_in_process_and_metrics_add_up_over_the_workers(api
     serving = {s.labels["model_id"] for s in samples(text, "gender_model_info") if s.value == 1}
     assert serving == {models.treatment.model_id, models.control.model_id}
 
+    # The prediction log's rows, each worker's written a fifth of a second behind its answers: summed.
+    deadline = time.monotonic() + 60  # not a timing: the deadline only ends a hang
+    while sum(s.value for s in samples(text, "gender_prediction_log_rows_written_total")) < len(served):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.1)
+        text = get(f"{base}/metrics")[1].decode()
+    assert sum(s.value for s in samples(text, "gender_prediction_log_rows_written_total")) == len(served)
+    for counter in ("gender_prediction_log_rows_dropped_total", "gender_prediction_log_write_failures_total"):
+        assert sum(s.value for s in samples(text, counter)) == 0
+    waiting = samples(text, "gender_prediction_log_rows_waiting")
+    assert [(s.labels, s.value) for s in waiting] == [({}, 0)]  # one sum over the workers, not one per process
+
     for session_id in ids[40:]:
         predict(session_id)
     process.send_signal(signal.SIGTERM)  # at once: the last answers' log rows may still be waiting

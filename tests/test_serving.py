@@ -12,10 +12,11 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import pytest
+from prometheus_client import CollectorRegistry
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from sqlalchemy import event
 
-from gender import artifact, db, monitor, predict, serve, synth
+from gender import api, artifact, db, monitor, predict, serve, synth
 from tests import live
 from tests.conftest import _mysql_database
 from tests.test_app import make_app
@@ -342,6 +343,100 @@ def test_rows_waiting_behind_a_write_that_hangs_are_capped_and_counted(models, t
     assert [r.getMessage() for r in caplog.records] == [
         "prediction log: 2 rows dropped while a write held the writer up (2 waited already)"
     ]
+    engine.dispose()
+
+
+LOG_METRICS = {
+    "written": "gender_prediction_log_rows_written_total",
+    "dropped": "gender_prediction_log_rows_dropped_total",
+    "failures": "gender_prediction_log_write_failures_total",
+    "waiting": "gender_prediction_log_rows_waiting",
+}
+
+
+def metered_writer() -> tuple[serve.LogWriter, Callable[[], dict[str, float]]]:
+    """A writer of its own counting in the service's prediction log metrics (a set of its own, in
+    a registry of its own), and what they say now."""
+    meter, registry = api.LogMetrics(), CollectorRegistry()
+    registry.register(meter)
+    return serve.LogWriter(meter), lambda: {key: registry.get_sample_value(name) for key, name in LOG_METRICS.items()}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
+def test_the_log_metrics_say_what_is_written_and_what_waits_through_an_outage(backend, models, trained_demo, tmp_path):
+    """What /metrics shows of the prediction log: rows written; through an outage the failed
+    writes and the rows kept (waiting), then, the database back, those rows written and none waiting."""
+    source = db.connect(trained_demo[0])
+    answers = [serve.serve(source, models, f"u{10001 + i}", "salt", 0.5, explain=False) for i in range(6)]
+    writer, metrics = metered_writer()
+    writer.RETRY = 0.5
+    assert metrics() == {"written": 0, "dropped": 0, "failures": 0, "waiting": 0}
+    up = db.connect(f"sqlite:///{tmp_path / 'up.db'}")
+    for answer in answers[:3]:
+        writer.add(up, serve.log_row(answer, "api"))
+    assert writer.flush(timeout=30)
+    assert metrics() == {"written": 3, "dropped": 0, "failures": 0, "waiting": 0}
+
+    with briefly_unreachable(backend, tmp_path) as (url, come_back):
+        engine = db.connect(url)
+        for answer in answers[3:5]:
+            writer.add(engine, serve.log_row(answer, "api"))
+        assert writer.flush(timeout=30)  # tried, and refused: kept
+        down = metrics()
+        assert (down["written"], down["dropped"], down["waiting"]) == (3, 0, 2) and down["failures"] >= 1
+        writer.add(engine, serve.log_row(answers[5], "api"))  # served during the outage: waits with them
+        assert writer.flush(timeout=30)
+        assert metrics()["waiting"] == 3
+        come_back()
+        wanted = sorted(a.prediction.session_id for a in answers[3:])
+        assert eventually(lambda: logged(url) == wanted), logged(url)
+        assert writer.flush(timeout=30)  # the counts are settled just after the commit
+        back = metrics()
+        assert (back["written"], back["dropped"], back["waiting"]) == (6, 0, 0)
+        writer.close()
+        engine.dispose()
+    up.dispose()
+
+
+def test_the_log_metrics_count_every_row_dropped(models, trained_demo, tmp_path):
+    """Rows beyond QUEUE while a write holds the writer up, beyond KEEP for a database that stays
+    down, and those it still cannot write at shutdown: dropped, and no longer waiting."""
+    source = db.connect(trained_demo[0])
+    answers = [serve.serve(source, models, f"u{10001 + i}", "salt", 0.5, explain=False) for i in range(9)]
+    engine = db.connect(f"sqlite:///{tmp_path / 'log.db'}")
+    db.create_schema(engine)
+    stalled, release = threading.Event(), threading.Event()
+
+    def stall(*_args) -> None:  # the first statement waits
+        if not stalled.is_set():
+            stalled.set()
+            release.wait(30)
+
+    event.listen(engine, "before_cursor_execute", stall)
+    writer, metrics = metered_writer()
+    writer.QUEUE = 2
+    writer.add(engine, serve.log_row(answers[0], "api"))
+    assert stalled.wait(30)  # the thread is in the write
+    for answer in answers[1:5]:  # 2 wait, 2 are dropped
+        writer.add(engine, serve.log_row(answer, "api"))
+    assert metrics() == {"written": 0, "dropped": 2, "failures": 0, "waiting": 3}  # 1 being written, 2 queued
+    release.set()
+    assert writer.flush(timeout=30)
+    assert metrics() == {"written": 3, "dropped": 2, "failures": 0, "waiting": 0}
+
+    writer.QUEUE, writer.KEEP = 100, 2
+    down = db.connect(f"sqlite:///{tmp_path / 'gone' / 'log.db'}")  # never there
+    for answer in answers[5:8]:  # 2 kept, 1 dropped
+        writer.add(down, serve.log_row(answer, "api"))
+    assert writer.flush(timeout=30)
+    kept = metrics()
+    assert (kept["written"], kept["dropped"], kept["waiting"]) == (3, 3, 2) and kept["failures"] >= 1
+    writer.close()  # one last try, which fails: the kept rows are lost
+    closed = metrics()
+    assert (closed["written"], closed["dropped"], closed["waiting"]) == (3, 5, 0)
+    assert closed["failures"] > kept["failures"]
+    writer.add(engine, serve.log_row(answers[8], "api"))  # after close: written at once
+    assert metrics()["written"] == 4
     engine.dispose()
 
 
