@@ -224,6 +224,10 @@ def _serve_in_workers(host: str, port: int, workers: int, banner: str) -> list[i
                     continue
                 if not serving.is_set():
                     raise GenderError(f"an API worker ended before it could serve ({_ended(process)}); see above")
+                # Its gauges leave the sums (its prediction log's rows waiting died with it); its counts stay.
+                from prometheus_client.multiprocess import mark_process_dead
+
+                mark_process_dead(process.pid)
                 print(f"an API worker ended ({_ended(process)}); starting another", file=sys.stderr)
                 processes[number] = start()
             time.sleep(0.2)

@@ -195,12 +195,16 @@ def test_a_worker_killed_while_serving_is_replaced_at_once(api_server, tmp_path)
     workers = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and parent_of(int(pid)) == process.pid]
     workers = [pid for pid in workers if "spawn" in Path(f"/proc/{pid}/cmdline").read_text()]
     assert len(workers) == 2, workers
+    folder = Path(tempfile.gettempdir()) / f"gender-metrics-{base.rsplit(':', 1)[1]}"
+    assert (folder / f"gauge_livesum_{workers[0]}.db").exists()  # its prediction log's rows waiting
     os.kill(workers[0], signal.SIGKILL)
     deadline = time.monotonic() + 120
     while "starting another" not in (tmp_path / "api.log").read_text():
         assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "api.log").read_text()
         time.sleep(0.2)
     assert "an API worker ended (killed by signal 9); starting another" in (tmp_path / "api.log").read_text()
+    # The dead worker's gauges leave the sums (a killed worker's waiting rows would count forever), its counters stay.
+    assert not list(folder.glob(f"gauge_*_{workers[0]}.db")) and (folder / f"counter_{workers[0]}.db").exists()
     for _ in range(20):  # new connections spread over both sockets again
         assert get(f"{base}/predict/u10003")[0] == 200
     assert process.poll() is None
