@@ -340,7 +340,7 @@ def _moment(value: object, columns: EventColumns) -> datetime:
                 f"bad {columns.time} {ingest._shown(value)}: expected YYYY-MM-DD HH:MM:SS (ISO 8601); "
                 "for a number since 1970-01-01 UTC, give its unit: --time-unit s, ms, us or ns"
             ) from None
-    number = None if isinstance(value, bool) else _number(value)
+    number = _number(value)
     if number is None:
         raise ingest.Invalid(
             f"bad {columns.time} {ingest._shown(value)}: expected a number of {UNIT_NAMES[unit]} "
@@ -498,7 +498,8 @@ def _later_sqlite(element, compiler, **kw) -> str:
     return f"strftime('%Y-%m-%d %H:%M:%S.000000', {time}, ({seconds}) || ' seconds')"
 
 
-def category_columns(table) -> list:
+def _categories(table) -> list:
+    """The four category columns of `table`, top level first."""
     return [table.c[name] for name in db.CATEGORY_NAMES]
 
 
@@ -536,7 +537,7 @@ def _build(conn: Connection, report: EventReport, collation: str | None, drop_du
 
     viewed = select(staging).where(staging.c.category_a.is_not(None))
     if drop_duplicates:  # the first row (in file order) of each (session, moment, path)
-        alike = (staging.c.session_id, staging.c.instant, staging.c.microsecond, *category_columns(staging))
+        alike = (staging.c.session_id, staging.c.instant, staging.c.microsecond, *_categories(staging))
         first = func.row_number().over(partition_by=alike, order_by=staging.c.position) == 1
         twins = viewed.add_columns(first.label("first")).subquery()
         viewed = select(*(twins.c[column.name] for column in staging.c)).where(twins.c.first)
@@ -545,7 +546,7 @@ def _build(conn: Connection, report: EventReport, collation: str | None, drop_du
         partition_by=viewed.c.session_id, order_by=(viewed.c.instant, viewed.c.microsecond, viewed.c.position)
     )
     names = ["session_id", "sequence_order", *db.CATEGORY_NAMES]
-    ordered = select(viewed.c.session_id, order, *category_columns(viewed))
+    ordered = select(viewed.c.session_id, order, *_categories(viewed))
     report.new_views = conn.execute(insert(db.product).from_select(names, ordered)).rowcount
     if drop_duplicates:
         staged_views = conn.execute(select(func.count(staging.c.category_a))).scalar_one()
