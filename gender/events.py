@@ -52,10 +52,25 @@ UNKNOWN_GENDER = ("", "null", "unknown")  # what a gender column says when the v
 # How shops' exports spell a gender the visitor told, in any case: `M`, `Female`, `MALE`.
 GENDER_SPELLINGS = {"m": "male", "male": "male", "f": "female", "female": "female"}
 EPOCH, SECOND = datetime(1970, 1, 1), timedelta(seconds=1)
-# A time written as a number since 1970-01-01 UTC (--time-unit): microseconds in one of its units.
-# Exports key it so: Unix seconds, JavaScript's and Kafka's milliseconds, BigQuery's microseconds.
-TIME_UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": Decimal("0.001")}
-UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+# The times a datetime holds, from 1970 in microseconds: the year 1 to the year 9999.
+EARLIEST, LATEST = ((end - EPOCH) // timedelta(microseconds=1) for end in (datetime.min, datetime.max))
+
+
+@dataclass(frozen=True)
+class TimeUnit:
+    """A unit of times written as numbers since 1970-01-01 UTC (--time-unit)."""
+
+    name: str
+    microseconds: Decimal
+
+
+# Exports key times so: Unix seconds, JavaScript's and Kafka's milliseconds, BigQuery's microseconds.
+TIME_UNITS = {
+    "s": TimeUnit("seconds", Decimal(1_000_000)),
+    "ms": TimeUnit("milliseconds", Decimal(1_000)),
+    "us": TimeUnit("microseconds", Decimal(1)),
+    "ns": TimeUnit("nanoseconds", Decimal("0.001")),
+}
 
 
 @dataclass(frozen=True)
@@ -76,7 +91,7 @@ class EventColumns:
         if self.time_zone is not None:
             try:
                 self.zone  # noqa: B018 (looked up now, so that a wrong name stops the import before it starts)
-            except (KeyError, ValueError):
+            except (KeyError, ValueError, OSError):  # `Europe` is a folder of zones: IsADirectoryError
                 raise GenderError(
                     f"unknown time zone {self.time_zone!r}: expected an IANA name such as Europe/Prague or UTC"
                 ) from None
@@ -259,9 +274,14 @@ def parquet_batches(path: Path, columns: EventColumns) -> Iterator[Batch]:
         kind = file.schema_arrow.field(name).type
         if not _textual(kind):  # said of the column: its values (123.0) would be refused one by one
             raise ImportFailed(path.name, f"{what} must be text or integers, and column {name!r} is of type {kind}")
-    if columns.time_unit is not None and pa.types.is_timestamp(file.schema_arrow.field(columns.time).type):
+    time_type = file.schema_arrow.field(columns.time).type
+    if columns.time_unit is not None and pa.types.is_timestamp(time_type):
         raise ImportFailed(
             path.name, f"column {columns.time!r} holds timestamps, not numbers since 1970: drop --time-unit"
+        )
+    if pa.types.is_floating(time_type) and time_type.bit_width < 64:  # 1415959201 as float32 is 1415959168
+        raise ImportFailed(
+            path.name, f"column {columns.time!r} is of type {time_type}, too coarse for a time: write it as int64"
         )
     total, row = max(file.metadata.num_rows, 1), 0
     wanted = list(dict.fromkeys(columns.names))  # a column named twice (session and gender?) is read once
@@ -329,43 +349,54 @@ def _gender(value: object) -> str | None:
 def _moment(value: object, columns: EventColumns) -> datetime:
     """A view's time: ISO 8601 as ingest reads it or, with a time unit, a number of that unit
     since 1970-01-01 UTC (whole or not, as text or a number), as the moment in UTC."""
-    unit = columns.time_unit
-    if unit is None:
-        try:
-            return ingest.parse_moment(value, columns.time)
-        except ingest.Invalid:
-            if _number(value) is None:
-                raise
-            raise ingest.Invalid(  # Unix time, most likely: say how it is read
+    number = _number(value)
+    if columns.time_unit is None:
+        if number is not None:  # Unix time, most likely: fromisoformat would read 1710101212123 as 1710-10-12
+            raise ingest.Invalid(
                 f"bad {columns.time} {ingest._shown(value)}: expected YYYY-MM-DD HH:MM:SS (ISO 8601); "
                 "for a number since 1970-01-01 UTC, give its unit: --time-unit s, ms, us or ns"
-            ) from None
-    number = _number(value)
+            )
+        return ingest.parse_moment(value, columns.time)
+    unit = TIME_UNITS[columns.time_unit]
     if number is None:
         raise ingest.Invalid(
-            f"bad {columns.time} {ingest._shown(value)}: expected a number of {UNIT_NAMES[unit]} "
-            f"since 1970-01-01 UTC (--time-unit {unit})"
+            f"bad {columns.time} {ingest._shown(value)}: expected a number of {unit.name} "
+            f"since 1970-01-01 UTC (--time-unit {columns.time_unit})"
         )
-    microseconds = int((number * TIME_UNITS[unit]).to_integral_value(ROUND_FLOOR))  # ns: to the µs below
-    try:
-        return EPOCH.replace(tzinfo=UTC) + timedelta(microseconds=microseconds)
-    except OverflowError:
+    # Its digits first: Decimal('1e999990') takes half a minute to scale and round.
+    microseconds = (number * unit.microseconds).to_integral_value(ROUND_FLOOR) if number.adjusted() < 30 else number
+    if not EARLIEST <= microseconds <= LATEST:
+        end = "before the year 1" if microseconds < 0 else "beyond the year 9999"
         raise ingest.Invalid(
-            f"bad {columns.time} {ingest._shown(value)}: {UNIT_NAMES[unit]} since 1970 beyond the year 9999 "
-            f"(is the unit {unit} right?)"
-        ) from None
+            f"bad {columns.time} {ingest._shown(value)}: {unit.name} since 1970 {end} "
+            f"(is the unit {columns.time_unit} right?)"
+        )
+    return EPOCH.replace(tzinfo=UTC) + timedelta(microseconds=int(microseconds))
 
 
 def _number(value: object) -> Decimal | None:
     """A finite number, exactly as written (`1416000000.123`: a float as it prints, not its binary
-    expansion), or None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+    expansion; a Parquet decimal as it is), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
         return None
     try:
-        number = Decimal(value if isinstance(value, int) else str(value).strip())
+        number = Decimal(value if isinstance(value, (int, Decimal)) else str(value).strip())
     except InvalidOperation:
         return None
     return number if number.is_finite() else None
+
+
+def _on_clock(when: datetime, columns: EventColumns) -> datetime:
+    """`when` on the zone's clock: a moment shown on it; a wall time taken as its, one in the hour
+    skipped when summer time starts moved on by that hour, as the clock would read (02:30 is 03:30),
+    and one in the hour repeated when it ends taken as the first pass."""
+    try:
+        moment = when if when.tzinfo else when.replace(tzinfo=columns.zone)
+        return moment.astimezone(UTC).astimezone(columns.zone)  # by UTC: to its own zone, astimezone changes nothing
+    except OverflowError:  # within hours of the year 1 or 9999
+        raise ingest.Invalid(
+            f"bad {columns.time} {ingest._shown(str(when))}: beyond the years a time can hold"
+        ) from None
 
 
 def _checked(values: tuple, position: int, columns: EventColumns, other_events: bool) -> dict:
@@ -374,8 +405,8 @@ def _checked(values: tuple, position: int, columns: EventColumns, other_events: 
     categories, gender = (rest[:-1], rest[-1]) if columns.gender else (rest, None)
     session_id = ingest.check_session_id(_exact(session_id))
     when = _moment(_text(time), columns)
-    if columns.zone is not None:  # a moment is shown on that zone's clock; a wall time is taken as that clock's
-        when = when.astimezone(columns.zone) if when.tzinfo else when.replace(tzinfo=columns.zone)
+    if columns.zone is not None:
+        when = _on_clock(when, columns)
     since_epoch = when.replace(tzinfo=None) - EPOCH - (when.utcoffset() or timedelta(0))
     codes, written = [_exact(code) for code in categories], None
     if columns.path is not None and isinstance(codes[0], str) and codes[0]:
@@ -535,12 +566,14 @@ def _build(conn: Connection, report: EventReport, collation: str | None, drop_du
     names = ["session_id", "start_time", "end_time", "gender"]
     report.new_sessions = conn.execute(insert(db.session).from_select(names, sessions)).rowcount
 
-    viewed = select(staging).where(staging.c.category_a.is_not(None))
+    is_view = staging.c.category_a.is_not(None)
+    view = (staging.c.session_id, staging.c.instant, staging.c.microsecond, staging.c.position, *_categories(staging))
+    viewed = select(*view).where(is_view)
     if drop_duplicates:  # the first row (in file order) of each (session, moment, path)
         alike = (staging.c.session_id, staging.c.instant, staging.c.microsecond, *_categories(staging))
         first = func.row_number().over(partition_by=alike, order_by=staging.c.position) == 1
         twins = viewed.add_columns(first.label("first")).subquery()
-        viewed = select(*(twins.c[column.name] for column in staging.c)).where(twins.c.first)
+        viewed = select(*(twins.c[column.name] for column in view)).where(twins.c.first)
     viewed = viewed.subquery()
     order = func.row_number().over(
         partition_by=viewed.c.session_id, order_by=(viewed.c.instant, viewed.c.microsecond, viewed.c.position)
@@ -548,11 +581,9 @@ def _build(conn: Connection, report: EventReport, collation: str | None, drop_du
     names = ["session_id", "sequence_order", *db.CATEGORY_NAMES]
     ordered = select(viewed.c.session_id, order, *_categories(viewed))
     report.new_views = conn.execute(insert(db.product).from_select(names, ordered)).rowcount
-    if drop_duplicates:
-        staged_views = conn.execute(select(func.count(staging.c.category_a))).scalar_one()
-        report.duplicate_views = staged_views - report.new_views
-    span = select(func.min(staging.c.time), func.max(staging.c.time)).where(staging.c.category_a.is_not(None))
-    report.first_view, report.last_view = conn.execute(span).one()
+    staged = select(func.count(), func.min(staging.c.time), func.max(staging.c.time)).where(is_view)
+    staged_views, report.first_view, report.last_view = conn.execute(staged).one()
+    report.duplicate_views = staged_views - report.new_views
 
 
 def _drop_staging(conn: Connection) -> None:
@@ -582,8 +613,8 @@ def import_events(
     With `other_events`, rows with no category are events other than views (a page, a search):
     they count for the session's start, end and gender but are not views, and a session that has
     only such events is left out. Without it, such a row is an error.
-    With `drop_duplicates`, rows alike in session id, time (as precise as the file has it) and
-    category path are one view: an export that delivered some events twice. Without it each row
+    With `drop_duplicates`, rows alike in session id, time (to the microsecond) and category path
+    are one view: an export that delivered some events twice. Without it each row
     is a view of its own (a page reloaded within its second is one more view).
     """
     path = Path(path)

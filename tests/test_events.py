@@ -19,6 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -544,6 +545,60 @@ def test_a_time_zone_takes_times_without_an_offset_as_its_own(engine, tmp_path):
     assert str(db.get_session(engine, "b")["start_time"]) == "2014-11-14 05:00:00"
 
 
+def test_a_time_zone_moves_a_skipped_wall_time_on_and_takes_a_repeated_one_as_its_first_pass(engine, tmp_path):
+    """Europe/Prague: 02:30 on 2024-03-31 never was (the clock went from 02:00 to 03:00), so it is
+    03:30 and comes after 03:15; 02:30 on 2024-10-27 was twice, and is the first (+02:00) unless an
+    offset says the second."""
+    path = tmp_path / "clocks.csv"
+    path.write_bytes(
+        csv_bytes(
+            "visit,ts,category path",
+            "spring,2024-03-31 02:30:00,A/B/C/skipped",
+            "spring,2024-03-31 03:15:00,A/B/C/after",
+            "autumn,2024-10-27T02:30:00+01:00,A/B/C/second pass",
+            "autumn,2024-10-27 02:30:00,A/B/C/first pass",
+        )
+    )
+    columns = events.EventColumns(session="visit", time="ts", path="category path", time_zone="Europe/Prague")
+    events.import_events(engine, path, columns)
+    assert db.get_views(engine, "spring")["category_d"].tolist() == ["after", "skipped"]
+    spring = db.get_session(engine, "spring")
+    assert (str(spring["start_time"]), str(spring["end_time"])) == ("2024-03-31 03:15:00", "2024-03-31 03:30:00")
+    assert db.get_views(engine, "autumn")["category_d"].tolist() == ["first pass", "second pass"]
+    autumn = db.get_session(engine, "autumn")
+    assert (str(autumn["start_time"]), str(autumn["end_time"])) == ("2024-10-27 02:30:00", "2024-10-27 03:30:00")
+
+
+def test_parquet_times_with_a_time_zone_and_numbers_of_every_kind(engine, tmp_path):
+    """Parquet: a zoned timestamp is shown on the zone's clock and a naive one taken as its; a
+    decimal column (BigQuery's NUMERIC) reads exactly; a float32 column, which cannot hold a Unix
+    time to the second, is refused."""
+    nine_utc = pd.Timestamp("2014-11-14 09:00:00", tz="UTC")
+    pd.DataFrame({"visit": ["zoned"], "ts": [nine_utc], "category path": ["A/B/C/D"]}).to_parquet(
+        tmp_path / "zoned.parquet"
+    )
+    pd.DataFrame({"visit": ["naive"], "ts": [nine_utc.tz_localize(None)], "category path": ["A/B/C/D"]}).to_parquet(
+        tmp_path / "naive.parquet"
+    )
+    zone = events.EventColumns(session="visit", time="ts", path="category path", time_zone="Europe/Prague")
+    events.import_events(engine, tmp_path / "zoned.parquet", zone)
+    events.import_events(engine, tmp_path / "naive.parquet", zone)
+    assert str(db.get_session(engine, "zoned")["start_time"]) == "2014-11-14 10:00:00"  # UTC+1 in November
+    assert str(db.get_session(engine, "naive")["start_time"]) == "2014-11-14 09:00:00"
+
+    numbers = pa.array([Decimal("1415959200.5")], pa.decimal128(15, 1))
+    pq.write_table(pa.table({"visit": ["decimal"], "ts": numbers, "p": ["A/B/C/D"]}), tmp_path / "decimal.parquet")
+    unix = events.EventColumns(session="visit", time="ts", path="p", time_unit="s")
+    events.import_events(engine, tmp_path / "decimal.parquet", unix)
+    assert str(db.get_session(engine, "decimal")["start_time"]) == "2014-11-14 10:00:00"
+
+    coarse = pa.array([1415959201.0], pa.float64()).cast(pa.float32(), safe=False)
+    pq.write_table(pa.table({"visit": ["coarse"], "ts": coarse, "p": ["A/B/C/D"]}), tmp_path / "coarse.parquet")
+    with pytest.raises(ImportFailed, match=r"^coarse.parquet: column 'ts' is of type float, too coarse for a time"):
+        events.import_events(engine, tmp_path / "coarse.parquet", unix)
+    assert db.get_session(engine, "coarse") is None
+
+
 EPOCH_HINT = "expected YYYY-MM-DD HH:MM:SS (ISO 8601); for a number since 1970-01-01 UTC, give its unit: --time-unit"
 BAD_EPOCH_FILES = [  # (time unit, the bad row's time, the reason)
     (None, "1415959200", f"bad ts '1415959200': {EPOCH_HINT}"),
@@ -552,6 +607,10 @@ BAD_EPOCH_FILES = [  # (time unit, the bad row's time, the reason)
     ("s", "NaN", "bad ts 'NaN': expected a number of seconds since 1970-01-01 UTC (--time-unit s)"),
     ("s", "", "bad ts '': expected a number of seconds"),
     ("s", "1415959200000", "bad ts '1415959200000': seconds since 1970 beyond the year 9999 (is the unit s right?)"),
+    (None, "1710101212123", f"bad ts '1710101212123': {EPOCH_HINT}"),  # fromisoformat: 1710-10-12 21:23
+    ("s", "-1e11", "bad ts '-1e11': seconds since 1970 before the year 1 (is the unit s right?)"),
+    ("ns", "1E+999999", "bad ts '1E+999999': nanoseconds since 1970 beyond the year 9999"),
+    ("s", "1e999990", "bad ts '1e999990': seconds since 1970 beyond the year 9999"),  # at once, not in 30 s
 ]
 
 
@@ -567,8 +626,9 @@ def test_a_time_that_is_not_what_its_unit_says_is_refused_with_its_line(loaded, 
     assert tables(engine)[0].equals(before[0]) and tables(engine)[1].equals(before[1])
 
 
-def test_time_unit_on_the_command_line(tmp_path):
-    """`--time-unit ms` reads milliseconds; on a Parquet timestamp column it is refused, not ignored."""
+def test_the_time_and_duplicate_options_on_the_command_line(tmp_path):
+    """`--time-unit ms` reads milliseconds (on a Parquet timestamp column it is refused, not
+    ignored), `--time-zone` takes an IANA name, `--drop-duplicates` makes twin rows one view."""
     url = f"sqlite:///{tmp_path / 'shop.db'}"
     rows = generated_events(sessions=20)
     epoch_frame(rows, "ms").to_parquet(tmp_path / "ms.parquet", index=False)
@@ -590,6 +650,11 @@ def test_time_unit_on_the_command_line(tmp_path):
         assert_tables(engine, expected_tables(rows))
     finally:
         engine.dispose()
+    (tmp_path / "twice.csv").write_bytes(csv_bytes(HEADER, GOOD[0], GOOD[0], GOOD[1]))
+    twice = run_cli(tmp_path / "twice.csv", *options, "--drop-duplicates")
+    assert twice.returncode == 0 and twice.stderr.splitlines()[-1] == (
+        "imported 2 sessions (2 views) from 2014-11-14 10:00:00 to 2014-11-14 10:00:01; 1 duplicate view was dropped"
+    ), twice.stderr
 
 
 HEADER = "visit,ts,category path,sex"
@@ -810,7 +875,7 @@ def test_wrong_options_are_refused():
         events.EventColumns(session="s", time="t", path="p", sep="")
     with pytest.raises(GenderError, match="^unknown time unit 'sec': expected one of s, ms, us, ns$"):
         events.EventColumns(session="s", time="t", path="p", time_unit="sec")
-    for zone in ("Mars/Base", "../etc", ""):
+    for zone in ("Mars/Base", "../etc", "", "Europe", "x" * 300):
         with pytest.raises(
             GenderError, match="^unknown time zone .*: expected an IANA name such as Europe/Prague or UTC$"
         ):
@@ -1019,5 +1084,8 @@ def test_an_import_killed_while_writing_the_tables_leaves_them_as_they_were(db_u
     )
     after = snapshot(url)
     again = run_cli(file, *options, "--db", url)
-    assert again.stderr.strip().splitlines()[-1].startswith("imported 0 sessions (0 views)")
+    assert (
+        again.stderr.strip().splitlines()[-1]
+        == f"imported 0 sessions (0 views); {KILL_SESSIONS:,} already in the database were left unchanged"
+    )
     assert_same(after, snapshot(url))
