@@ -81,7 +81,7 @@ def is_api_path(path: str) -> bool:
 
 class Metrics:
     """The Prometheus metrics of one app, in its own registry (tests build several apps), with the
-    process's prediction log's (`LogMetrics`).
+    process's prediction log's (`PredictionLogMetrics`).
 
     Under `python -m gender api --workers N` each process counts in files of a folder named by
     PROMETHEUS_MULTIPROC_DIR, and /metrics, whichever process answers it, adds them all up.
@@ -126,7 +126,7 @@ class Metrics:
         self.database_errors = Counter(
             "gender_database_errors", "Requests that failed on the database", registry=self.registry
         )
-        self.registry.register(PREDICTION_LOG)  # the process's, as its writer: not this app's alone
+        self.registry.register(LOG_METRICS)  # the process's, as its writer: not this app's alone
         # prometheus_client's labels() checks and locks on every call: each label set's child is kept.
         self._children: dict[tuple, object] = {}  # (metric, *labels) -> its child
 
@@ -168,7 +168,7 @@ class Metrics:
         return generate_latest(everyone)
 
 
-class LogMetrics(serve.LogMeter):
+class PredictionLogMetrics(serve.LogMeter):
     """The prediction log's metrics: what the process's writer (`serve.log_writer`, which writes
     the dashboard pages' rows too) did with its rows. One set a process, as the writer is, which
     every app's registry shows (a Prometheus collector)."""
@@ -176,7 +176,7 @@ class LogMetrics(serve.LogMeter):
     def __init__(self):
         self.rows_written = Counter(
             "gender_prediction_log_rows_written",
-            "Rows written to prediction_log",
+            "Rows in statements prediction_log committed (pairs it held already included: the insert skips them)",
             registry=None,
         )
         self.rows_dropped = Counter(
@@ -191,7 +191,7 @@ class LogMetrics(serve.LogMeter):
         )
         self.rows_waiting = Gauge(
             "gender_prediction_log_rows_waiting",
-            "Rows in memory not yet written to prediction_log: queued, or kept through an outage",
+            "Rows in memory not yet written to prediction_log: queued, being written, or kept through an outage",
             registry=None,
             multiprocess_mode="livesum",  # across processes: every live worker's rows
         )
@@ -216,8 +216,10 @@ class LogMetrics(serve.LogMeter):
         return [family for metric in self._metrics for family in metric.collect()]
 
 
-PREDICTION_LOG = LogMetrics()
-serve.log_writer.meter = PREDICTION_LOG
+# One a process, as its writer is: the writer is told here, where the metrics are made, as serve.py
+# (imported by the CLI and the pages without prometheus) knows none of them.
+LOG_METRICS = PredictionLogMetrics()
+serve.log_writer.meter = LOG_METRICS
 
 
 class Service:

@@ -166,7 +166,8 @@ class LogWriter:
         self._overflow = 0  # rows dropped since the thread last took _waiting
         self._outages: dict[Engine, _Outage] = {}  # databases whose last write failed
         self._changed = threading.Condition()
-        self._writing = 0  # rows taken by the thread and not yet written
+        self._writing = 0  # rows taken by the thread and not yet written, or their failure not yet said (flush)
+        self._unsettled = 0  # of those, the rows neither written nor dropped nor kept yet (the meter's)
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -225,16 +226,17 @@ class LogWriter:
                     self._changed.notify_all()
                     return
                 batches, notes = self._take()
-                self._writing = sum(map(len, batches.values()))
+                self._writing = self._unsettled = sum(map(len, batches.values()))
                 self._meter_waiting()
             _say(notes)
             failed = {engine: self._write_all(engine, rows) for engine, rows in batches.items()}
             with self._changed:
                 notes = self._settle(failed)
+                self._unsettled = 0  # the rows not written are kept now, or dropped: counted once
+                self._meter_waiting()
             _say(notes)  # before `flush` returns: what it waited for is written or said
             with self._changed:
                 self._writing = 0
-                self._meter_waiting()
                 self._changed.notify_all()
 
     # The methods below run with self._changed held, and leave the logging to the caller (a slow
@@ -242,7 +244,7 @@ class LogWriter:
 
     def _meter_waiting(self) -> None:
         kept = sum(len(outage.rows) for outage in self._outages.values())
-        self.meter.waiting(self._queued + self._writing + kept)
+        self.meter.waiting(self._queued + self._unsettled + kept)
 
     def _retry_due(self) -> bool:
         now = time.monotonic()
@@ -388,11 +390,20 @@ class LogWriter:
                 return exc, rows[start:]
             except Exception:  # a bug must not take a page down either (and trying again would repeat it)
                 log.exception("prediction log not written")
+                self._settled(len(batch))
                 self.meter.failed()
                 self.meter.dropped(len(batch))
             else:
+                self._settled(len(batch))
                 self.meter.written(len(batch))
         return None
+
+    def _settled(self, rows: int) -> None:
+        """`rows` of the batch being written are written or dropped: no longer waiting. Said to the
+        meter before they are counted as such, so that a scrape (counters first) never sees a row as both."""
+        with self._changed:
+            self._unsettled -= rows
+            self._meter_waiting()
 
     def _write(self, engine: Engine, rows: list[dict]) -> None:
         try:

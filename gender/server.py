@@ -193,14 +193,17 @@ def run(host: str, port: int, workers: int, banner: str) -> None:
     listening_socket(host, port, shared=False).close()
     with port_holder(host, port), metrics_folder(port) as folder:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)  # each worker counts there; /metrics adds them up
-        stopped_by = _serve_in_workers(host, port, workers, banner)
+        stopped_by = _serve_in_workers(host, port, workers, banner, folder)
     if signal.SIGTERM in stopped_by:  # ended by it, as one process is (uvicorn raises it again): status 143
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.raise_signal(signal.SIGTERM)
 
 
-def _serve_in_workers(host: str, port: int, workers: int, banner: str) -> list[int]:
-    """Serve in `workers` processes until a signal; the signals received (Ctrl+C raises)."""
+def _serve_in_workers(host: str, port: int, workers: int, banner: str, metrics: Path) -> list[int]:
+    """Serve in `workers` processes, counting in the `metrics` folder, until a signal; the signals
+    received (Ctrl+C raises)."""
+    from prometheus_client.multiprocess import mark_process_dead  # the API's library: loaded with it
+
     print(banner, file=sys.stderr, flush=True)
     spawn = multiprocessing.get_context("spawn")
     stopped_by: list[int] = []  # the signals received
@@ -225,9 +228,7 @@ def _serve_in_workers(host: str, port: int, workers: int, banner: str) -> list[i
                 if not serving.is_set():
                     raise GenderError(f"an API worker ended before it could serve ({_ended(process)}); see above")
                 # Its gauges leave the sums (its prediction log's rows waiting died with it); its counts stay.
-                from prometheus_client.multiprocess import mark_process_dead
-
-                mark_process_dead(process.pid)
+                mark_process_dead(process.pid, str(metrics))
                 print(f"an API worker ended ({_ended(process)}); starting another", file=sys.stderr)
                 processes[number] = start()
             time.sleep(0.2)

@@ -592,6 +592,7 @@ def test_metrics_count_the_rows_the_prediction_log_writes(trained_demo, tmp_path
     monkeypatch.setenv("GENDER_MODEL_DIR", str(trained_demo[1]))
     ids = ["u10003", "u10004", "u10005"]
     with TestClient(api.create_app()) as client:
+        assert serve.log_writer.flush(timeout=30)  # rows of earlier tests, written or kept, before counting
         before = prediction_log_metrics(client)  # the process's: other tests' rows too
         assert [answer["SESSION_ID"] for answer in client.post("/api/predict", json=ids).json()] == ids
         assert serve.log_writer.flush(timeout=30)
@@ -615,10 +616,10 @@ def test_metrics_show_the_prediction_log_waiting_for_a_database_that_refuses_it(
         conn.exec_driver_sql(
             "CREATE TRIGGER refuse BEFORE INSERT ON prediction_log BEGIN SELECT RAISE(ABORT, 'disk full'); END"
         )
-    meter = api.LogMetrics()
+    meter = api.PredictionLogMetrics()
     writer = serve.LogWriter(meter)
     writer.RETRY = 0.2
-    monkeypatch.setattr(api, "PREDICTION_LOG", meter)
+    monkeypatch.setattr(api, "LOG_METRICS", meter)
     monkeypatch.setattr(serve, "log_writer", writer)
     monkeypatch.setenv("GENDER_DB_URL", url)
     monkeypatch.setenv("GENDER_MODEL_DIR", str(trained_demo[1]))

@@ -132,8 +132,12 @@ def test_the_routes_answer_as_in_process_and_metrics_add_up_over_the_workers(api
     assert serving == {models.treatment.model_id, models.control.model_id}
 
     # The prediction log's rows, each worker's written a fifth of a second behind its answers: summed.
+    def log_settled(text: str) -> bool:  # every row written and none waiting, in one scrape
+        written = sum(s.value for s in samples(text, "gender_prediction_log_rows_written_total"))
+        return written >= len(served) and sum(s.value for s in samples(text, "gender_prediction_log_rows_waiting")) == 0
+
     deadline = time.monotonic() + 60  # not a timing: the deadline only ends a hang
-    while sum(s.value for s in samples(text, "gender_prediction_log_rows_written_total")) < len(served):
+    while not log_settled(text):
         assert time.monotonic() < deadline, text
         time.sleep(0.1)
         text = get(f"{base}/metrics")[1].decode()

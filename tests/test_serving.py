@@ -357,7 +357,7 @@ LOG_METRICS = {
 def metered_writer() -> tuple[serve.LogWriter, Callable[[], dict[str, float]]]:
     """A writer of its own counting in the service's prediction log metrics (a set of its own, in
     a registry of its own), and what they say now."""
-    meter, registry = api.LogMetrics(), CollectorRegistry()
+    meter, registry = api.PredictionLogMetrics(), CollectorRegistry()
     registry.register(meter)
     return serve.LogWriter(meter), lambda: {key: registry.get_sample_value(name) for key, name in LOG_METRICS.items()}
 
