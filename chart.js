@@ -18,8 +18,34 @@ function loadPlotly(url) {
   return window.genderLensPlotly;
 }
 
+// The keys of a plotly figure that hold colours (color, bgcolor, colors, colorscale, colorway…).
+const COLOUR_KEY = /color(s|scale|way)?$/i;
+
+// The figure in the page's theme. Figures are drawn for a light page (gender/plots.py); on a dark
+// one each colour of plots.ON_DARK becomes its counterpart, a name --st-… the page's colour of that
+// name (Streamlit gives a component its theme as CSS variables, and calls it again when the viewer
+// switches theme). Only values under colour keys change: a category code "white" stays a label.
+function themed(figure, onDark, style) {
+  if (style.colorScheme !== "dark") return figure; // Streamlit's own verdict on its theme
+  const swaps = new Map(
+    Object.entries(onDark).map(([from, to]) => [
+      from.toLowerCase(),
+      to.startsWith("--") ? style.getPropertyValue(to).trim() : to,
+    ]),
+  );
+  const swap = (value, colour) => {
+    if (Array.isArray(value)) return value.map((item) => swap(item, colour));
+    if (value !== null && typeof value === "object") {
+      return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, swap(item, colour || COLOUR_KEY.test(key))]));
+    }
+    return colour && typeof value === "string" ? (swaps.get(value.toLowerCase()) ?? value) : value;
+  };
+  return swap(figure, false);
+}
+
 export default function ({ parentElement, data }) {
-  const { data: traces, layout } = JSON.parse(data.figure);
+  const style = getComputedStyle(parentElement);
+  const { data: traces, layout } = themed(JSON.parse(data.figure), data.onDark ?? {}, style);
   let chart = parentElement.querySelector(".gender-chart");
   if (!chart) {
     chart = document.createElement("div");
@@ -27,8 +53,7 @@ export default function ({ parentElement, data }) {
     parentElement.append(chart);
   }
   chart.style.height = `${layout.height ?? 450}px`; // the chart's room, kept while plotly.js loads
-  // The page's font; the colours stay the figure's own, which its white template keeps readable.
-  layout.font = { family: getComputedStyle(parentElement).fontFamily, ...layout.font };
+  layout.font = { family: style.fontFamily, ...layout.font }; // the page's font
 
   loadPlotly(data.plotlyUrl)
     .then((Plotly) => {

@@ -23,7 +23,7 @@ import plotly.offline
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from gender import answers, artifact, db, serve, suggest, summary, synth
+from gender import answers, artifact, db, plots, serve, suggest, summary, synth
 from gender.config import Settings, load_settings
 from gender.errors import DatabaseUnavailable, GenderError, ModelUnavailable
 from gender.trained import Model, Models
@@ -337,12 +337,17 @@ def _plotly_js_url() -> str | None:
 
 
 def chart(figure: go.Figure, key: str, config: dict | None = None) -> None:
-    """A plotly figure across its container, drawn with the cached plotly.js where it is served."""
+    """A plotly figure across its container, drawn with the cached plotly.js where it is served,
+    in the page's theme (chart.js swaps the colours of `plots.ON_DARK` on a dark page; without
+    static/, st.plotly_chart gives the figure the theme's background and text, and swaps none)."""
     url = _plotly_js_url()
     if url is None:
         st.plotly_chart(figure, key=key, config=config)
     else:
-        _draw_chart(data={"figure": figure.to_json(), "plotlyUrl": url, "config": config or {}}, key=key)
+        _draw_chart(
+            data={"figure": figure.to_json(), "plotlyUrl": url, "config": config or {}, "onDark": plots.ON_DARK},
+            key=key,
+        )
 
 
 # -- shared widgets -----------------------------------------------------------------------------

@@ -15,8 +15,14 @@ from gender.features import WEEKDAY_NAMES
 
 MALE, FEMALE, UNKNOWN = "#2b6cb0", "#d53f8c", "#a0aec0"
 GENDER_COLOURS = {"male": MALE, "female": FEMALE, "unknown": UNKNOWN}
-UP, DOWN = "#2b6cb0", "#d53f8c"  # towards male, towards female
+UP, DOWN = MALE, FEMALE  # towards male, towards female
 AB_COLOURS = {"treatment": UP, "control": "#718096"}
+INK = "black"  # a mark to read as the text is: a threshold, a mean
+NEUTRAL = "#f7fafc"  # no lean either way: the middle of a diverging scale
+BAND = "#edf2f7"  # a range shaded behind a bar
+TOTAL, CONNECTOR = "#4a5568", "#cbd5e0"  # a waterfall's start and end bars, the lines between its bars
+COHORT_COLOURS = ("#2c7a7b", "#dd6b20")  # cohort a, cohort b: neither male's blue nor female's pink
+ONE_HOT = "#805ad5"  # hour and weekday as one-hot columns, beside their number
 CANDIDATE_COLOURS = plotly.colors.qualitative.Plotly  # the n-th candidate's colour in the ROC and the PR chart alike
 # Margins with room for the axis labels and a legend on top: plotly widens margins that are too
 # small for what they hold, but only by drawing the chart twice (half of a chart's drawing time).
@@ -30,6 +36,24 @@ LAYOUT = {"margin": MARGIN, "legend": {"orientation": "h", "yanchor": "bottom", 
 # Every figure's template: set once as the default, it is applied without validation; set on each
 # figure, it was validated and copied every time (25 ms of the server's time per chart).
 pio.templates.default = "plotly_white"
+# The figures are drawn for a light page. On a dark one the browser (chart.js) swaps each colour
+# named here for its counterpart, where a name --st-… is the page's own colour of that name (the
+# viewer switches theme in the browser, and no rerun tells Python): the template's background, text
+# and grid become the page's; ours that would not read on a dark page, lighter or darker ones.
+# Every other colour reads on both.
+ON_DARK = {
+    "white": "--st-background-color",  # plotly_white's background, and the outlines of its bars
+    "#2a3f5f": "--st-text-color",  # plotly_white's text
+    "#ebf0f8": "--st-dataframe-border-color",  # plotly_white's grid: as faint as a table's rules
+    MALE: "--st-primary-color",  # the brand's blue, lightened by the dark theme to read there
+    INK: "--st-text-color",
+    NEUTRAL: "--st-secondary-background-color",  # as near the background as on a light page
+    BAND: "--st-secondary-background-color",
+    TOTAL: "#a0aec0",
+    CONNECTOR: "#4a5568",
+    COHORT_COLOURS[0]: "#38b2ac",
+    ONE_HOT: "#9f7aea",
+}
 
 
 def _laid_out(figure: go.Figure, **layout) -> go.Figure:
@@ -49,8 +73,8 @@ def p_male_bar(prediction: Prediction, base_rate: float) -> go.Figure:
                 "shape": "bullet",
                 "axis": {"range": [0, 1], "tickformat": ".0%"},
                 "bar": {"color": MALE if prediction.prediction == "male" else FEMALE},
-                "steps": [{"range": [0, base_rate], "color": "#edf2f7"}],
-                "threshold": {"line": {"color": "black", "width": 3}, "value": threshold},
+                "steps": [{"range": [0, base_rate], "color": BAND}],
+                "threshold": {"line": {"color": INK, "width": 3}, "value": threshold},
             },
         )
     )
@@ -61,7 +85,7 @@ def p_male_bar(prediction: Prediction, base_rate: float) -> go.Figure:
         yref="paper",
         showarrow=False,
         xanchor="left",
-        text=f"grey band: base rate {base_rate:.0%} · black line: threshold {threshold:.0%}",
+        text=f"grey band: base rate {base_rate:.0%} · thick line: threshold {threshold:.0%}",  # black or white by theme
     )
     return _laid_out(figure, height=165, margin={"l": 15, "r": 15, "t": 40, "b": 35})  # room for the tick labels
 
@@ -133,8 +157,8 @@ def grouped_waterfall(explanation: Explanation, groups: list[Group]) -> go.Figur
             hoverinfo="text",
             increasing={"marker": {"color": UP}},
             decreasing={"marker": {"color": DOWN}},
-            totals={"marker": {"color": "#4a5568"}},
-            connector={"line": {"color": "#cbd5e0"}},
+            totals={"marker": {"color": TOTAL}},
+            connector={"line": {"color": CONNECTOR}},
         )
     )
     figure.update_yaxes(autorange="reversed")  # read top to bottom, like the sum
@@ -166,7 +190,7 @@ def hierarchy_sunburst(rows: pd.DataFrame) -> go.Figure:
             branchvalues="total",
             marker={
                 "colors": rows["net"],
-                "colorscale": [[0, DOWN], [0.5, "#f7fafc"], [1, UP]],
+                "colorscale": [[0, DOWN], [0.5, NEUTRAL], [1, UP]],
                 "cmin": -limit,
                 "cmax": limit,
                 "showscale": True,
@@ -193,7 +217,7 @@ def category_by_gender(shares: pd.DataFrame, top: int) -> go.Figure:
         name="male share (labelled)",
         yaxis="y2",
         mode="lines+markers",
-        line={"color": "black"},
+        line={"color": INK},
     )
     return _laid_out(
         figure,
@@ -217,8 +241,8 @@ TREEMAP_ROOT = "\x1e"  # the root's id: never a node's (codes joined by JOIN, \x
 
 def category_treemap(tree: pd.DataFrame, base_rate: float) -> go.Figure:
     """The catalogue A → B → C sized by views, coloured by the male share of its labelled views
-    (white at `base_rate`, the whole catalogue's: `explore.male_view_share`). Several top nodes
-    hang from a root of their own, white: plotly's own root for them took no colour from the scale
+    (NEUTRAL at `base_rate`, the whole catalogue's: `explore.male_view_share`). Several top nodes
+    hang from a root of their own, NEUTRAL: plotly's own root for them took no colour from the scale
     and framed the chart in dark grey."""
     top = tree["parent"] == ""
     if top.sum() > 1:
@@ -239,7 +263,7 @@ def category_treemap(tree: pd.DataFrame, base_rate: float) -> go.Figure:
             branchvalues="total",
             marker={
                 "colors": tree["male_share"].fillna(base_rate),
-                "colorscale": [[0, FEMALE], [base_rate, "#f7fafc"], [1, MALE]],
+                "colorscale": [[0, FEMALE], [base_rate, NEUTRAL], [1, MALE]],
                 "cmin": 0,
                 "cmax": 1,
                 "showscale": True,
@@ -317,7 +341,7 @@ def roc_curves(candidates: dict[str, CandidateResult], chosen: str, threshold: f
             x=[x],
             y=[y],
             mode="markers",
-            marker={"size": 12, "color": "black", "symbol": "x"},
+            marker={"size": 12, "color": INK, "symbol": "x"},
             name=f"threshold {threshold:.3f}",
         )
     figure.update_xaxes(title="false positive rate (women called men)", range=[0, 1])
@@ -357,7 +381,7 @@ def confusion_heatmap(tn: int, fp: int, fn: int, tp: int) -> go.Figure:
             y=["female", "male"],
             text=[[f"{v:,}" for v in row] for row in z],
             texttemplate="%{text}",
-            colorscale="Blues",
+            colorscale=[[0, NEUTRAL], [1, MALE]],  # few to many: "Blues" put white cells on a dark page
             showscale=False,
         )
     )
@@ -403,7 +427,6 @@ def score_distributions(trained, served) -> go.Figure:
 
 # -- the whole population (gender/population.py): SHAP over a sample of sessions ----------------
 
-COHORT_COLOURS = ("#2c7a7b", "#dd6b20")  # cohort a, cohort b: neither male's blue nor female's pink
 POPULATION_LABEL = 60  # characters of a feature's label on its bar
 
 
@@ -504,7 +527,7 @@ def population_dependence(dependence: pd.DataFrame, title: str, units: str, one_
     jitter = np.random.default_rng(0).uniform(0.04, 0.3, len(values)) if discrete else np.zeros(len(values))
     figure = go.Figure()
     # The number's own label names it ("start hour (number)"): a suffix here read "(number) (number)".
-    traces = [("number", title, UP, -1), ("one_hot", f"{one_hot} (one-hot, summed)", "#805ad5", 1)]
+    traces = [("number", title, UP, -1), ("one_hot", f"{one_hot} (one-hot, summed)", ONE_HOT, 1)]
     for column, name, colour, side in traces:
         if column == "one_hot" and not discrete:
             continue
@@ -527,7 +550,7 @@ def population_dependence(dependence: pd.DataFrame, title: str, units: str, one_
             y=means.to_numpy(),
             mode="lines+markers",
             name="both together, mean per value",  # their sum: the value's whole push
-            line={"color": "black", "width": 2},
+            line={"color": INK, "width": 2},
         )
     figure.add_hline(y=0, line_color="#a0aec0", line_dash="dot")
     figure.update_yaxes(title=f"SHAP ({units})<br>{TOWARDS}")  # turned a quarter, → points up

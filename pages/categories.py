@@ -81,8 +81,8 @@ with ui.banners():
     )
     overall = explore.male_view_share(branches)
     st.caption(
-        f"Sized by views, coloured by the male share of labelled views: white is that share over the whole "
-        f"catalogue ({overall:.1%})."
+        f"Sized by views, coloured by the male share of labelled views: neither pink nor blue is that share "
+        f"over the whole catalogue ({overall:.1%})."
     )
     tree = explore.catalogue_tree(branches, within)
     ui.chart(plots.category_treemap(tree, overall), key="treemap")
