@@ -25,9 +25,15 @@ else:  # a page view
     from gender.access import load_access
     from gender.errors import GenderError
 
+    ABOUT = (
+        "**gender-lens** predicts a shop visitor's gender from one browsing session and says why. "
+        "Light, Dark or System (your device's setting) in this menu sets the dashboard's theme, charts included."
+    )
+
     # An emoji favicon is drawn in the page itself; a material one is fetched from Google's fonts,
-    # which a shop's offline network never reaches.
-    st.set_page_config(page_title="gender-lens", page_icon="🔎", layout="wide")
+    # which a shop's offline network never reaches. The About item is what shows the app menu
+    # (⋮) under toolbarMode "minimal" (.streamlit/config.toml), and with it the theme switch.
+    st.set_page_config(page_title="gender-lens", page_icon="🔎", layout="wide", menu_items={"About": ABOUT})
 
     def pages() -> list:
         return [
