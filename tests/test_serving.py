@@ -315,21 +315,28 @@ def test_rows_kept_for_a_database_that_stays_down_are_capped_and_counted(models,
     assert last.startswith("prediction log not written at shutdown: database ") and last.endswith("; 1 row lost")
 
 
-def test_rows_waiting_behind_a_write_that_hangs_are_capped_and_counted(models, trained_demo, tmp_path, caplog):
-    """While one write holds the writer's thread up (a database that stalls, on an engine that
-    waits minutes, as the dashboard's does), the rows served meanwhile wait for it: QUEUE at most."""
-    source = db.connect(trained_demo[0])
-    answers = [serve.serve(source, models, f"u{10001 + i}", "salt", 0.5, explain=False) for i in range(5)]
+def stalling_log_database(tmp_path) -> tuple:
+    """A log database whose first statement waits (`stalled` is set) until `release` is set: a
+    database that stalls, on an engine that waits minutes, as the dashboard's does."""
     engine = db.connect(f"sqlite:///{tmp_path / 'log.db'}")
     db.create_schema(engine)
     stalled, release = threading.Event(), threading.Event()
 
-    def stall(*_args) -> None:  # the first statement waits
+    def stall(*_args) -> None:
         if not stalled.is_set():
             stalled.set()
             release.wait(30)
 
     event.listen(engine, "before_cursor_execute", stall)
+    return engine, stalled, release
+
+
+def test_rows_waiting_behind_a_write_that_hangs_are_capped_and_counted(models, trained_demo, tmp_path, caplog):
+    """While one write holds the writer's thread up (a database that stalls, on an engine that
+    waits minutes, as the dashboard's does), the rows served meanwhile wait for it: QUEUE at most."""
+    source = db.connect(trained_demo[0])
+    answers = [serve.serve(source, models, f"u{10001 + i}", "salt", 0.5, explain=False) for i in range(5)]
+    engine, stalled, release = stalling_log_database(tmp_path)
     writer = serve.LogWriter()
     writer.QUEUE = 2
     with caplog.at_level("WARNING", logger="gender.serve"):
@@ -403,16 +410,7 @@ def test_the_log_metrics_count_every_row_dropped(models, trained_demo, tmp_path)
     down, and those it still cannot write at shutdown: dropped, and no longer waiting."""
     source = db.connect(trained_demo[0])
     answers = [serve.serve(source, models, f"u{10001 + i}", "salt", 0.5, explain=False) for i in range(9)]
-    engine = db.connect(f"sqlite:///{tmp_path / 'log.db'}")
-    db.create_schema(engine)
-    stalled, release = threading.Event(), threading.Event()
-
-    def stall(*_args) -> None:  # the first statement waits
-        if not stalled.is_set():
-            stalled.set()
-            release.wait(30)
-
-    event.listen(engine, "before_cursor_execute", stall)
+    engine, stalled, release = stalling_log_database(tmp_path)
     writer, metrics = metered_writer()
     writer.QUEUE = 2
     writer.add(engine, serve.log_row(answers[0], "api"))
