@@ -52,6 +52,9 @@ export default function ({ parentElement, data }) {
     chart.className = "gender-chart";
     parentElement.append(chart);
   }
+  // This call's: Streamlit may call a remount's function before the unmount's cleanup, on the same
+  // element, and that cleanup must then leave the chart and its observer to the remount.
+  const mount = (chart.mount = {});
   chart.style.height = `${layout.height ?? 450}px`; // the chart's room, kept while plotly.js loads
   layout.font = { family: style.fontFamily, ...layout.font }; // the page's font
 
@@ -78,7 +81,9 @@ export default function ({ parentElement, data }) {
     });
 
   return () => {
+    if (chart.mount !== mount) return; // drawn again since: no longer this call's to clean up
     chart.resizing?.disconnect();
+    chart.resizing = undefined; // a later call on this element observes it again
     window.Plotly?.purge(chart);
   };
 }

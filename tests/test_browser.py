@@ -245,11 +245,17 @@ def test_charts_are_drawn_by_the_plotly_js_served_from_static(server, page):
 
     wide = svg_width()
     page.set_viewport_size({"width": 1000, "height": 2400})
+    # Narrower, then the container's width exactly: the resize may come in steps (the columns,
+    # then the chart), each redrawn; the timeout only ends a hang.
     page.wait_for_function(
-        "wide => document.querySelector('.js-plotly-plot .main-svg').getBoundingClientRect().width < wide - 100",
+        """wide => {
+            const chart = document.querySelector('.js-plotly-plot');
+            const width = chart.querySelector('.main-svg').getBoundingClientRect().width;
+            return width < wide - 100 && width === chart.parentElement.getBoundingClientRect().width;
+        }""",
         arg=wide,
+        timeout=30_000,
     )
-    page.wait_for_timeout(500)  # a draw still under way would have ended
     assert svg_width() == confusion.locator("xpath=..").bounding_box()["width"]  # the container's, exactly
     no_exceptions(page)
 
