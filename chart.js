@@ -43,6 +43,35 @@ function themed(figure, onDark, style) {
   return swap(figure, false);
 }
 
+// Horizontal bars' labels get a left margin of ~7 px a character (plots._label_margin). On a phone
+// that took nearly the whole chart and left the bars a sliver: the margin is held to LABEL_SHARE of
+// the width, and each label cut to fit it (hovering a bar still names it in full).
+const LABEL_SHARE = 0.5;
+const PX_PER_CHARACTER = 7;
+
+// Plotly's label text escapes "&", "<" and ">" as entities (plots.plotly_text): cut the text, not an entity.
+const unescaped = (label) => label.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+const escaped = (text) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
+// The layout for a chart `width` pixels wide.
+function fitted(traces, layout, width) {
+  const left = layout.margin?.l;
+  const room = Math.floor(width * LABEL_SHARE);
+  if (!width || !left || left <= room) return { ...layout, width };
+  const characters = Math.max(3, Math.floor((room - 20) / PX_PER_CHARACTER));
+  const labels = [...new Set(traces.filter((trace) => trace.orientation === "h").flatMap((trace) => trace.y ?? []))];
+  const cut = (label) => {
+    const text = unescaped(String(label));
+    return text.length > characters ? escaped(text.slice(0, characters - 1)) + "…" : label;
+  };
+  return {
+    ...layout,
+    width,
+    margin: { ...layout.margin, l: room },
+    yaxis: { ...layout.yaxis, tickmode: "array", tickvals: labels, ticktext: labels.map(cut) },
+  };
+}
+
 export default function ({ parentElement, data }) {
   const style = getComputedStyle(parentElement);
   const { data: traces, layout } = themed(JSON.parse(data.figure), data.onDark ?? {}, style);
@@ -65,12 +94,16 @@ export default function ({ parentElement, data }) {
       // The width is the container's, given outright at every draw and every resize: plotly's own
       // autosize keeps the width of the draw before, so a draw racing a resize could stay too wide.
       const width = chart.clientWidth || undefined; // 0 while hidden: plotly's default until shown
-      Plotly.react(chart, traces, { ...layout, width }, { displaylogo: false, ...data.config });
+      const config = { displaylogo: false, ...data.config };
+      // This figure at a width; kept on the element, so that a resize draws the latest figure,
+      // whichever call set up the observer.
+      chart.draw = (width) => Plotly.react(chart, traces, fitted(traces, layout, width), config);
+      chart.draw(width);
       if (!chart.resizing) {
         // Columns and the sidebar change a chart's width without resizing the window.
         chart.resizing = new ResizeObserver(() => {
           const width = chart.clientWidth;
-          if (width && chart._fullLayout?.width !== width) Plotly.relayout(chart, { width });
+          if (width && chart._fullLayout?.width !== width) chart.draw(width);
         });
         chart.resizing.observe(chart);
       }

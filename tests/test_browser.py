@@ -306,6 +306,53 @@ def test_beside_the_sidebar_of_a_narrow_screen_charts_stack_and_no_label_is_cut(
         page.close()
 
 
+# Each drawn chart of horizontal bars: its width, its plot area's, its y labels and how many of
+# them the chart's edge cuts.
+BAR_CHARTS = """() => [...document.querySelectorAll('.js-plotly-plot')]
+    .filter(chart => chart._fullData?.some(trace => trace.type === 'bar' && trace.orientation === 'h'))
+    .map(chart => {
+        const left = chart.querySelector('.main-svg').getBoundingClientRect().left;
+        const labels = [...chart.querySelectorAll('.ytick text')];
+        return {
+            width: chart._fullLayout.width,
+            bars: chart._fullLayout._size.w,
+            labels: labels.map(label => label.textContent),
+            cut: labels.filter(label => label.getBoundingClientRect().left < left - 1).length,
+        };
+    })"""
+
+
+def test_on_a_phone_bars_keep_room_beside_long_labels(server, browser):
+    """Population's feature charts on a 390-pixel phone: labels of ~7 px a character had a margin
+    that took nearly the whole chart, leaving the bars a sliver. The labels are cut to fit, not the
+    bars; a wider chart shows more of them."""
+    page = browser.new_page(viewport={"width": 390, "height": 2400})
+    try:
+        page.goto(f"{server}/population")
+        settle(page)
+        wait_for_charts(page, 5)  # groups, features, dependence, the cohorts' two
+        charts = page.evaluate(BAR_CHARTS)
+        assert len(charts) == 4  # every chart of the page but the dependence
+        for chart in charts:
+            assert chart["bars"] >= 0.4 * chart["width"], chart  # the margin's half, less the right margin
+            assert chart["cut"] == 0, chart
+        assert any(label.endswith("…") for chart in charts for label in chart["labels"])  # long ones were cut
+        shoot(page, "population-390")
+
+        page.set_viewport_size({"width": 1400, "height": 2400})  # the same charts, resized: longer labels
+        page.wait_for_function(
+            f"widths => ({BAR_CHARTS})().every((chart, n) => chart.width > widths[n])",
+            arg=[chart["width"] for chart in charts],
+        )
+        wide = page.evaluate(BAR_CHARTS)
+        assert [chart["cut"] for chart in wide] == [0, 0, 0, 0]
+        longest = [max(len(label) for chart in shown for label in chart["labels"]) for shown in (charts, wide)]
+        assert longest[1] > longest[0]
+        no_exceptions(page)
+    finally:
+        page.close()
+
+
 def test_a_chart_whose_plotly_js_does_not_load_says_so(server, page):
     page.route("**/app/static/plotly-*", lambda route: route.abort())
     page.goto(f"{server}/model")
