@@ -22,6 +22,7 @@ from sqlalchemy import Column, Connection, Engine, MetaData, Table, bindparam, f
 from gender import db
 from gender.answers import counted
 from gender.errors import ImportFailed
+from gender.session import JOIN
 
 CHUNK_SESSIONS = 5_000
 GZIP_MAGIC = b"\x1f\x8b"  # how every gzip file starts, whatever its name
@@ -127,7 +128,16 @@ def check_path(codes: list, written: str | None = None) -> tuple[str, ...]:
     if len(codes) != len(db.LEVELS):
         shown = _shown(written if written is not None else "/".join(map(str, codes)))
         raise Invalid(f"category path {shown} has {len(codes)} levels, expected 4")
-    return tuple(_text(code, "category code", db.CATEGORY_LENGTH) for code in codes)
+    return tuple(_code(code) for code in codes)
+
+
+def _code(value: object) -> str:
+    code = _text(value, "category code", db.CATEGORY_LENGTH)
+    if JOIN in code:  # "path:A␟B" would be a path of two codes and a view of one alike
+        raise Invalid(
+            f"bad category code {_shown(code)}: it holds the unit separator (\\x1f), which joins codes in features"
+        )
+    return code
 
 
 # -- writing -----------------------------------------------------------------------------------

@@ -123,10 +123,20 @@ with ui.banners():
             st.json(Prediction.unknown(session_id).as_json())
             st.stop()
         ui.log_served(served)
-        group, stored = served.group, whatif.Draft.of(served.assessment.record)
-        draft = draft_for(served.assessment.record.session_id, stored)
+        group, uneditable = served.group, None
+        try:
+            stored = whatif.Draft.of(served.assessment.record)
+        except ValueError as exc:  # a database of one's own may hold what no edit could make: an end before the start…
+            stored, uneditable = None, f"This session cannot be edited here: {exc}."
+        if stored is None:
+            draft, st.session_state[EDITING] = None, False  # the switch shown off and disabled, saying why
+        else:
+            draft = draft_for(served.assessment.record.session_id, stored)
         editing = st.toggle(
-            "What if… edit this session (remove, add or move views, change its start or length)", key=EDITING
+            "What if… edit this session (remove, add or move views, change its start or length)",
+            key=EDITING,
+            disabled=stored is None,
+            help=uneditable,
         )
     else:  # built from nothing: no stored session, no A/B group; the treatment model answers
         served, group, stored = None, "treatment", None

@@ -94,6 +94,7 @@ GOOD = "u20001,2014-11-14 00:02:14,2014-11-14 00:02:20,A00001/B00001/C00001/D000
         ("u20002,2014-11-14 00:02:14,2014-11-14 00:02:20,A1/" + "B" * 256 + "/C1/D1/", "bad category code"),
         (GOOD, "duplicate session id u20001 (first on line 1)"),
         ("u20002,2014-11-14 00:02:14,2014-11-14 00:02:20,A1/B\x001/C1/D1/", "bad category code 'B\\x001'"),
+        ("u20002,2014-11-14 00:02:14,2014-11-14 00:02:20,A1/B1/C\x1f1/D1/", "'C\\x1f1': it holds the unit separator"),
     ],
 )
 def test_a_bad_line_fails_with_its_number_and_writes_nothing(engine, pakdd_sample, tmp_path, bad_line, reason):

@@ -12,7 +12,7 @@ import zlib
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from streamlit.testing.v1 import AppTest
 
 from gender import answers, artifact, db, predict, serve, summary, whatif
@@ -20,7 +20,7 @@ from gender.config import load_settings
 from gender.session import JOIN, Session
 from gender.whatif import BadLink, Change, Draft
 from tests.conftest import PROJECT
-from tests.live import page_text
+from tests.live import page_text, sqlite_copy
 
 TIMEOUT = 120
 
@@ -314,6 +314,36 @@ def test_a_duration_reads_as_seconds_a_clock_or_units():
     ]:
         with pytest.raises(ValueError, match=re.escape(why)):
             whatif.parse_duration(typed)
+
+
+@pytest.mark.parametrize(
+    "minutes, codes, why",
+    [
+        (-60, ("A1", "B1", "C1", "D1"), "a session cannot end before it starts"),
+        (5, ("A1", "", "C1", "D1"), "a category code is text of 1 to"),
+        (5, ("A1", f"B{JOIN}1", "C1", "D1"), "no unit separator"),
+    ],
+)
+def test_a_session_no_edit_could_make_is_answered_with_the_editor_off(
+    app, trained_demo, monkeypatch, tmp_path, minutes, codes, why
+):
+    """A database of a shop's own may hold what no import writes and no edit makes: the page answered
+    "Something went wrong" for these, the what-if draft built for every session refusing them."""
+    url = sqlite_copy(trained_demo[0], tmp_path / "own.db")
+    with db.connect(url).begin() as conn:
+        start = datetime(2014, 11, 14, 10)
+        session = {"session_id": "own-1", "start_time": start, "end_time": start + timedelta(minutes=minutes)}
+        conn.execute(insert(db.session).values(session))
+        conn.execute(
+            insert(db.product).values(session_id="own-1", sequence_order=1, **dict(zip(db.CATEGORY_NAMES, codes)))
+        )
+    monkeypatch.setenv("GENDER_DB_URL", url)
+    at = app(session="own-1")
+    assert [metric.label for metric in at.metric][:1] == ["Predicted gender"]
+    switch = at.toggle(key="whatif_on")
+    assert switch.value is False and switch.proto.disabled
+    assert switch.proto.help.startswith("This session cannot be edited here: ") and why in switch.proto.help
+    assert "Why" in [header.value for header in at.subheader]
 
 
 def test_the_duration_box_takes_what_one_types_and_says_why_not(app, served_session):
