@@ -156,7 +156,7 @@ longest = (  # the Predict page warns of a session beyond these
     if training.most_views is not None and training.longest is not None
     else ""
 )
-st.markdown(f"Database: `{card.database}`  \nData fingerprint: `{training.fingerprint}`{longest}")
+st.markdown(f"Database: {ui.shown(card.database, limit=200)}  \nData fingerprint: `{training.fingerprint}`{longest}")
 st.dataframe(pd.DataFrame(card.versions.items(), columns=["library", "version"]), hide_index=True, key="versions")
 
 st.subheader("Training runs")

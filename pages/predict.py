@@ -2,6 +2,7 @@
 (what if…) or built from nothing, and answered the same way without touching the database."""
 
 from datetime import datetime
+from urllib.parse import urlencode
 
 import streamlit as st
 
@@ -36,7 +37,10 @@ def boxes_from(draft: whatif.Draft) -> None:
 def edit(change) -> None:
     """A button's edit of the draft: `change` takes the draft and gives the edited one."""
     owner, draft = st.session_state[DRAFT]
-    put(owner, change(draft))
+    try:
+        put(owner, change(draft))
+    except IndexError:  # a second click on a view that the first one's edit has already removed
+        pass
 
 
 def retimed() -> None:
@@ -381,7 +385,8 @@ else:
             f"{whatif.MAX_DURATION.days} days)."
         )
     else:
-        query = f"session={served.assessment.record.session_id}&{WHATIF}={link}" if served else f"{BUILD}={link}"
+        # Encoded: an id may hold "&", "#", "+" or "%", which would open another session or cut the link.
+        query = urlencode({"session": served.assessment.record.session_id, WHATIF: link} if served else {BUILD: link})
         base = (st.context.url or "").split("?")[0]
         share.markdown(
             f"**Share this session**: the address bar holds it, or copy {ui.shown(f'{base}?{query}', limit=20_000)}"

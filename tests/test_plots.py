@@ -1,7 +1,10 @@
 """Charts show category codes as text: plotly reads <b>, <br> and <a href> in labels and ticks as
 its own markup, and a shop's codes are whatever it logs."""
 
+import json
+
 import pandas as pd
+import plotly.offline
 
 from gender import plots
 
@@ -86,3 +89,25 @@ def test_predictions_per_day_are_counted_in_whole_numbers():
     assert (axis.dtick, axis.tickformat) == (1, ",d")  # not 0, 0.5, 1
     many = daily.assign(predictions=[4000])
     assert plots.predictions_per_day(many).layout.yaxis.dtick is None  # plotly's own steps, whole numbers
+
+
+def test_codes_that_look_like_numbers_are_each_a_bar_of_their_own(browser):
+    """Drawn by plotly.js in Chromium. Its own default reads "7", "07" and "7.0" as one number, 7, on
+    an axis of numbers; plotly_white, every figure's template, says `autotypenumbers: strict`."""
+    codes = ["7", "07", "7.0"]
+    shares = pd.DataFrame({"female": [3, 2, 1], "male": [1, 1, 2], "male_share": [0.25, 1 / 3, 2 / 3]}, index=codes)
+    figure = json.loads(plots.category_by_gender(shares, top=10).to_json())
+    page = browser.new_page()
+    try:
+        page.set_content("<div id=chart></div>")
+        page.add_script_tag(content=plotly.offline.get_plotlyjs())
+        drawn = page.evaluate(
+            """figure => Plotly.newPlot('chart', figure.data, {...figure.layout, width: 800}).then(chart => ({
+                type: chart._fullLayout.xaxis.type,
+                ticks: [...chart.querySelectorAll('.xtick text')].map(tick => tick.textContent),
+            }))""",
+            figure,
+        )
+    finally:
+        page.close()
+    assert drawn == {"type": "category", "ticks": codes}

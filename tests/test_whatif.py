@@ -10,6 +10,7 @@ import re
 import time
 import zlib
 from datetime import datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -316,6 +317,22 @@ def test_a_duration_reads_as_seconds_a_clock_or_units():
             whatif.parse_duration(typed)
 
 
+def with_session(trained_demo, tmp_path, session_id: str, paths, minutes: int = 5) -> str:
+    """The URL of a copy of the demo database holding one more session, written as is (no import's checks)."""
+    url = sqlite_copy(trained_demo[0], tmp_path / "own.db")
+    start = datetime(2014, 11, 14, 10)
+    with db.connect(url).begin() as conn:
+        conn.execute(
+            insert(db.session).values(
+                session_id=session_id, start_time=start, end_time=start + timedelta(minutes=minutes)
+            )
+        )
+        for number, path in enumerate(paths, start=1):
+            row = dict(zip(db.CATEGORY_NAMES, path), session_id=session_id, sequence_order=number)
+            conn.execute(insert(db.product).values(row))
+    return url
+
+
 @pytest.mark.parametrize(
     "minutes, codes, why",
     [
@@ -329,15 +346,7 @@ def test_a_session_no_edit_could_make_is_answered_with_the_editor_off(
 ):
     """A database of a shop's own may hold what no import writes and no edit makes: the page answered
     "Something went wrong" for these, the what-if draft built for every session refusing them."""
-    url = sqlite_copy(trained_demo[0], tmp_path / "own.db")
-    with db.connect(url).begin() as conn:
-        start = datetime(2014, 11, 14, 10)
-        session = {"session_id": "own-1", "start_time": start, "end_time": start + timedelta(minutes=minutes)}
-        conn.execute(insert(db.session).values(session))
-        conn.execute(
-            insert(db.product).values(session_id="own-1", sequence_order=1, **dict(zip(db.CATEGORY_NAMES, codes)))
-        )
-    monkeypatch.setenv("GENDER_DB_URL", url)
+    monkeypatch.setenv("GENDER_DB_URL", with_session(trained_demo, tmp_path, "own-1", [codes], minutes))
     at = app(session="own-1")
     assert [metric.label for metric in at.metric][:1] == ["Predicted gender"]
     switch = at.toggle(key="whatif_on")
@@ -434,6 +443,33 @@ def test_a_shared_link_opens_the_edited_session(app, served_session):
     expected = by_hand(model, session_id, stored.start_time, stored.start_time + timedelta(seconds=30), edited.paths)
     assert what_if_json(at)["P_MALE"] == round(expected, 6)
     assert "Moving" in info(at) and "lasting 30 s instead of" in info(at)
+
+
+def test_the_share_link_of_an_id_with_url_characters_opens_that_session(app, trained_demo, monkeypatch, tmp_path):
+    """The link was written raw: "a&b" opened session "a", "#" cut the rest, "+" and "%20" changed the id."""
+    session_id = "a&b #1+%20/é"
+    paths = [("A00001", "B00001", "C00001", "D00001"), ("A00002", "B00002", "C00002", "D00002")]
+    monkeypatch.setenv("GENDER_DB_URL", with_session(trained_demo, tmp_path, session_id, paths))
+    at = app(session=session_id)
+    at.toggle(key="whatif_on").set_value(True).run()
+    at.button(key="whatif_remove_0").click().run()
+    shared = next(str(m.value) for m in at.markdown if str(m.value).startswith("**Share this session**"))
+    query = parse_qs(urlsplit(shared.split("copy ", 1)[1].strip("` ")).query)
+    assert query["session"] == [session_id]
+    assert Draft.from_link(query["whatif"][0]).paths == tuple(paths[1:])
+
+
+def test_a_second_click_on_a_view_already_removed_changes_nothing(app, served_session):
+    """A double click on ✕: the second click's view is gone by the time its edit runs (IndexError)."""
+    served, _, stored = served_session
+    at = app(session=served.assessment.record.session_id)
+    at.toggle(key="whatif_on").set_value(True).run()
+    last = len(stored.paths) - 1
+    # The first click's edit is done; the second click comes from the page drawn before it.
+    at.session_state["whatif_draft"] = (served.assessment.record.session_id, stored.without(last))
+    at.button(key=f"whatif_remove_{last}").click().run()
+    assert not at.exception
+    assert Draft.from_link(param(at, "whatif")).paths == stored.paths[:last]
 
 
 @pytest.mark.parametrize("name", ["not base64", "a zip bomb", "deep nesting", "the unit separator", "year 9999"])
