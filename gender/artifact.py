@@ -16,6 +16,7 @@ import os
 import tempfile
 import threading
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
@@ -144,7 +145,7 @@ def trained_on(model_dir: Path, slot: str, model_id: str) -> np.ndarray | None:
     try:
         with np.load(Path(model_dir) / TRAINED_ON_FILE.format(slot=slot), allow_pickle=False) as saved:
             return saved["hashes"] if str(saved["model_id"]) == model_id else None
-    except (OSError, ValueError, KeyError):
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):  # an empty or cut file too
         return None
 
 

@@ -348,7 +348,14 @@ def cmd_population(args) -> None:
     path = population.path_for(engine, models, settings.model_dir)
     kept = path.stat().st_mtime_ns if path.is_file() and not args.recompute else None
     result = population.current(
-        engine, models, settings.model_dir, settings.ab_salt, settings.treatment_share, StderrProgress(), args.recompute
+        engine,
+        models,
+        settings.model_dir,
+        settings.ab_salt,
+        settings.treatment_share,
+        StderrProgress(),
+        args.recompute,
+        must_keep=True,  # this command's work is the file
     )
     info = result.info
     said = "reused" if kept is not None and kept == path.stat().st_mtime_ns else "computed"

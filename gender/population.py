@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -767,7 +769,7 @@ def load(path: Path, model_sha256: str | None = None, db_fingerprint: str | None
             arrays = {name: stored[name] for name in stored.files}
         meta = json.loads(str(arrays["meta"]))
         info = Info(**meta["info"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:  # an empty or cut file too
         raise PopulationMismatch(f"{path} is not a stored population ({type(exc).__name__})") from None
     if info.version != VERSION:
         raise PopulationMismatch(f"{path} was written by version {info.version} of this computation, not {VERSION}")
@@ -870,7 +872,8 @@ def path_for(engine: Engine, models: Models, model_dir: Path) -> Path:
     return Path(model_dir).resolve() / file_name(models.treatment.entry.sha256, fingerprint(engine))
 
 
-_held: dict[Path, tuple[tuple, Population]] = {}
+log = logging.getLogger("gender.population")
+_held: dict[Path, tuple[tuple | None, Population]] = {}  # by file: its (mtime, size), None if never written
 _computing = threading.Lock()
 
 
@@ -882,9 +885,12 @@ def current(
     share: float = 1.0,
     progress: Progress | None = None,
     recompute: bool = False,
+    must_keep: bool = False,
 ) -> Population:
     """The population of the treatment model on this database: held in this process, else read
-    from its file beside the models, else computed (with `progress`) and stored there."""
+    from its file beside the models, else computed (with `progress`) and stored there. When the
+    file cannot be written, the OSError is raised if `must_keep`, else the population is held in
+    memory only (`is_kept` says which)."""
     model = models.treatment
     share = share if models.control is not None else 1.0
     fp = fingerprint(engine)
@@ -895,13 +901,26 @@ def current(
             population = None if recompute else _read(path, model.entry.sha256, fp)
             if population is None:
                 computed = compute(engine, models, salt, share, progress=progress, db_fingerprint=fp)
-                stored = save(computed, path.parent)
-                _held[stored] = (_stamp(stored), computed)
+                try:
+                    stored = save(computed, path.parent)
+                    _held[stored] = (_stamp(stored), computed)
+                except OSError as exc:
+                    if must_keep:
+                        raise
+                    # A model folder this process may not write (another account's): minutes of
+                    # SHAP are not thrown away, but held here while the server runs.
+                    log.warning("the population could not be kept beside the models (%s): held in memory", exc)
+                    _held[path] = (None, computed)
                 population = computed
     regrouped = with_groups(population, salt, share)
     if regrouped is not population and path in _held:  # held as the page shows it: regrouped once
         _held[path] = (_held[path][0], regrouped)
     return regrouped
+
+
+def is_kept(engine: Engine, models: Models, model_dir: Path) -> bool:
+    """Whether the population `current` gives is in its file beside the models (not in memory only)."""
+    return path_for(engine, models, model_dir).is_file()
 
 
 def _stamp(path: Path) -> tuple:
@@ -915,10 +934,12 @@ def _read(path: Path, model_sha256: str, fp: str) -> Population | None:
     try:
         stamp = _stamp(path)
     except OSError:
-        return None
+        stamp = None  # no file: held only if it could not be written
     held = _held.get(path)
     if held is not None and held[0] == stamp:
         return held[1]
+    if stamp is None:
+        return None
     try:
         population = load(path, model_sha256, fp)
     except PopulationMismatch:

@@ -34,10 +34,15 @@ st.markdown(
     f"{info.db_sessions:,} sessions, stratified by recorded gender (seed {info.seed}), in {units} of male: "
     "positive pushes towards male, negative towards female. The control model is not shown here."
 )
+kept = (
+    f"kept beside the models as `{population.file_name(info.model_sha256, info.db_fingerprint)}`"
+    if population.is_kept(engine, models, settings.model_dir)
+    else "held in this server's memory only (the model folder cannot be written here)"
+)
 st.caption(
     f"Computed {info.computed_at} UTC in {info.seconds:.1f} s ({info.sample_seconds:.1f} s of it reading the sample) "
-    f"and kept beside the models as `{population.file_name(info.model_sha256, info.db_fingerprint)}`; computed again "
-    "when the model or the database changes (or ahead, with `python -m gender population`)."
+    f"and {kept}; computed again when the model or the database changes (or ahead, with "
+    "`python -m gender population`)."
 )
 export = st.container()  # the download button, filled once every choice below is made
 

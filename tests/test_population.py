@@ -1,5 +1,6 @@
 """The whole population: SHAP of the treatment model over a sample, its aggregates, the kept file, the page."""
 
+import errno
 import json
 import shutil
 from datetime import datetime
@@ -443,3 +444,38 @@ def test_the_page_computes_and_draws_every_chart_on_mariadb(setting, mariadb, tr
     most_viewed = on_mariadb.viewed_codes()["sessions"].iat[0]
     assert [m.value for m in at.metric] == [f"{most_viewed:,}", f"{(on_mariadb.sample.gender == 'male').sum():,}"]
     assert len(charts(at)) == len(drawn)
+
+
+def test_a_population_that_cannot_be_kept_is_held_and_said_so(setting, monkeypatch, tmp_path):
+    """A model folder the server may not write (another account's, a full disk): the page spent
+    minutes of SHAP, then failed, and did it all again on the next visit."""
+    engine, models, folder, result = setting
+    monkeypatch.setattr(population, "compute", lambda *args, **kwargs: result)  # computed as in `setting`
+
+    def no_room(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(population.files, "write_atomically", no_room)
+    other = tmp_path / "models"
+    shutil.copytree(folder, other, ignore=shutil.ignore_patterns("population-*"))
+    assert population.current(engine, models, other, SALT, SHARE).info == result.info
+    assert not population.is_kept(engine, models, other)
+    monkeypatch.setattr(population, "compute", lambda *args, **kwargs: pytest.fail("computed again"))
+    assert population.current(engine, models, other, SALT, SHARE).info == result.info  # held
+    monkeypatch.setattr(population, "compute", lambda *args, **kwargs: result)
+    with pytest.raises(OSError, match="No space left"):  # `python -m gender population`: the file is its work
+        population.current(engine, models, other, SALT, SHARE, recompute=True, must_keep=True)
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 cut short"])
+def test_an_empty_or_cut_file_beside_the_models_is_not_read(setting, tmp_path, content):
+    """numpy raises EOFError for an empty file and BadZipFile for a cut one: neither was caught."""
+    engine, models, folder, result = setting
+    path = tmp_path / population.path_for(engine, models, folder).name
+    path.write_bytes(content)
+    with pytest.raises(population.PopulationMismatch, match="is not a stored population"):
+        population.load(path)
+    shutil.copytree(folder, tmp_path / "models")
+    trained_on = tmp_path / "models" / artifact.TRAINED_ON_FILE.format(slot="treatment")
+    trained_on.write_bytes(content)
+    assert artifact.trained_on(tmp_path / "models", "treatment", models.treatment.model_id) is None
