@@ -43,6 +43,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+from pydantic import AfterValidator
 from sqlalchemy import Engine
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
@@ -70,6 +71,19 @@ class Answer(JSONResponse):
 
     def render(self, content) -> bytes:
         return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _storable(text: str) -> str:
+    """Text a database can hold: JSON may write a lone surrogate ("\\ud800"), which no UTF-8 text
+    holds, and which no answer could echo."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a lone surrogate (\\ud800-\\udfff) is not text a database can hold") from None
+    return text
+
+
+StoredText = Annotated[str, AfterValidator(_storable)]
 
 
 def is_api_path(path: str) -> bool:
@@ -690,7 +704,7 @@ def create_app(service: Service | None = None, dashboard: bool = True) -> Api:
         return Answer(await service.run(count, path_text(session_id), path_text(category)))
 
     @app.post("/api/predict", dependencies=data, tags=["batch"], response_model=None)
-    async def predict_many(session_ids: Annotated[list[str], Body(max_length=MAX_BATCH)]) -> JSONResponse:
+    async def predict_many(session_ids: Annotated[list[StoredText], Body(max_length=MAX_BATCH)]) -> JSONResponse:
         """/predict for each id of a JSON list (at most 1,000), answers in the same order."""
         return Answer(await service.run(answers, session_ids))
 

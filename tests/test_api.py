@@ -246,6 +246,11 @@ def test_the_batch_route(data, server, models):
     ]:
         response = client.post("/api/predict", json=body)
         assert response.status_code == status and assert_json(response)["STATUS"] == status
+    # JSON may write a lone surrogate: no database holds it, and no answer could echo it (it was a 500)
+    lone = client.post("/api/predict", content=r'["u1", "\ud800x"]', headers={"content-type": "application/json"})
+    assert lone.status_code == 422 and assert_json(lone)["ERROR"] == (
+        r"invalid request: body.1: Value error, a lone surrogate (\ud800-\udfff) is not text a database can hold"
+    )
     broken = client.post("/api/predict", content=b"[not json", headers={"content-type": "application/json"})
     assert broken.status_code == 422 and assert_json(broken)["STATUS"] == 422
     untyped = client.post("/api/predict", content=json.dumps([VALID_ID]), headers={"content-type": ""})  # curl -d
