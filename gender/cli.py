@@ -668,4 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # stdout closed early (`... | head`): no traceback, as Python's docs advise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as exc:  # the machine's, not the input's: a full disk, a file too large, a folder not ours
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0

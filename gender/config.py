@@ -75,7 +75,7 @@ def _secrets(path: Path = SECRETS_FILE) -> dict:
     try:
         with path.open("rb") as f:
             table = tomllib.load(f).get("gender", {})
-    except (tomllib.TOMLDecodeError, OSError) as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:  # TOML is UTF-8: a Latin-1 "é" is not
         raise GenderError(f"cannot read {path}: {exc}") from None
     if not isinstance(table, dict):
         raise GenderError(f"cannot read {path}: gender must be a table ([gender] and its settings under it)")
@@ -92,11 +92,20 @@ def _secret(secrets: dict, key: str, kind: type | tuple[type, ...], default=None
     return value
 
 
+def user_path(path: str | Path) -> Path:
+    """A path as a user types it, a leading ~ or ~user expanded (a user unknown here is an error in
+    words: pathlib raises RuntimeError)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise GenderError(f"cannot expand {str(path).split('/')[0]!r} in {str(path)!r}: no such user here") from None
+
+
 def sqlite_file(url: URL) -> Path | None:
     """The file a SQLite URL names (None for another database, one in memory or a uri=true URL)."""
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" or url.query.get("uri"):
         return None
-    return Path(url.database).expanduser()
+    return user_path(url.database)
 
 
 def _in_project(db_url: str | None) -> URL | None:
@@ -117,7 +126,7 @@ def load_settings(db: str | URL | None = None, model_dir: str | Path | None = No
     db = db or os.environ.get("GENDER_DB_URL") or _in_project(_secret(secrets, "db_url", str)) or DEFAULT_DB_URL
     given_dir = model_dir or os.environ.get("GENDER_MODEL_DIR")
     if given_dir:  # a path typed by the user is relative to where they are
-        model_dir = Path(given_dir).expanduser().resolve()
+        model_dir = user_path(given_dir).resolve()
     else:  # the secrets file and the default are relative to the project
         model_dir = PROJECT_ROOT / _secret(secrets, "model_dir", str, DEFAULT_MODEL_DIR)
     if given_share := os.environ.get("GENDER_TREATMENT_SHARE"):

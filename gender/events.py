@@ -293,7 +293,11 @@ def parquet_batches(path: Path, columns: EventColumns) -> Iterator[Batch]:
             row += n
             yield Batch(positions, list(zip(*(values[c] for c in columns.names))), row / total)
     except (pa.ArrowException, OSError) as exc:
-        raise ImportFailed(path.name, f"unreadable Parquet data after row {row}: {exc}") from None
+        raise ImportFailed(
+            path.name, f"unreadable Parquet data after row {row}: {' '.join(str(exc).split())}"
+        ) from None
+    except OverflowError:  # a timestamp Python's datetime cannot hold
+        raise ImportFailed(path.name, f"a time after row {row} is outside the years 1 to 9999") from None
     yield Batch([], [], 1.0)
 
 

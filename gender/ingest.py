@@ -123,6 +123,14 @@ def check_session(session_id, start_time, end_time, gender) -> dict:
     return row
 
 
+def check_order(value: object) -> int:
+    """A view's sequence_order: an integer the tables' INTEGER column holds (32 bits on MariaDB)."""
+    order = int(value)
+    if not -(2**31) <= order < 2**31:
+        raise Invalid(f"sequence_order {order} is beyond a 32-bit integer, the tables' INTEGER")
+    return order
+
+
 def check_path(codes: list, written: str | None = None) -> tuple[str, ...]:
     """Four category codes A→B→C→D, or Invalid (naming the path as `written` in the file, if given)."""
     if len(codes) != len(db.LEVELS):
@@ -412,7 +420,7 @@ def _source_views(conn: Connection, label: str, ids: set[str]) -> list[dict]:
             path = check_path([view[name] for name in db.CATEGORY_NAMES])
             row = {
                 "session_id": check_session_id(view["session_id"]),  # numbers become text
-                "sequence_order": int(view["sequence_order"]),
+                "sequence_order": check_order(view["sequence_order"]),
                 **dict(zip(db.CATEGORY_NAMES, path)),
             }
         except (Invalid, TypeError, ValueError) as exc:

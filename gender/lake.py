@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import Engine, select
 
 from gender import db, synth
+from gender.config import user_path
 from gender.errors import BadParquet, GenderError
 from gender.ingest import Progress
 
@@ -125,6 +126,7 @@ def _write(directory: Path, chunks: Iterable[tuple[dict[str, list], dict[str, li
     """Write (session columns, product columns) chunks into `directory`'s two files."""
     directory = Path(directory)
     writers: dict[str, _TableWriter] = {}
+    created = not directory.exists()  # removed again if nothing could be written
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for name in TABLES:
@@ -138,10 +140,14 @@ def _write(directory: Path, chunks: Iterable[tuple[dict[str, list], dict[str, li
             os.replace(writer.tmp, writer.path)
     except OSError as exc:
         raise GenderError(f"cannot write to {directory}: {exc.strerror or exc}") from None
+    except pa.ArrowException as exc:  # a value the lake's schema cannot hold (a sequence_order past 2^31)
+        raise GenderError(f"cannot write the Parquet tables: {' '.join(str(exc).split())}") from None
     finally:
         for writer in writers.values():
             if writer.tmp.exists():
                 writer.abandon()
+        if created and directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
     return LakeReport(directory, writers["session"].rows, writers["product"].rows, [w.path for w in writers.values()])
 
 
@@ -214,7 +220,7 @@ def is_local(location: str | Path) -> bool:
 
 def _local(location: str | Path) -> Path:
     text = str(location)
-    return Path(text.removeprefix("file://")).expanduser()
+    return user_path(text.removeprefix("file://"))
 
 
 def table_location(directory: str | Path, name: str) -> str:

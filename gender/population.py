@@ -47,7 +47,7 @@ import scipy.sparse as sp
 from sqlalchemy import Engine, func, select
 
 from gender import db, files
-from gender.config import redact
+from gender.config import redact, user_path
 from gender.errors import DatabaseUnavailable, GenderError
 from gender.features import session_frame, session_numbers
 from gender.session import WEEKDAY_NAMES, Feature
@@ -130,7 +130,7 @@ def _database_identity(engine: Engine) -> list:
     if backend == "sqlite":
         name = url.database or ""
         if name and name != ":memory:" and not name.startswith("file:"):
-            name = str(Path(name).expanduser().resolve())
+            name = str(user_path(name).resolve())
         return [backend, name]
     return [backend, url.host, url.port, url.database]
 

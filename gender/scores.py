@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, inspect, sel
 
 from gender import db, lake
 from gender.answers import Contribution, contributions_json, counted
+from gender.config import user_path
 from gender.errors import BadParquet, ImportFailed
 from gender.ingest import Invalid, Progress, _insert_many, _shown, check_session_id
 from gender.serve import GROUPS
@@ -127,7 +128,7 @@ def check_file(path: Path) -> ScoresFile:
 
 def scores_files(location: str | Path) -> list[ScoresFile]:
     """The checked part files of a scores folder (or one file); Spark's _SUCCESS and hidden files skipped."""
-    path = Path(location).expanduser()
+    path = user_path(location)
     if not path.exists():
         raise BadParquet(path, "no such file or folder (python -m gender score --spark ... --out DIR writes one)")
     return [check_file(part) for part in lake.part_files(path)]
@@ -135,7 +136,7 @@ def scores_files(location: str | Path) -> list[ScoresFile]:
 
 def written_at(location: str | Path) -> datetime:
     """When the scores were written (UTC): Spark's _SUCCESS marker, else the newest part file."""
-    path = Path(location).expanduser()
+    path = user_path(location)
     marker = path / "_SUCCESS"
     stamp = (marker if marker.is_file() else path).stat().st_mtime
     if path.is_dir() and not marker.is_file():
@@ -199,9 +200,14 @@ def _batches(part: ScoresFile) -> Iterator[tuple[int, dict[str, list]]]:
     """(first row's index, columns as Python lists) a batch at a time, from a pyarrow dataset."""
     names = [*lake.REQUIRED["scores"], *([CONTRIBUTIONS] if part.contributions else [])]
     start = 0
-    for batch in ds.dataset(part.path, format="parquet").to_batches(columns=names, batch_size=BATCH_ROWS):
-        yield start, {name: batch.column(name).to_pylist() for name in names}
-        start += batch.num_rows
+    try:  # the footers were checked; a damaged page shows only now
+        for batch in ds.dataset(part.path, format="parquet").to_batches(columns=names, batch_size=BATCH_ROWS):
+            yield start, {name: batch.column(name).to_pylist() for name in names}
+            start += batch.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        raise ImportFailed(
+            str(part.path), f"unreadable Parquet data after row {start}: {' '.join(str(exc).split())}"
+        ) from None
 
 
 # -- writing ------------------------------------------------------------------------------------

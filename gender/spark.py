@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from gender import db, lake, serve
-from gender.config import Settings
+from gender.config import Settings, user_path
 from gender.errors import BadParquet, GenderError, ModelUnavailable
 from gender.score import EXPLAIN_COLUMN, score_served
 
@@ -415,7 +415,7 @@ def score_parquet(
     locations = lake.check_tables(parquet_dir)
     out_text, made_out = str(out), None  # made_out: a local folder this run creates
     if lake.is_local(out_text):
-        out_path = Path(out_text.removeprefix("file://")).expanduser().resolve()
+        out_path = user_path(out_text.removeprefix("file://")).resolve()
         if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
             raise GenderError(f"{out_path} already exists: give a new folder for the scores (or remove it)")
         out_text, made_out = str(out_path), None if out_path.exists() else out_path

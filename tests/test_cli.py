@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from gender import artifact, db, serve, synth
 from gender.config import load_settings
+from gender.errors import GenderError
 from tests.conftest import PROJECT, _mysql_database, write_pakdd
 
 
@@ -325,6 +326,10 @@ def test_scoring_a_file_with_a_bad_line_writes_nothing(tmp_path, trained_demo):
             ["score", "--unlabelled", "--out", "{tmp}/o.csv", "--master", "local[2]", "--db", "sqlite:///{tmp}/x.db"],
             "--master is for Spark: give --spark --parquet DIR with it",
         ),
+        # ~user of no user here (a shell passes it on as typed): pathlib's RuntimeError was a traceback
+        (["count", "u1", "B1", "--db", "sqlite:///~nosuchuser/x.db"], "cannot expand '~nosuchuser' in"),
+        (["train", "--model-dir", "~nosuchuser/m", "--db", "sqlite:///{tmp}/x.db"], "no such user here"),
+        (["import-scores", "~nosuchuser/s", "--db", "sqlite:///{tmp}/x.db"], "no such user here"),
     ],
 )
 def test_errors_are_one_line_and_exit_1(tmp_path, args, message):
@@ -422,3 +427,13 @@ def test_progress_says_100_percent_only_when_done():
     from gender.cli import percent
 
     assert [percent(f) for f in (0.0, 0.29, 0.3, 100_000 / 100_215, 0.99999, 1.0)] == [0, 29, 30, 99, 99, 100]
+
+
+def test_a_secrets_file_that_is_not_utf8_is_one_line(tmp_path):
+    """TOML is UTF-8; a password with "é" saved as Latin-1 raised UnicodeDecodeError in every command."""
+    from gender import config
+
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_bytes('[gender]\ndb_url = "mysql+pymysql://shop:caf\u00e9@db/shop"\n'.encode("latin-1"))
+    with pytest.raises(GenderError, match=rf"^cannot read {re.escape(str(secrets))}: 'utf-8' codec can't decode"):
+        config._secrets(secrets)

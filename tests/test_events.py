@@ -598,6 +598,13 @@ def test_parquet_times_with_a_time_zone_and_numbers_of_every_kind(engine, tmp_pa
         events.import_events(engine, tmp_path / "coarse.parquet", unix)
     assert db.get_session(engine, "coarse") is None
 
+    # a timestamp Python's datetime cannot hold (pyarrow's reach ±292,000 years): a traceback before
+    beyond = pa.array([253_402_300_800_000_000], pa.timestamp("us"))  # 10000-01-01
+    pq.write_table(pa.table({"visit": ["beyond"], "ts": beyond, "p": ["A/B/C/D"]}), tmp_path / "beyond.parquet")
+    with pytest.raises(ImportFailed, match=r"^beyond.parquet: a time after row 0 is outside the years 1 to 9999$"):
+        events.import_events(engine, tmp_path / "beyond.parquet", replace(unix, time_unit=None))
+    assert db.get_session(engine, "beyond") is None
+
 
 EPOCH_HINT = "expected YYYY-MM-DD HH:MM:SS (ISO 8601); for a number since 1970-01-01 UTC, give its unit: --time-unit"
 BAD_EPOCH_FILES = [  # (time unit, the bad row's time, the reason)

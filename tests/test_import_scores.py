@@ -182,6 +182,11 @@ def test_a_bad_file_stops_the_import_naming_file_and_column_and_nothing_is_writt
     folders["value"] = write_scores(tmp_path / "value", [good[:2], wrong_value[2:]])
     folders["twice"] = write_scores(tmp_path / "twice", [good[:10], good[:3] + good[10:]])
     folders["repeat"] = write_scores(tmp_path / "repeat", [good[:3] + good[:1] + good[3:]])  # row 4 is row 1 again
+    folders["damaged"] = write_scores(tmp_path / "damaged", [good])  # its footer intact, a data page not
+    damaged = folders["damaged"] / "part-00000-c0ffee.snappy.parquet"
+    data = bytearray(damaged.read_bytes())
+    data[4:60] = bytes(56)
+    damaged.write_bytes(bytes(data))
     expected = {
         "missing": f"{folders['missing'] / 'part-00001.parquet'}: no column 'ab_group', which the scores table needs",
         "type": f"{folders['type'] / 'part-00000-c0ffee.snappy.parquet'}: column 'p_male' is of type string, "
@@ -195,6 +200,7 @@ def test_a_bad_file_stops_the_import_naming_file_and_column_and_nothing_is_writt
         "repeat": f"{folders['repeat'] / 'part-00000-c0ffee.snappy.parquet'}, row 4: session {ids[0]!r} is scored "
         "twice by model 'boosted-1111aaaa' (also on row 1)",
         "absent": f"{tmp_path / 'absent'}: no such file or folder",
+        "damaged": f"{damaged}: unreadable Parquet data after row 0: ",
         "csv": f"{tmp_path / 'scores.csv'}: not a Parquet file: import-scores loads what `score --spark --out DIR` "
         "writes (the CSV of `score --unlabelled` or `--pakdd` is not loaded)",
     }

@@ -281,7 +281,7 @@ def own_source(url, sessions: list[str], views: list[tuple[str, int]], collation
         )
         conn.execute(
             text(
-                f"CREATE TABLE product (session_id VARCHAR(255) {collation}, sequence_order INTEGER, "
+                f"CREATE TABLE product (session_id VARCHAR(255) {collation}, sequence_order BIGINT, "
                 "category_a VARCHAR(9), category_b VARCHAR(9), category_c VARCHAR(9), category_d VARCHAR(9))"
             )
         )
@@ -312,6 +312,11 @@ def source_url(request, tmp_path):
     [
         (["ok", "gap"], [("ok", 1), ("gap", 5), ("gap", 5)], "session 'gap': two views with sequence_order 5"),
         (["ok", "twice", "twice"], [("ok", 1)], "session 'twice' is in the session table twice"),
+        (
+            ["big"],
+            [("big", 2**41)],
+            "session 'big': sequence_order 2199023255552 is beyond a 32-bit integer, the tables' INTEGER",
+        ),
     ],
 )
 def test_a_key_the_source_breaks_is_named_in_the_source(engine, source_url, sessions, views, reason):

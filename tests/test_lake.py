@@ -14,6 +14,7 @@ import pytest
 from gender import db, ingest, lake, synth
 from gender.errors import BadParquet
 from tests.conftest import PROJECT
+from tests.live import sqlite_copy
 
 
 def run(*args, check=True):
@@ -104,6 +105,17 @@ def test_export_parquet_command(demo_db, tmp_path):
 
     empty = run("export-parquet", tmp_path / "none", "--db", f"sqlite:///{tmp_path / 'empty.db'}", check=False)
     assert empty.returncode == 1 and empty.stderr.count("\n") == 1 and "no FTP tables" in empty.stderr
+
+    # A database of one's own may hold what the lake's int32 cannot: one line, and no folder left (a traceback before)
+    own = sqlite_copy(demo_db, tmp_path / "own.db")
+    with db.connect(own).begin() as conn:
+        conn.execute(db.product.update().where(db.product.c.sequence_order == 1).values(sequence_order=2**41))
+    big = run("export-parquet", tmp_path / "big", "--db", own, check=False)
+    assert big.returncode == 1 and "Traceback" not in big.stderr, big.stderr
+    assert big.stderr.splitlines()[-1] == (
+        "error: cannot write the Parquet tables: Value 2199023255552 too large to fit in C integer type"
+    )
+    assert not (tmp_path / "big").exists()
 
 
 def test_demo_parquet_equals_the_demo_database(tmp_path):
