@@ -379,9 +379,10 @@ def cancelled_by_ctrl_c(spark) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _spark_errors() -> Iterator[None]:
-    """A GenderError raised in an executor, or Spark's own word on a path or a schema (a folder
-    that is not there, an output that is), as one line; anything else goes on as the bug it is."""
+def spark_errors() -> Iterator[None]:
+    """A GenderError raised in an executor, or Spark's own word on a path, a schema or a file it
+    could not read (a folder that is not there, an output that is, a damaged Parquet page), as one
+    line; anything else goes on as the bug it is. Score and summarize run their jobs in it."""
     from pyspark.errors import AnalysisException
 
     try:
@@ -396,6 +397,12 @@ def _spark_errors() -> Iterator[None]:
             marker = f"gender.errors.{name}: "
             if marker in text:
                 raise GenderError(text.split(marker, 1)[1].strip().splitlines()[0]) from None
+        # The footers were checked before: a damaged data page shows only when a task reads it.
+        unread = re.search(r"\[FAILED_READ_FILE[^\]]*\] Encountered error while reading file (\S+?)\.?\s", text)
+        if unread:
+            cause = re.search(r"Caused by: [\w.$]+: (.*)", text)
+            why = f": {cause.group(1).strip()}" if cause else ""
+            raise GenderError(f"Spark could not read {unread.group(1)}{why}") from None
         raise
 
 
@@ -436,7 +443,7 @@ def score_parquet(
         try:
             ship_package(spark)
             spark.sparkContext.addArchive(str(archive))  # unpacked on every node, as SparkFiles.get(its name)
-            with _spark_errors(), _task_progress(spark, say):
+            with spark_errors(), _task_progress(spark, say):
                 scores = session_rows(spark, locations).mapInPandas(functools.partial(score_batches, job), schema)
                 try:
                     with cancelled_by_ctrl_c(spark):

@@ -15,9 +15,8 @@ asks for the command on a large one. pyspark is imported only by `summarize_parq
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +28,7 @@ from sqlalchemy import Connection, Engine, case, delete, extract, func, insert, 
 
 from gender import db, lake
 from gender.config import redact
-from gender.errors import BadParquet, GenderError
+from gender.errors import BadParquet
 
 # The most product rows the page summarises live when none are stored: the GROUP BYs took 30 s
 # on SQLite at a million views here (shared 2 cores), so about 6 s at this many.
@@ -320,17 +319,6 @@ def _check_gender(locations: dict[str, str]) -> None:
             raise BadParquet(path, f"column 'gender' is of type {kind}, expected text", "gender")
 
 
-@contextlib.contextmanager
-def _spark_errors() -> Iterator[None]:
-    """Spark's word on a path or a schema as one line; anything else goes on as the bug it is."""
-    from pyspark.errors import AnalysisException
-
-    try:
-        yield
-    except AnalysisException as exc:
-        raise GenderError(f"Spark: {str(exc).strip().splitlines()[0]}") from None
-
-
 def compute_spark(spark, locations: dict[str, str], location: str) -> Summaries:
     """The same summaries as `compute_sql`, in Spark SQL from the lake's tables."""
     from pyspark.sql import functions as F
@@ -410,7 +398,7 @@ def summarize_parquet(
         spark, created = gspark.session(master)
     try:
         say(f"tables in {parquet_dir} checked; summarising them in Spark SQL")
-        with _spark_errors(), gspark.cancelled_by_ctrl_c(spark):
+        with gspark.spark_errors(), gspark.cancelled_by_ctrl_c(spark):
             summaries = compute_spark(spark, locations, str(parquet_dir))
     finally:
         if created:

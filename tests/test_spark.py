@@ -180,6 +180,27 @@ def _broken(tmp_path, name, change):
     return broken
 
 
+def test_a_damaged_data_page_is_one_line_from_score_and_summarize(spark, trained_demo, lake_dir, tmp_path, capsys):
+    """The footers are checked before Spark runs; a damaged data page fails only in a task, which
+    was a Py4JJavaError and its traceback."""
+    damaged = tmp_path / "lake"
+    shutil.copytree(lake_dir, damaged)
+    product = damaged / "product.parquet"
+    data = bytearray(product.read_bytes())
+    data[4:200] = bytes(196)  # the first data page's header
+    product.write_bytes(bytes(data))
+    said = f"error: Spark could not read file://{product}: can not read class org.apache.parquet.format.PageHeader"
+    status, err = score_on_spark(
+        capsys, "--parquet", damaged, "--out", tmp_path / "out", "--model-dir", trained_demo[1]
+    )
+    assert status == 1 and err.splitlines()[-1].startswith(said) and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    capsys.readouterr()
+    status = main(["summarize", "--spark", "--parquet", str(damaged), "--db", f"sqlite:///{tmp_path / 'sums.db'}"])
+    err = capsys.readouterr().err
+    assert status == 1 and err.splitlines()[-1].startswith(said) and "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     "name, change, column, says",
     [
