@@ -10,6 +10,7 @@ its card says is refused after.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -69,20 +70,36 @@ def save(
     model_dir: Path, pipelines: dict[str, Pipeline], card: ModelCard, fitted_on: dict[str, object] | None = None
 ) -> ModelCard:
     """Save each slot's pipeline and the session ids it was fitted on (`fitted_on`), then the card
-    with the files' checksums; returns that card."""
+    with the files' checksums; returns that card.
+
+    Each pipeline goes to a file named by its content (`treatment-<sha256[:16]>.joblib`), never
+    over a file the current card names, and the card is replaced last: a save that dies midway
+    (the disk full, the process killed) leaves the old card and every file it names, so the
+    models that were serving still load. Only then are the model files the card does not name
+    removed (a replaced model's, or an older training's `treatment.joblib`)."""
     model_dir.mkdir(parents=True, exist_ok=True)
     slots = dict(card.slots)
     for slot, pipeline in pipelines.items():
-        path = model_dir / f"{slot}.joblib"
-        files.write_atomically(path, lambda f, p=pipeline: joblib.dump(p, f))
-        slots[slot] = slots[slot].model_copy(update={"file": path.name, "sha256": sha256(path)})
+        dumped = io.BytesIO()
+        joblib.dump(pipeline, dumped)
+        data = dumped.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        path = model_dir / f"{slot}-{digest[:16]}.joblib"
+        files.write_atomically(path, lambda f, data=data: f.write(data))
+        slots[slot] = slots[slot].model_copy(update={"file": path.name, "sha256": digest})
     card = card.model_copy(update={"slots": slots})
-    for slot, session_ids in (fitted_on or {}).items():  # each names its model: a stale one is never taken
+    # These keep their fixed names: each names its model, so one a failed save replaced is taken for
+    # no model (its sessions count as unseen) and never for the old model's.
+    for slot, session_ids in (fitted_on or {}).items():
         saved = {"hashes": np.sort(session_hashes(session_ids)), "model_id": card.model_id(slot)}
         trained_on = model_dir / TRAINED_ON_FILE.format(slot=slot)
         files.write_atomically(trained_on, lambda f, saved=saved: np.savez(f, **saved))
     text = card.to_json()
     files.write_atomically(model_dir / METADATA_FILE, lambda f: f.write(text))
+    named = {entry.file for entry in slots.values()}
+    for path in model_dir.glob("*.joblib"):  # the folder is the models' own
+        if path.name not in named:
+            path.unlink(missing_ok=True)
     return card
 
 

@@ -888,6 +888,7 @@ def test_a_retrain_loads_aside_and_files_that_do_not_load_leave_the_models_servi
     monkeypatch.setenv("GENDER_DB_URL", trained_demo[0])
     monkeypatch.setenv("GENDER_MODEL_DIR", str(model_dir))
     metadata = model_dir / "metadata.json"
+    control = artifact.load_card(model_dir).slots["control"].file  # the file the card names
 
     def retrained() -> None:  # a new card, as a retrain writes it last
         os.utime(metadata, ns=(metadata.stat().st_atime_ns, metadata.stat().st_mtime_ns + 10**9))
@@ -899,7 +900,7 @@ def test_a_retrain_loads_aside_and_files_that_do_not_load_leave_the_models_servi
         client.get("/predict/u10002")
         assert service.models() is first  # loaded once
 
-        (model_dir / "control.joblib").write_bytes(b"not a model")  # a retrain's files that do not load
+        (model_dir / control).write_bytes(b"not a model")  # a retrain's files that do not load
         retrained()
         assert client.get("/predict/u10001").status_code == 200  # the models before answer meanwhile
         until(lambda: artifact.refused(model_dir) is not None)
@@ -916,9 +917,9 @@ def test_a_retrain_loads_aside_and_files_that_do_not_load_leave_the_models_servi
         monkeypatch.setattr(artifact, "RETRY_SECONDS", 30)
         health = client.get("/api/health")
         assert health.status_code == 200 and health.json()["STATUS"] == "degraded"
-        assert "control.joblib does not match its recorded sha256" in health.json()["MODEL_WARNING"]
+        assert f"{control} does not match its recorded sha256" in health.json()["MODEL_WARNING"]
 
-        shutil.copy(trained_demo[1] / "control.joblib", model_dir / "control.joblib")  # a good retrain
+        shutil.copy(trained_demo[1] / control, model_dir / control)  # a good retrain
         retrained()
         until(lambda: client.get("/predict/u10001").status_code == 200 and service.models() is not first)
         assert client.get("/api/health").json()["STATUS"] == "ok"

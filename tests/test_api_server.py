@@ -292,7 +292,9 @@ def test_every_worker_loads_the_models_before_it_takes_a_request(trained_demo, t
     model_dir = shutil.copytree(trained, tmp_path / "models")
     port = live.free_port()
     with api_process(url, model_dir, tmp_path / "api.log", 2, port=port) as (base, process):  # both listening
-        with (model_dir / "treatment.joblib").open("ab") as model_file:  # a retrain's files that do not load
+        with (model_dir / artifact.load_card(model_dir).slots["treatment"].file).open(
+            "ab"
+        ) as model_file:  # a retrain's files that do not load
             model_file.write(b"garbage")
         metadata = model_dir / "metadata.json"
         os.utime(metadata, ns=(metadata.stat().st_atime_ns, metadata.stat().st_mtime_ns + 10**9))

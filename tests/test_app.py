@@ -383,7 +383,9 @@ def test_a_tampered_model_is_refused_on_every_page(trained_demo, monkeypatch, tm
     url, model_dir = trained_demo
     copy = tmp_path / "models"
     shutil.copytree(model_dir, copy)
-    with (copy / "treatment.joblib").open("ab") as f:  # one byte more: the sha256 no longer matches
+    with (copy / artifact.load_card(copy).slots["treatment"].file).open(
+        "ab"
+    ) as f:  # one byte more: the sha256 no longer matches
         f.write(b"\0")
     monkeypatch.setenv("GENDER_DB_URL", url)
     monkeypatch.setenv("GENDER_MODEL_DIR", str(copy))

@@ -1,6 +1,9 @@
 """Training, the saved artefacts, predictions and their explanations, on a small synthetic shop."""
 
+import errno
 import json
+import os
+import re
 import shutil
 
 import numpy as np
@@ -8,7 +11,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
-from gender import answers, artifact, db, explain, metrics, predict
+from gender import answers, artifact, db, explain, files, metrics, predict
 from gender.answers import UNKNOWN, Prediction, beyond_training, in_words
 from gender.errors import ModelUnavailable
 from gender.features import SessionFeatures
@@ -215,7 +218,8 @@ def test_tampered_or_foreign_models_are_refused(trained_demo, tmp_path):
     shutil.copytree(model_dir, copy)
     artifact.load(copy)  # a faithful copy loads
 
-    with (copy / "treatment.joblib").open("r+b") as f:  # one byte changed
+    treatment = artifact.load_card(copy).slots["treatment"].file  # the file the card names
+    with (copy / treatment).open("r+b") as f:  # one byte changed
         f.seek(100)
         byte = f.read(1)
         f.seek(100)
@@ -224,9 +228,9 @@ def test_tampered_or_foreign_models_are_refused(trained_demo, tmp_path):
         artifact.load(copy)
 
     metadata = json.loads((copy / artifact.METADATA_FILE).read_text())
-    metadata["slots"]["treatment"]["file"] = "../../elsewhere/treatment.joblib"  # only the folder is trusted
+    metadata["slots"]["treatment"]["file"] = f"../../elsewhere/{treatment}"  # only the folder is trusted
     (copy / artifact.METADATA_FILE).write_text(json.dumps(metadata))
-    with pytest.raises(ModelUnavailable, match="does not match|missing"):
+    with pytest.raises(ModelUnavailable, match=re.escape(f"model file {copy / treatment} does not match")):
         artifact.load(copy)
 
     metadata["feature_version"] = -1
@@ -278,7 +282,7 @@ def test_a_saved_pipeline_answers_on_its_own_as_served(served):
     import joblib
 
     engine, model, model_dir = served
-    pipeline = joblib.load(model_dir / "treatment.joblib")
+    pipeline = joblib.load(model_dir / artifact.load_card(model_dir).slots["treatment"].file)
     frame, _ = labelled_data(engine)
     rows = frame.iloc[:200]
     p_male = model.p_male(rows)
@@ -291,13 +295,56 @@ def test_truncated_model_file_is_refused_even_with_matching_checksum(trained_dem
     _, model_dir = trained_demo
     copy = tmp_path / "models"
     shutil.copytree(model_dir, copy)
-    path = copy / "treatment.joblib"
+    path = copy / artifact.load_card(copy).slots["treatment"].file
     path.write_bytes(path.read_bytes()[:1000])
     metadata = json.loads((copy / artifact.METADATA_FILE).read_text())
     metadata["slots"]["treatment"]["sha256"] = artifact.sha256(path)
     (copy / artifact.METADATA_FILE).write_text(json.dumps(metadata))
     with pytest.raises(ModelUnavailable, match="cannot be read"):
         artifact.load(copy)
+
+
+def test_a_save_that_dies_before_its_card_leaves_the_serving_models_loadable(trained_demo, tmp_path, monkeypatch):
+    """A retrain whose save fails after a model file is written (the disk full at the card) leaves
+    the models that were serving loadable by a fresh process; a complete save then serves the new
+    ones and leaves no model file its card does not name (here an older training's fixed names)."""
+    _, model_dir = trained_demo
+    folder = tmp_path / "models"
+    shutil.copytree(model_dir, folder)
+    metadata = json.loads((folder / artifact.METADATA_FILE).read_text())
+    for slot, entry in metadata["slots"].items():  # the fixed names an older training wrote
+        (folder / entry["file"]).rename(folder / f"{slot}.joblib")
+        entry["file"] = f"{slot}.joblib"
+    (folder / artifact.METADATA_FILE).write_text(json.dumps(metadata))
+    old = artifact.load(folder)
+    old_ids = {"treatment": old.treatment.model_id, "control": old.control.model_id}
+    # A retrain with other models: the two slots' models swapped, each with its card entry.
+    card = artifact.load_card(folder)
+    retrained = card.model_copy(
+        update={"slots": {"treatment": card.slots["control"], "control": card.slots["treatment"]}}
+    )
+    pipelines = {"treatment": old.control.pipeline, "control": old.treatment.pipeline}
+
+    write = files.write_atomically
+
+    def disk_full_at_the_card(path, writer):
+        if path.name == artifact.METADATA_FILE:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write(path, writer)
+
+    monkeypatch.setattr(files, "write_atomically", disk_full_at_the_card)
+    with pytest.raises(OSError, match="No space left"):
+        artifact.save(folder, pipelines, retrained)
+    monkeypatch.undo()
+    served = artifact.load(folder)  # what a restart loads: the old models, whole
+    assert {"treatment": served.treatment.model_id, "control": served.control.model_id} == old_ids
+    assert served.treatment.candidate == old.treatment.candidate
+
+    saved = artifact.save(folder, pipelines, retrained)
+    new = artifact.load(folder)
+    assert new.treatment.candidate == old.control.candidate and new.control.candidate == old.treatment.candidate
+    assert new.treatment.model_id == saved.model_id("treatment") and new.control.model_id == saved.model_id("control")
+    assert {path.name for path in folder.glob("*.joblib")} == {entry.file for entry in saved.slots.values()}
 
 
 def test_in_words():

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gender import db, lake, serve
+from gender import artifact, db, lake, serve
 from gender import spark as gspark
 from gender.cli import main
 from gender.features import session_frame
@@ -103,13 +103,14 @@ def test_a_corrupt_or_foreign_model_is_refused_before_any_executor_runs(
     corrupt, foreign = tmp_path / "corrupt", tmp_path / "foreign"
     for copy in (corrupt, foreign):
         shutil.copytree(model_dir, copy)
-    data = bytearray((corrupt / "treatment.joblib").read_bytes())
+    files = {slot: entry.file for slot, entry in artifact.load_card(model_dir).slots.items()}  # as the card names them
+    data = bytearray((corrupt / files["treatment"]).read_bytes())
     data[len(data) // 2] ^= 0xFF
-    (corrupt / "treatment.joblib").write_bytes(bytes(data))
-    shutil.copy(model_dir / "treatment.joblib", foreign / "control.joblib")  # a readable model, not this card's
+    (corrupt / files["treatment"]).write_bytes(bytes(data))
+    shutil.copy(model_dir / files["treatment"], foreign / files["control"])  # a readable model, not this card's
 
     before = jobs_run(spark)
-    for folder, file in ((corrupt, "treatment.joblib"), (foreign, "control.joblib")):
+    for folder, file in ((corrupt, files["treatment"]), (foreign, files["control"])):
         out = tmp_path / f"out-{folder.name}"
         status, err = score_on_spark(capsys, "--parquet", lake_dir, "--out", out, "--model-dir", folder)
         assert status == 1
