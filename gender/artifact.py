@@ -149,6 +149,16 @@ def load_pipeline(model_dir: Path, card: ModelCard, slot: str) -> Pipeline:
 
 def load(model_dir: Path) -> Models:
     """The served models of `model_dir`, each checked (the control may be missing)."""
+    version = card_version(model_dir)
+    try:
+        return _load(model_dir)
+    except ModelUnavailable:
+        if card_version(model_dir) == version:
+            raise
+        return _load(model_dir)  # a save replaced the card meanwhile, and removed the files the old one named
+
+
+def _load(model_dir: Path) -> Models:
     card = load_card(model_dir)
     treatment = Model(load_pipeline(model_dir, card, "treatment"), card, "treatment")
     control = Model(load_pipeline(model_dir, card, "control"), card, "control") if "control" in card.slots else None

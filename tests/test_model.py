@@ -347,6 +347,29 @@ def test_a_save_that_dies_before_its_card_leaves_the_serving_models_loadable(tra
     assert {path.name for path in folder.glob("*.joblib")} == {entry.file for entry in saved.slots.values()}
 
 
+def test_a_load_that_meets_a_save_loads_the_saved_models(trained_demo, tmp_path, monkeypatch):
+    """A process that read the card just before a retrain replaced it finds the files it names
+    removed: it loads again, the new card and its files."""
+    _, model_dir = trained_demo
+    folder = tmp_path / "models"
+    shutil.copytree(model_dir, folder)
+    old, card = artifact.load(folder), artifact.load_card(folder)
+    retrained = card.model_copy(
+        update={"slots": {"treatment": card.slots["control"], "control": card.slots["treatment"]}}
+    )
+    load_pipeline, saved = artifact.load_pipeline, []
+
+    def a_save_meanwhile(*args):
+        if not saved:  # after the old card was read, before its files are opened
+            saved.append(artifact.save(folder, {"treatment": old.control.pipeline}, retrained))
+        return load_pipeline(*args)
+
+    monkeypatch.setattr(artifact, "load_pipeline", a_save_meanwhile)
+    models = artifact.load(folder)
+    assert models.treatment.candidate == old.control.candidate
+    assert models.treatment.model_id == saved[0].model_id("treatment")
+
+
 def test_in_words():
     def served(p_male: float) -> Prediction:
         return Prediction("u1", "male" if p_male >= 0.35 else "female", p_male, 0.35, "m")
