@@ -5,6 +5,8 @@ import csv
 import json
 import os
 import re
+import resource
+import shutil
 import stat
 import subprocess
 import sys
@@ -199,6 +201,34 @@ def test_the_model_files_take_the_umask_as_any_new_file(trained_demo):
     assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in written} == {
         path.name: 0o666 & ~umask for path in written
     }
+
+
+def test_a_train_whose_save_dies_leaves_the_models_that_were_serving(tmp_path, trained_demo):
+    """A retrain on a disk that fills while it saves (here: a file-size limit past the first model's
+    file, so the second cannot be written): one line, and the old models still load (the new
+    treatment file had replaced the old one, and the old card no longer matched it)."""
+    models = tmp_path / "models"
+    shutil.copytree(trained_demo[1], models)
+    serving = artifact.load(models)
+    small = tmp_path / "small.db"
+    synth.create_demo(db.connect(f"sqlite:///{small}"), sessions=600, seed=3)  # its control's file is ~1.8 MB
+    limit = 500_000  # bytes a file of the process may grow to: the treatment's file fits, the control's not
+
+    def full_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # Python ignores SIGXFSZ: writes raise EFBIG
+
+    result = subprocess.run(
+        [sys.executable, "-m", "gender", "train", "--db", f"sqlite:///{small}", "--model-dir", str(models)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        timeout=600,
+        preexec_fn=full_disk,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1] == "error: [Errno 27] File too large"
+    still = artifact.load(models)
+    assert (still.treatment.model_id, still.control.model_id) == (serving.treatment.model_id, serving.control.model_id)
 
 
 @pytest.mark.parametrize(
