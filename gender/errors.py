@@ -8,6 +8,11 @@ class GenderError(Exception):
     """A problem to report to the user in one clear line."""
 
 
+def one_line(exc: BaseException) -> str:
+    """Another library's message (pyarrow's span lines) as one line, to quote in a GenderError."""
+    return " ".join(str(exc).split())
+
+
 class DatabaseUnavailable(GenderError):
     """The database cannot be reached, refuses us, or lacks the FTP tables."""
 

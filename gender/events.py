@@ -44,7 +44,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from gender import db, ingest
 from gender.answers import counted
-from gender.errors import GenderError, ImportFailed
+from gender.errors import GenderError, ImportFailed, one_line
 
 CHUNK_EVENTS = 20_000  # rows checked and staged at a time: the memory an import needs
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -293,9 +293,7 @@ def parquet_batches(path: Path, columns: EventColumns) -> Iterator[Batch]:
             row += n
             yield Batch(positions, list(zip(*(values[c] for c in columns.names))), row / total)
     except (pa.ArrowException, OSError) as exc:
-        raise ImportFailed(
-            path.name, f"unreadable Parquet data after row {row}: {' '.join(str(exc).split())}"
-        ) from None
+        raise ImportFailed(path.name, f"unreadable Parquet data after row {row}: {one_line(exc)}") from None
     except OverflowError:  # a timestamp Python's datetime cannot hold
         raise ImportFailed(path.name, f"a time after row {row} is outside the years 1 to 9999") from None
     yield Batch([], [], 1.0)

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, select
 
 from gender import db, synth
 from gender.config import user_path
-from gender.errors import BadParquet, GenderError
+from gender.errors import BadParquet, GenderError, one_line
 from gender.ingest import Progress
 
 TABLES = ("session", "product")
@@ -141,7 +141,7 @@ def _write(directory: Path, chunks: Iterable[tuple[dict[str, list], dict[str, li
     except OSError as exc:
         raise GenderError(f"cannot write to {directory}: {exc.strerror or exc}") from None
     except pa.ArrowException as exc:  # a value the lake's schema cannot hold (a sequence_order past 2^31)
-        raise GenderError(f"cannot write the Parquet tables: {' '.join(str(exc).split())}") from None
+        raise GenderError(f"cannot write the Parquet tables: {one_line(exc)}") from None
     finally:
         for writer in writers.values():
             if writer.tmp.exists():

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, inspect, sel
 from gender import db, lake
 from gender.answers import Contribution, contributions_json, counted
 from gender.config import user_path
-from gender.errors import BadParquet, ImportFailed
+from gender.errors import BadParquet, ImportFailed, one_line
 from gender.ingest import Invalid, Progress, _insert_many, _shown, check_session_id
 from gender.serve import GROUPS
 
@@ -205,9 +205,7 @@ def _batches(part: ScoresFile) -> Iterator[tuple[int, dict[str, list]]]:
             yield start, {name: batch.column(name).to_pylist() for name in names}
             start += batch.num_rows
     except (pa.ArrowException, OSError) as exc:
-        raise ImportFailed(
-            str(part.path), f"unreadable Parquet data after row {start}: {' '.join(str(exc).split())}"
-        ) from None
+        raise ImportFailed(str(part.path), f"unreadable Parquet data after row {start}: {one_line(exc)}") from None
 
 
 # -- writing ------------------------------------------------------------------------------------
