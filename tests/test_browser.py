@@ -315,6 +315,7 @@ BAR_CHARTS = """() => [...document.querySelectorAll('.js-plotly-plot')]
         const labels = [...chart.querySelectorAll('.ytick text')];
         return {
             width: chart._fullLayout.width,
+            container: chart.clientWidth,
             bars: chart._fullLayout._size.w,
             labels: labels.map(label => label.textContent),
             cut: labels.filter(label => label.getBoundingClientRect().left < left - 1).length,
@@ -331,6 +332,8 @@ def test_on_a_phone_bars_keep_room_beside_long_labels(server, browser):
         page.goto(f"{server}/population")
         settle(page)
         wait_for_charts(page, 5)  # groups, features, dependence, the cohorts' two
+        # Drawn at their containers' widths: a chart may first be drawn before its columns stack
+        page.wait_for_function(f"({BAR_CHARTS})().every(chart => chart.width === chart.container)", timeout=30_000)
         charts = page.evaluate(BAR_CHARTS)
         assert len(charts) == 4  # every chart of the page but the dependence
         for chart in charts:
@@ -341,8 +344,9 @@ def test_on_a_phone_bars_keep_room_beside_long_labels(server, browser):
 
         page.set_viewport_size({"width": 1400, "height": 2400})  # the same charts, resized: longer labels
         page.wait_for_function(
-            f"widths => ({BAR_CHARTS})().every((chart, n) => chart.width > widths[n])",
+            f"widths => ({BAR_CHARTS})().every((c, n) => c.width > widths[n] && c.width === c.container)",
             arg=[chart["width"] for chart in charts],
+            timeout=30_000,
         )
         wide = page.evaluate(BAR_CHARTS)
         assert [chart["cut"] for chart in wide] == [0, 0, 0, 0]
