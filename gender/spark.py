@@ -227,21 +227,36 @@ def ship_package(spark) -> None:
 
 
 def stage_models(model_dir: Path) -> tuple[Path, Path]:
-    """A private copy of the model folder's files (not its run history) to load on the driver, and
-    the same files as a zip of a name of its own to ship to the executors: a retrain while the job
-    runs cannot mix two models. Returns (the copy, the zip); both are under one temporary folder.
-    (A zip, as Spark ships a local folder only in local mode, and files by their bare names.)"""
+    """A private copy of the models to load on the driver, and the same files as a zip of a name of
+    its own to ship to the executors: a retrain while the job runs cannot mix two models. Only the
+    card as read and the files it names go (no run history, no population, no replaced model's
+    file). Returns (the copy, the zip); both are under one temporary folder. (A zip, as Spark ships
+    a local folder only in local mode, and files by their bare names.)"""
+    from gender import artifact
+
     model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise ModelUnavailable(f"no trained model in {model_dir}: run `python -m gender train`")
+    card_file = model_dir / artifact.METADATA_FILE
+    try:
+        card_text = card_file.read_bytes()
+    except OSError:
+        raise ModelUnavailable(f"no trained model in {model_dir}: run `python -m gender train`") from None
     workspace = Path(tempfile.mkdtemp(prefix="gender-models-"))
     staged, archive = workspace / "models", workspace / f"{workspace.name}.zip"
     staged.mkdir()
+    (staged / card_file.name).write_bytes(card_text)
+    try:
+        card = artifact.load_card(staged)  # the card as read, checked as a load checks it
+    except ModelUnavailable as exc:
+        shutil.rmtree(workspace, ignore_errors=True)
+        raise ModelUnavailable(str(exc).replace(str(staged), str(model_dir))) from None
+    names = [Path(entry.file).name for entry in card.slots.values() if entry.file]
+    names += [artifact.TRAINED_ON_FILE.format(slot=slot) for slot in card.slots]
+    for name in names:  # one a save has removed meanwhile is missing: the load says so
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, staged / name)
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as packed:
-        for path in sorted(model_dir.iterdir()):
-            if path.is_file() and not path.name.startswith("."):
-                shutil.copy2(path, staged / path.name)
-                packed.write(staged / path.name, path.name)
+        for path in sorted(staged.iterdir()):
+            packed.write(path, path.name)
     return staged, archive
 
 

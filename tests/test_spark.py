@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -179,6 +180,26 @@ def _broken(tmp_path, name, change):
     lake.demo_parquet(broken, 200, seed=3)
     pq.write_table(change(pq.read_table(broken / f"{name}.parquet")), broken / f"{name}.parquet")
     return broken
+
+
+def test_only_the_card_and_the_files_it_names_are_staged_for_the_executors(trained_demo, tmp_path):
+    """Not the folder: a population file (tens of MB on a large database) or a replaced model's
+    file went to every executor."""
+    models = tmp_path / "models"
+    shutil.copytree(trained_demo[1], models)
+    (models / "population-0123abcd-456789abcdef.npz").write_bytes(b"x" * 1000)
+    (models / "control-0000000000000000.joblib").write_bytes(b"a replaced model")
+    card = artifact.load_card(models)
+    expected = {"metadata.json", *(entry.file for entry in card.slots.values())}
+    expected |= {artifact.TRAINED_ON_FILE.format(slot=slot) for slot in card.slots}
+    staged, archive = gspark.stage_models(models)
+    try:
+        assert {path.name for path in staged.iterdir()} == expected
+        with zipfile.ZipFile(archive) as packed:
+            assert set(packed.namelist()) == expected
+        assert gspark.load_models(staged).treatment.model_id == artifact.load(models).treatment.model_id
+    finally:
+        shutil.rmtree(staged.parent)
 
 
 def test_a_damaged_data_page_is_one_line_from_score_and_summarize(spark, trained_demo, lake_dir, tmp_path, capsys):
